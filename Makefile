@@ -1,0 +1,118 @@
+# fulcrum - build, test, run.
+#
+#   make            build/fulcrum and build/fulcrum-backend
+#   make run        three demo backends + fulcrum with examples/fulcrum.yaml (Ctrl-C stops all)
+#   make test       install missing Debian packages, build, run unit and end-to-end tests
+#   make test-asan  the same suite against an AddressSanitizer + UBSan build (build-asan/)
+#   make fuzz       libFuzzer targets (build-fuzz/); make fuzz-run FUZZ_SECONDS=N runs each
+#   make bench      bench/run: fulcrum against haproxy and nginx, printed as ratios
+#   make fmt        clang-format every C file
+#
+# CC=clang works as well as the default gcc. BUILD selects the output directory.
+
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+BUILD ?= build
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+        -Wformat=2 -Wno-unused-parameter
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+CPPFLAGS += -D_GNU_SOURCE -Isrc -DFULCRUM_VERSION='"$(VERSION)"' -DFULCRUM_GIT_REV='"$(GIT_REV)"'
+ALL_CFLAGS = -std=c11 -pthread $(WARN) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
+LDLIBS = -lyaml -pthread
+SAN_FLAGS ?=
+
+CORE_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+CORE_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/src/%.o)
+BACKEND_SRC := $(wildcard backend/*.c)
+BACKEND_OBJ := $(BACKEND_SRC:%.c=$(BUILD)/obj/%.o)
+# The demo backend reuses the event loop, buffers, parser, sockets and log, nothing else.
+BACKEND_CORE := $(patsubst %,$(BUILD)/obj/src/%.o,loop buf http1 net log)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
+
+.PHONY: all clean test test-unit test-e2e test-asan fuzz fuzz-run run bench fmt fmt-check deps \
+        soak install
+
+all: $(BUILD)/fulcrum $(BUILD)/fulcrum-backend
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/fulcrum: $(BUILD)/obj/src/main.o $(CORE_OBJ)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/fulcrum-backend: $(BACKEND_OBJ) $(BACKEND_CORE)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+# Unit tests link every core object; a test may also #include a .c file to reach its statics.
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-missing-prototypes $< $(CORE_OBJ) -o $@ $(LDLIBS) -lcmocka
+
+deps:
+	@scripts/install-deps
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-e2e: all
+	FULCRUM_BUILD=$(BUILD) python3 tests/e2e/run.py $(E2E_ARGS)
+
+test: deps
+	$(MAKE) all $(UNIT_BIN)
+	$(MAKE) test-unit
+	$(MAKE) test-e2e
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+test-asan: deps
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN_FLAGS="$(ASAN_FLAGS)" all
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN_FLAGS="$(ASAN_FLAGS)" \
+	    $(UNIT_SRC:tests/unit/%.c=build-asan/unit/%)
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN_FLAGS="$(ASAN_FLAGS)" test-unit
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(MAKE) BUILD=build-asan OPT=-O1 SAN_FLAGS="$(ASAN_FLAGS)" test-e2e
+
+FUZZ_CC ?= clang
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_SECONDS ?= 60
+build-fuzz/%: fuzz/%.c $(CORE_SRC)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined $< $(CORE_SRC) -o $@ -lyaml -pthread
+fuzz: deps
+	$(MAKE) $(FUZZ_BIN)
+fuzz-run: fuzz
+	@scripts/fuzz-run $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+run: all
+	@scripts/run-demo
+
+bench: all
+	bench/run
+
+soak: all
+	python3 tests/soak/soak.py
+
+fmt:
+	clang-format -i src/*.c src/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
+
+fmt-check:
+	clang-format --dry-run --Werror src/*.c src/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/fulcrum $(BUILD)/fulcrum-backend $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

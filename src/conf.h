@@ -1,0 +1,104 @@
+/*
+ * conf.h - the configuration: a YAML file (or quick-start flags) turned into a validated,
+ * immutable struct conf.
+ *
+ * conf.c only parses and validates; it starts nothing. Every problem found is reported, not just
+ * the first, each as one line "FILE:LINE:COLUMN: KEY.PATH: message", so that `fulcrum -t` can show
+ * them all at once. Unknown keys, wrong types and duplicate keys are errors. Defaults are applied
+ * here, so the rest of fulcrum never sees an unset value.
+ *
+ * Ownership: a struct conf owns every string and array it points to; conf_free() releases all.
+ * After conf_load_*() or conf_finish() succeeds, nothing in it changes.
+ */
+#ifndef FULCRUM_CONF_H
+#define FULCRUM_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net.h"
+
+#define CONF_MAX_WEIGHT 256
+
+enum conf_balance {
+    CONF_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin */
+};
+
+struct conf_server {
+    char *name;    /* defaults to the address text */
+    char *address; /* as written */
+    struct net_addr addr;
+    unsigned weight; /* 0-256; 0 takes no new requests; default 1 */
+    int line, column;
+};
+
+struct conf_pool {
+    char *name;
+    enum conf_balance balance;
+    struct conf_server *servers;
+    unsigned nservers;
+    int line, column;
+};
+
+struct conf_listener {
+    char *name;
+    char *bind; /* as written */
+    struct net_addr addr;
+    char *pool_name;
+    unsigned pool; /* index into conf->pools, resolved by validation */
+    int line, column;
+};
+
+struct conf_timeouts {
+    uint32_t client_header_ms; /* whole request head must arrive within this (default 10s) */
+    uint32_t client_idle_ms;   /* keep-alive wait for the next request (default 60s) */
+    uint32_t client_ms;        /* client stalls mid-request: body upload or reading (default 60s) */
+    uint32_t connect_ms;       /* backend connect (default 3s) */
+    uint32_t server_ms;        /* backend response head, and between body bytes (default 30s) */
+    uint32_t server_idle_ms;   /* pooled idle backend connection lifetime (default 15s) */
+};
+
+struct conf_limits {
+    uint32_t max_connections;  /* client connections, whole process (default 10000) */
+    uint32_t max_header_bytes; /* request or response head (default 16384) */
+    uint32_t max_headers;      /* header field lines per head (default 100) */
+};
+
+struct conf {
+    char *path;        /* NULL when built from command-line flags */
+    unsigned threads;  /* worker threads; 0 means one per CPU */
+    int log_level;     /* enum log_level; default info */
+    uint32_t shutdown_timeout_ms; /* graceful stop: time in-flight requests get (default 10s) */
+    struct conf_listener *listeners;
+    unsigned nlisteners;
+    struct conf_pool *pools;
+    unsigned npools;
+    struct conf_timeouts timeouts;
+    struct conf_limits limits;
+};
+
+/*
+ * Loads and validates a YAML file. Returns NULL on failure with *errors set to a malloc'ed,
+ * newline-separated list of messages (the caller frees it); *errors is NULL on success.
+ */
+struct conf *conf_load_file(const char *path, char **errors);
+/* Same, from memory; name is used in messages in place of the file name. */
+struct conf *conf_load_string(const char *text, size_t len, const char *name, char **errors);
+
+/* Quick start: an empty conf with defaults, filled by the flag helpers, then conf_finish(). */
+struct conf *conf_new(void);
+/* --listen ADDR: adds a listener named "listener<N>" bound to ADDR, using pool "default". */
+int conf_add_listen_flag(struct conf *conf, const char *addr, char **error);
+/* --server ADDR[,weight=N][,name=NAME]: adds a server to pool "default" (created on first use). */
+int conf_add_server_flag(struct conf *conf, const char *spec, char **error);
+/* Validates a conf built with the flag helpers; same error contract as conf_load_file. */
+int conf_finish(struct conf *conf, char **errors);
+
+void conf_free(struct conf *conf);
+
+/* "500ms", "2s", "1m", "1h", or "0". Returns 0, or -1 if invalid or over 24 hours. */
+int conf_parse_duration(const char *text, uint32_t *ms);
+/* "16384", "16k", "1m" (KiB and MiB). Returns 0, or -1 if invalid or over 4 GiB - 1. */
+int conf_parse_size(const char *text, uint32_t *bytes);
+
+#endif

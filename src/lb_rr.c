@@ -1,0 +1,74 @@
+/*
+ * lb_rr.c - smooth weighted round-robin, the interleaving nginx made familiar.
+ *
+ * Each pick adds every candidate's weight to its running score, takes the highest score, and
+ * subtracts the sum of the candidates' weights from the winner. The sequence repeats every W picks
+ * (W = sum of weights), so any W consecutive picks hold each server exactly weight times, and a
+ * heavy server's turns are spread out rather than bunched: weights 5, 1, 1 give a a b a c a a,
+ * not a a a a a b c.
+ *
+ * Servers that are not usable simply do not take part, so the others keep their proportions.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lb.h"
+
+struct rr_state {
+    unsigned n;
+    int64_t score[];
+};
+
+static struct server *rr_pick(const struct pool *pool, void *state, const struct server *avoid)
+{
+    struct rr_state *st = state;
+    int64_t total = 0;
+    int best = -1;
+
+    for (unsigned i = 0; i < pool->nservers && i < st->n; i++) {
+        const struct server *s = pool->servers[i];
+        unsigned w = server_weight(s);
+        if (w == 0 || s == avoid || !server_usable(s))
+            continue;
+        st->score[i] += w;
+        total += w;
+        if (best < 0 || st->score[i] > st->score[best])
+            best = (int)i;
+    }
+    if (best < 0)
+        return NULL;
+    st->score[best] -= total;
+    return pool->servers[best];
+}
+
+static void *rr_state_new(const struct pool *pool, unsigned seed)
+{
+    struct rr_state *st = calloc(1, sizeof(*st) + pool->nservers * sizeof(st->score[0]));
+    if (!st)
+        return NULL;
+    st->n = pool->nservers;
+    /* Start each thread a few turns into the cycle, so that N threads serving their first
+     * requests do not all send them to the same server. */
+    for (unsigned i = 0; i < seed % (pool->nservers ? pool->nservers : 1); i++)
+        rr_pick(pool, st, NULL);
+    return st;
+}
+
+static void rr_state_free(void *state)
+{
+    free(state);
+}
+
+const struct lb_ops lb_round_robin = {
+    .name = "round-robin",
+    .state_new = rr_state_new,
+    .state_free = rr_state_free,
+    .pick = rr_pick,
+};
+
+const struct lb_ops *lb_find(const char *name)
+{
+    if (strcmp(name, lb_round_robin.name) == 0)
+        return &lb_round_robin;
+    return NULL;
+}

@@ -1,0 +1,86 @@
+/*
+ * pool.c - servers: creation, reference counting, and the one function that changes their state.
+ *
+ * Slots are never reused while the process runs: a thread may still hold per-slot state of a
+ * removed server for a moment after a reload, and a reused slot would hand it to a stranger.
+ * With one slot per server ever created, the per-thread arrays grow only with configuration
+ * changes, never with traffic.
+ */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static _Atomic unsigned next_server_slot;
+static _Atomic unsigned next_pool_slot;
+
+static const char *const state_names[] = {"UP", "DOWN", "EJECTED", "DRAINING", "MAINT"};
+
+const char *server_state_name(enum server_state state)
+{
+    return (unsigned)state < sizeof(state_names) / sizeof(state_names[0]) ? state_names[state]
+                                                                          : "?";
+}
+
+struct server *server_new(const char *pool_name, const char *name, const struct net_addr *addr,
+                          unsigned weight)
+{
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->name = strdup(name);
+    s->pool_name = strdup(pool_name);
+    if (!s->name || !s->pool_name) {
+        free(s->name);
+        free(s->pool_name);
+        free(s);
+        return NULL;
+    }
+    s->addr = *addr;
+    net_addr_format((const struct sockaddr *)&addr->ss, s->addr_text, sizeof(s->addr_text));
+    s->slot = atomic_fetch_add(&next_server_slot, 1);
+    atomic_init(&s->state, SERVER_UP);
+    atomic_init(&s->weight, weight);
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
+void server_ref(struct server *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+}
+
+void server_unref(struct server *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    free(s->name);
+    free(s->pool_name);
+    free(s);
+}
+
+void server_set_state(struct server *s, enum server_state state, const char *reason)
+{
+    unsigned old = atomic_exchange(&s->state, (unsigned)state);
+    if (old == (unsigned)state)
+        return;
+    log_warn("pool %s server %s: %s -> %s (%s)", s->pool_name, s->name,
+             server_state_name((enum server_state)old), server_state_name(state), reason);
+}
+
+unsigned server_slot_limit(void)
+{
+    return atomic_load(&next_server_slot);
+}
+
+unsigned pool_slot_new(void)
+{
+    return atomic_fetch_add(&next_pool_slot, 1);
+}
+
+unsigned pool_slot_limit(void)
+{
+    return atomic_load(&next_pool_slot);
+}

@@ -1,0 +1,1061 @@
+/*
+ * proxy.c - the life of a request: one client connection (a session) and the backend connection
+ * it borrows for each request.
+ *
+ *            client socket                                   backend socket
+ *   client ---------------> [ in buffer ] -----------------> server
+ *          <--------------- [ out buffer ] <-----------------
+ *
+ * A session owns two buffers, both taken from the thread's pool only while bytes are in flight:
+ *   in   request bytes. The head is parsed where it lies and rewritten in place; body bytes are
+ *        validated (Content-Length count or chunked framing) and written to the server as they
+ *        come. Bytes already sent are kept until the response starts, so that a request whose
+ *        idle backend connection turns out to be dead can be sent again on a fresh one.
+ *        Pipelined requests wait behind the current one, unread or unparsed.
+ *   out  response bytes (or an error fulcrum generates). Interim 1xx heads and the final head
+ *        are rewritten in place; body bytes are validated and written to the client as they come.
+ * Neither direction ever holds more than one buffer: when a buffer is full, reading from that
+ * side stops until the other side has taken the bytes (backpressure).
+ *
+ * Phases of a session (s->phase), driven by one function, drive(), which is called on every
+ * event of either socket and loops until nothing more can be done:
+ *
+ *   IDLE ----first byte----> HEAD ----head parsed----> EXCHANGE ----response sent----> IDLE
+ *     |                        | bad head / timeout       |  (keep-alive; next pipelined
+ *     | idle timeout           v                          |   request is parsed at once)
+ *     v                   error response ------------>    | not keep-alive
+ *   closed                                                v
+ *                                                       LINGER (half-closed, discarding input
+ *                                                       so the client reads our answer) -> closed
+ *
+ * Within EXCHANGE, the request side is "complete" once all its bytes were validated and the
+ * response side moves WAIT (head) -> BODY -> DONE. The backend connection goes back to its idle
+ * pool as soon as both are finished; the transaction ends when the client has taken every byte.
+ *
+ * Failures are answered by status (400, 408, 414, 431, 501, 505 for requests; 502, 503, 504 for
+ * backends) as long as no byte of the final response head went to the client. After that the
+ * client connection is reset instead, so a cut-short response never looks complete.
+ */
+#include "proxy.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "rewrite.h"
+#include "upstream.h"
+#include "worker.h"
+#include "lb.h"
+
+/* Rounds of work one event may do before the session yields to others. */
+#define MAX_ROUNDS 16
+/* Lingering close: how long, and how much, we read and discard after our last response. */
+#define LINGER_MS 5000
+#define LINGER_MAX_BYTES (1u << 20)
+#define MAX_SPARE_SESSIONS 1024
+
+enum phase { PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
+enum resp_state { RS_WAIT, RS_BODY, RS_DONE };
+enum step { STEP_WAIT, STEP_PROGRESS, STEP_GONE };
+enum io_result { IO_DONE, IO_BLOCKED, IO_EOF, IO_ERROR };
+
+struct session {
+    struct loop_io io; /* the client socket; first, so the loop's pointer is the session's */
+    struct loop_timer timer;
+    struct loop_task task; /* resumes drive() after a yield */
+    struct worker *w;
+    struct snapshot *snap; /* the snapshot this connection started on */
+    struct session *prev, *next;
+    struct upstream *up;
+    struct buf in, out;
+
+    struct http1_scan scan; /* the request head, then each response head */
+    struct http1_chunked req_chunk, resp_chunk;
+    uint64_t req_left, resp_left; /* Content-Length bytes not yet seen */
+    uint64_t resp_bytes;          /* bytes received from the server for this request */
+    uint32_t req_fwd;             /* in: request bytes (from in.start) validated for the server */
+    uint32_t req_sent;            /* in: of those, bytes written to the server */
+    uint32_t resp_fwd;            /* out: bytes (from out.start) ready for the client */
+    uint32_t linger_bytes;
+
+    uint64_t idle_deadline, head_deadline, connect_deadline, linger_deadline;
+    uint64_t client_io_ms, server_io_ms; /* last progress on each side */
+
+    uint32_t requests; /* requests finished on this connection */
+    uint16_t status;
+    uint8_t phase, resp_state, req_body, resp_body, method, version;
+    uint16_t listener;
+    bool req_complete;      /* every request byte has been validated */
+    bool replayable;        /* every request byte is still in `in` */
+    bool keep_alive;        /* the client connection stays open after this response */
+    bool server_keep_alive; /* the backend connection may carry another request */
+    bool dechunk;           /* strip chunked framing (HTTP/1.0 client) */
+    bool client_eof, server_eof;
+    int up_errno;
+
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+};
+
+static void drive(struct session *s);
+
+static inline uint64_t now_ms(const struct session *s)
+{
+    return loop_now_ms(s->w->loop);
+}
+
+static inline const struct conf_timeouts *timeouts(const struct session *s)
+{
+    return &s->snap->conf->timeouts;
+}
+
+/* ---- session memory ---- */
+
+static struct session *session_alloc(struct worker *w)
+{
+    struct session *s = w->spare_sessions;
+    if (s) {
+        w->spare_sessions = s->next;
+        w->nspare_sessions--;
+    } else {
+        s = malloc(sizeof(*s));
+        if (!s)
+            return NULL;
+    }
+    memset(s, 0, sizeof(*s));
+    return s;
+}
+
+void proxy_recycle(struct worker *w)
+{
+    while (w->dead_sessions) {
+        struct session *s = w->dead_sessions;
+        w->dead_sessions = s->next;
+        if (w->nspare_sessions < MAX_SPARE_SESSIONS) {
+            s->next = w->spare_sessions;
+            w->spare_sessions = s;
+            w->nspare_sessions++;
+        } else {
+            free(s);
+        }
+    }
+}
+
+void proxy_free_spares(struct worker *w)
+{
+    proxy_recycle(w);
+    while (w->spare_sessions) {
+        struct session *s = w->spare_sessions;
+        w->spare_sessions = s->next;
+        free(s);
+    }
+    w->nspare_sessions = 0;
+}
+
+/* ---- closing ---- */
+
+static int close_session(struct session *s, bool reset)
+{
+    struct worker *w = s->w;
+    loop_timer_stop(w->loop, &s->timer);
+    loop_cancel(w->loop, &s->task);
+    if (s->up) {
+        upstream_close(w, s->up, reset);
+        s->up = NULL;
+    }
+    buf_put(&w->bufs, &s->in);
+    buf_put(&w->bufs, &s->out);
+    s->io.handler = NULL; /* events of this batch that still point here are ignored */
+    if (reset)
+        net_close_reset(s->io.fd);
+    else
+        close(s->io.fd);
+    s->io.fd = -1;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    w->nsessions--;
+    snapshot_unref(s->snap);
+    worker_connection_closed(w);
+    s->next = w->dead_sessions;
+    w->dead_sessions = s;
+    return STEP_GONE;
+}
+
+/* The exchange cannot end cleanly: reset both sides so neither mistakes it for a complete one. */
+static int abort_session(struct session *s)
+{
+    return close_session(s, true);
+}
+
+/* Closes now, or half-closes and discards input first if the client may still be sending, so
+ * that our last response is not destroyed by the RST a close with unread data would cause. */
+static int close_or_linger(struct session *s)
+{
+    bool unread = !s->client_eof &&
+                  (!s->req_complete || (s->in.data && s->in.end > s->in.start + s->req_fwd) ||
+                   (s->io.ready & LOOP_READABLE));
+    if (!unread)
+        return close_session(s, false);
+    if (s->up) {
+        upstream_close(s->w, s->up, true);
+        s->up = NULL;
+    }
+    buf_put(&s->w->bufs, &s->out);
+    shutdown(s->io.fd, SHUT_WR);
+    s->phase = PH_LINGER;
+    s->linger_deadline = now_ms(s) + LINGER_MS;
+    s->linger_bytes = 0;
+    return STEP_PROGRESS;
+}
+
+/* ---- socket I/O: one read or write per call ---- */
+
+static int client_read(struct session *s, uint32_t limit)
+{
+    struct worker *w = s->w;
+    if (!(s->io.ready & LOOP_READABLE))
+        return IO_BLOCKED;
+    if (!s->in.data && buf_get(&w->bufs, &s->in) < 0)
+        return IO_ERROR;
+    if (s->in.end >= limit && s->in.start > 0)
+        buf_compact(&s->in);
+    if (s->in.end >= limit)
+        return IO_BLOCKED;
+    size_t room = limit - s->in.end;
+    ssize_t n = read(s->io.fd, s->in.data + s->in.end, room);
+    if (n > 0) {
+        s->in.end += (uint32_t)n;
+        /* A short read drained the socket; with a pending FIN one more read must see it. */
+        if ((size_t)n < room && !(s->io.ready & LOOP_RDHUP))
+            s->io.ready &= ~LOOP_READABLE;
+        s->client_io_ms = now_ms(s);
+        return IO_DONE;
+    }
+    if (n == 0) {
+        s->io.ready &= ~LOOP_READABLE;
+        s->client_eof = true;
+        return IO_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->io.ready &= ~LOOP_READABLE;
+        return IO_BLOCKED;
+    }
+    return errno == EINTR ? IO_DONE : IO_ERROR;
+}
+
+static int client_write(struct session *s)
+{
+    if (!s->resp_fwd || !(s->io.ready & LOOP_WRITABLE))
+        return IO_BLOCKED;
+    ssize_t n = write(s->io.fd, s->out.data + s->out.start, s->resp_fwd);
+    if (n > 0) {
+        s->out.start += (uint32_t)n;
+        s->resp_fwd -= (uint32_t)n;
+        if (s->resp_fwd)
+            s->io.ready &= ~LOOP_WRITABLE;
+        if (s->out.start == s->out.end)
+            s->out.start = s->out.end = 0;
+        s->client_io_ms = now_ms(s);
+        return IO_DONE;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        s->io.ready &= ~LOOP_WRITABLE;
+        return IO_BLOCKED;
+    }
+    return (n < 0 && errno == EINTR) ? IO_DONE : IO_ERROR;
+}
+
+static int server_write(struct session *s)
+{
+    struct upstream *u = s->up;
+    uint32_t len = s->req_fwd - s->req_sent;
+    if (!len || u->connecting || !(u->io.ready & LOOP_WRITABLE))
+        return IO_BLOCKED;
+    ssize_t n = write(u->io.fd, s->in.data + s->in.start + s->req_sent, len);
+    if (n > 0) {
+        s->req_sent += (uint32_t)n;
+        if ((uint32_t)n < len)
+            u->io.ready &= ~LOOP_WRITABLE;
+        s->server_io_ms = now_ms(s);
+        return IO_DONE;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        u->io.ready &= ~LOOP_WRITABLE;
+        return IO_BLOCKED;
+    }
+    if (n < 0 && errno == EINTR)
+        return IO_DONE;
+    s->up_errno = n < 0 ? errno : EPIPE;
+    return IO_ERROR;
+}
+
+static int server_read(struct session *s)
+{
+    struct worker *w = s->w;
+    struct upstream *u = s->up;
+    if (u->connecting || !(u->io.ready & LOOP_READABLE))
+        return IO_BLOCKED;
+    if (!s->out.data && buf_get(&w->bufs, &s->out) < 0) {
+        s->up_errno = ENOMEM;
+        return IO_ERROR;
+    }
+    /* While a head is awaited, leave room for rewriting it in place. */
+    uint32_t limit = s->resp_state == RS_WAIT ? w->bufs.size - w->rewrite_reserve : w->bufs.size;
+    if (s->out.end >= limit && s->out.start > 0)
+        buf_compact(&s->out);
+    if (s->out.end >= limit)
+        return IO_BLOCKED;
+    size_t room = limit - s->out.end;
+    ssize_t n = read(u->io.fd, s->out.data + s->out.end, room);
+    if (n > 0) {
+        s->out.end += (uint32_t)n;
+        s->resp_bytes += (uint64_t)n;
+        if ((size_t)n < room && !(u->io.ready & LOOP_RDHUP))
+            u->io.ready &= ~LOOP_READABLE;
+        s->server_io_ms = now_ms(s);
+        return IO_DONE;
+    }
+    if (n == 0) {
+        u->io.ready &= ~LOOP_READABLE;
+        s->server_eof = true;
+        return IO_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        u->io.ready &= ~LOOP_READABLE;
+        return IO_BLOCKED;
+    }
+    if (errno == EINTR)
+        return IO_DONE;
+    s->up_errno = errno;
+    return IO_ERROR;
+}
+
+/* ---- responses fulcrum writes itself ---- */
+
+static size_t canned_response(char *out, size_t cap, unsigned status, bool head_request,
+                              bool keep_alive)
+{
+    const char *reason = http1_reason(status);
+    char body[80];
+    int body_len = snprintf(body, sizeof(body), "%u %s\n", status, reason);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %u %s\r\n"
+                     "Content-Type: text/plain\r\n"
+                     "Content-Length: %d\r\n"
+                     "%s"
+                     "Connection: %s\r\n"
+                     "\r\n"
+                     "%s",
+                     status, reason, body_len, status == 503 ? "Retry-After: 1\r\n" : "",
+                     keep_alive ? "keep-alive" : "close", head_request ? "" : body);
+    return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
+}
+
+/*
+ * Answers the current request with an error, if the client has not seen a final response head
+ * yet; otherwise the only honest thing left is to abort the connection.
+ */
+static int respond_error(struct session *s, unsigned status, const char *why)
+{
+    struct worker *w = s->w;
+    char peer[NET_ADDR_TEXT];
+
+    if (log_max_level >= LOG_DEBUG) {
+        net_addr_format(&s->peer.sa, peer, sizeof(peer));
+        log_debug("client %s: %u (%s)", peer, status, why);
+    }
+    if (s->resp_state != RS_WAIT)
+        return abort_session(s);
+    if (s->up) {
+        upstream_close(w, s->up, true);
+        s->up = NULL;
+    }
+    if (!s->out.data && buf_get(&w->bufs, &s->out) < 0)
+        return abort_session(s);
+    /* Keep interim responses already relayed; drop whatever else the server sent. */
+    s->out.end = s->out.start + s->resp_fwd;
+    bool keep = s->keep_alive && s->req_complete && status >= 500 && !w->stopping;
+    size_t n = canned_response(s->out.data + s->out.end, w->bufs.size - s->out.end, status,
+                               s->method == HTTP1_METHOD_HEAD, keep);
+    if (n == 0)
+        return abort_session(s);
+    s->out.end += (uint32_t)n;
+    s->resp_fwd += (uint32_t)n;
+    s->resp_state = RS_DONE;
+    s->status = (uint16_t)status;
+    s->keep_alive = keep;
+    s->phase = PH_EXCHANGE;
+    return STEP_PROGRESS;
+}
+
+/* ---- backend connection ---- */
+
+static void upstream_event(struct loop *loop, struct loop_io *io)
+{
+    drive(((struct upstream *)io)->owner);
+}
+
+static int attach_upstream(struct session *s, struct server *srv, bool allow_idle)
+{
+    struct worker *w = s->w;
+    struct upstream *u = allow_idle ? upstream_take_idle(w, srv) : NULL;
+    if (!u) {
+        int err = 0;
+        u = upstream_connect(w, srv, upstream_event, &err);
+        if (!u) {
+            log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
+            return respond_error(s, 502, "cannot connect to server");
+        }
+        s->connect_deadline = now_ms(s) + timeouts(s)->connect_ms;
+    }
+    u->owner = s;
+    u->io.handler = upstream_event;
+    s->up = u;
+    s->server_io_ms = now_ms(s);
+    s->server_eof = false;
+    return STEP_PROGRESS;
+}
+
+/*
+ * The backend connection failed. A connection reused from the idle pool that dies before
+ * answering was most likely closed by the server while idle, so the request goes again, once,
+ * on a fresh connection, provided we still hold every byte of it. Otherwise the client gets
+ * `status` (502 or 504), or an abort if the response had already begun.
+ */
+static int server_failed(struct session *s, unsigned status, const char *why, bool maybe_stale)
+{
+    struct worker *w = s->w;
+    struct upstream *u = s->up;
+    struct server *srv = u->server;
+
+    if (maybe_stale && u->reused && s->resp_bytes == 0 && s->replayable) {
+        upstream_close(w, u, false);
+        s->up = NULL;
+        s->req_sent = 0;
+        memset(&s->scan, 0, sizeof(s->scan));
+        return attach_upstream(s, srv, false);
+    }
+    log_debug("pool %s server %s: %s", srv->pool_name, srv->name, why);
+    upstream_close(w, u, true);
+    s->up = NULL;
+    if (s->resp_state == RS_WAIT)
+        return respond_error(s, status, why);
+    return abort_session(s);
+}
+
+static int check_connect(struct session *s)
+{
+    struct upstream *u = s->up;
+    if (u->io.ready & (LOOP_ERR | LOOP_HUP)) {
+        int err = net_socket_error(u->io.fd);
+        log_debug("pool %s server %s: connect: %s", u->server->pool_name, u->server->name,
+                  strerror(err ? err : ECONNRESET));
+        upstream_close(s->w, u, false);
+        s->up = NULL;
+        return respond_error(s, 502, "connection to server failed");
+    }
+    if (!(u->io.ready & LOOP_WRITABLE))
+        return STEP_WAIT;
+    u->connecting = false;
+    s->server_io_ms = now_ms(s);
+    return STEP_PROGRESS;
+}
+
+/* Gives the backend connection back to its pool if it can carry another request. */
+static void release_upstream(struct session *s)
+{
+    struct upstream *u = s->up;
+    bool reusable = s->server_keep_alive && s->req_complete && s->req_sent == s->req_fwd;
+    s->up = NULL;
+    u->requests++;
+    if (reusable)
+        upstream_park(s->w, u);
+    else
+        upstream_close(s->w, u, false);
+}
+
+/* ---- request ---- */
+
+static int start_exchange(struct session *s, const struct http1_msg *msg)
+{
+    struct worker *w = s->w;
+
+    s->method = msg->method;
+    s->version = msg->version;
+    if (msg->version == 11)
+        s->keep_alive = !(msg->flags & HTTP1_F_CONN_CLOSE);
+    else
+        s->keep_alive = (msg->flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg->flags & HTTP1_F_CONN_CLOSE);
+    if (w->stopping)
+        s->keep_alive = false;
+    s->req_body = msg->body;
+    s->req_left = msg->content_length;
+    s->req_complete = msg->body == HTTP1_BODY_NONE;
+    memset(&s->req_chunk, 0, sizeof(s->req_chunk));
+    s->req_chunk.max_trailer = w->limits.max_head_bytes;
+    s->phase = PH_EXCHANGE;
+    s->resp_state = RS_WAIT;
+    memset(&s->scan, 0, sizeof(s->scan));
+
+    /* Rewrite the head in place: the new head replaces the old one, the bytes after it move. */
+    char ip[64];
+    size_t ip_len = net_ip_format(&s->peer.sa, ip, sizeof(ip));
+    char *head = s->in.data + s->in.start;
+    uint32_t old_len = msg->head_end;
+    uint32_t rest = s->in.end - s->in.start - old_len;
+    size_t cap = old_len + (w->bufs.size - s->in.end);
+    size_t new_len = rewrite_request(head, msg, ip, ip_len, w->scratch, cap);
+    if (new_len == 0)
+        return respond_error(s, 431, "request head too large once rewritten");
+    memmove(head + new_len, head + old_len, rest);
+    memcpy(head, w->scratch, new_len);
+    s->in.end = s->in.start + (uint32_t)new_len + rest;
+    s->req_fwd = (uint32_t)new_len;
+    s->req_sent = 0;
+    s->replayable = true;
+    s->client_io_ms = now_ms(s);
+
+    struct pool *pool = s->snap->listeners[s->listener].pool;
+    struct server *srv = pool->lb->pick(pool, worker_lb_state(w, pool), NULL);
+    if (!srv)
+        return respond_error(s, 503, "no server available");
+    return attach_upstream(s, srv, true);
+}
+
+/* Extends req_fwd over newly received body bytes, once their framing checks out. */
+static int scan_request_body(struct session *s)
+{
+    uint32_t base = s->in.start + s->req_fwd;
+    uint32_t avail = s->in.end - base;
+    if (s->req_complete || avail == 0)
+        return 0;
+    if (s->req_body == HTTP1_BODY_LENGTH) {
+        uint32_t n = avail < s->req_left ? avail : (uint32_t)s->req_left;
+        s->req_fwd += n;
+        s->req_left -= n;
+        s->req_complete = s->req_left == 0;
+        return 0;
+    }
+    size_t used, out_len;
+    int r = http1_chunked_parse(&s->req_chunk, s->in.data + base, avail, false, &used, &out_len);
+    s->req_fwd += (uint32_t)used;
+    if (r == HTTP1_ERROR)
+        return -1;
+    s->req_complete = r == HTTP1_DONE;
+    return 0;
+}
+
+/* The client stopped sending in the middle of a request body. */
+static int request_truncated(struct session *s)
+{
+    if (s->up) {
+        /* Never let the server take a cut-short upload for a complete one. */
+        upstream_close(s->w, s->up, true);
+        s->up = NULL;
+    }
+    return respond_error(s, 400, "client closed in the middle of the request body");
+}
+
+/* ---- response ---- */
+
+/* Replaces the head at out[base, base+old_len) by its rewritten form. Returns the new length. */
+static uint32_t replace_response_head(struct session *s, uint32_t base, const struct http1_msg *msg,
+                                      unsigned flags)
+{
+    struct worker *w = s->w;
+    char *head = s->out.data + base;
+    uint32_t old_len = msg->head_end;
+    uint32_t rest = s->out.end - base - old_len;
+    size_t cap = old_len + (w->bufs.size - s->out.end);
+    size_t new_len = rewrite_response(head, msg, flags, w->scratch, cap);
+    if (new_len == 0)
+        return 0;
+    memmove(head + new_len, head + old_len, rest);
+    memcpy(head, w->scratch, new_len);
+    s->out.end = base + (uint32_t)new_len + rest;
+    return (uint32_t)new_len;
+}
+
+static int process_response_head(struct session *s)
+{
+    struct worker *w = s->w;
+    while (s->resp_state == RS_WAIT) {
+        uint32_t base = s->out.start + s->resp_fwd;
+        uint32_t avail = s->out.end - base;
+        uint16_t status;
+        const char *why;
+        int r = avail ? http1_scan_head(&s->scan, s->out.data + base, avail, &w->limits, false,
+                                        &status, &why)
+                      : HTTP1_AGAIN;
+        if (r == HTTP1_AGAIN) {
+            if (s->server_eof)
+                return server_failed(s, 502,
+                                     avail ? "server closed in the middle of the response head"
+                                           : "server closed without responding",
+                                     avail == 0);
+            return STEP_PROGRESS;
+        }
+        if (r == HTTP1_ERROR)
+            return server_failed(s, 502, why, false);
+        struct http1_msg msg = {.fields = w->fields};
+        if (http1_parse_response(&s->scan, s->out.data + base, &w->limits, s->method, &msg) !=
+            HTTP1_DONE)
+            return server_failed(s, 502, msg.error, false);
+
+        memset(&s->scan, 0, sizeof(s->scan));
+        if (msg.status < 200) {
+            if (msg.status == 101)
+                return server_failed(s, 502, "unexpected 101 Switching Protocols", false);
+            if (s->version == 10) { /* an HTTP/1.0 client must never see a 1xx */
+                memmove(s->out.data + base, s->out.data + base + msg.head_end,
+                        avail - msg.head_end);
+                s->out.end -= msg.head_end;
+                continue;
+            }
+            uint32_t n = replace_response_head(s, base, &msg, 0);
+            if (!n)
+                return server_failed(s, 502, "interim response head too large", false);
+            s->resp_fwd += n;
+            continue;
+        }
+
+        s->status = msg.status;
+        s->resp_body = msg.body;
+        s->resp_left = msg.content_length;
+        memset(&s->resp_chunk, 0, sizeof(s->resp_chunk));
+        s->resp_chunk.max_trailer = w->limits.max_head_bytes;
+        s->dechunk = s->version == 10 && msg.body == HTTP1_BODY_CHUNKED;
+        if (msg.version == 11)
+            s->server_keep_alive = !(msg.flags & HTTP1_F_CONN_CLOSE);
+        else
+            s->server_keep_alive =
+                (msg.flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg.flags & HTTP1_F_CONN_CLOSE);
+        if (msg.body == HTTP1_BODY_CLOSE)
+            s->server_keep_alive = false;
+        s->keep_alive = s->keep_alive && s->req_complete && !s->client_eof && !w->stopping &&
+                        msg.body != HTTP1_BODY_CLOSE && !s->dechunk;
+        unsigned flags = s->dechunk ? REWRITE_DECHUNK : 0;
+        if (!s->keep_alive)
+            flags |= REWRITE_CONN_CLOSE;
+        else if (s->version == 10)
+            flags |= REWRITE_CONN_KEEP_ALIVE;
+        uint32_t n = replace_response_head(s, base, &msg, flags);
+        if (!n)
+            return server_failed(s, 502, "response head too large once rewritten", false);
+        s->resp_fwd += n;
+        s->resp_state = msg.body == HTTP1_BODY_NONE ? RS_DONE : RS_BODY;
+    }
+    return STEP_PROGRESS;
+}
+
+static int process_response_body(struct session *s)
+{
+    uint32_t base = s->out.start + s->resp_fwd;
+    uint32_t avail = s->out.end - base;
+
+    switch (s->resp_body) {
+    case HTTP1_BODY_LENGTH: {
+        uint32_t n = avail < s->resp_left ? avail : (uint32_t)s->resp_left;
+        s->resp_fwd += n;
+        s->resp_left -= n;
+        if (s->resp_left == 0)
+            s->resp_state = RS_DONE;
+        break;
+    }
+    case HTTP1_BODY_CHUNKED: {
+        size_t used, produced;
+        int r = http1_chunked_parse(&s->resp_chunk, s->out.data + base, avail, s->dechunk, &used,
+                                    &produced);
+        if (produced != used) {
+            memmove(s->out.data + base + produced, s->out.data + base + used, avail - used);
+            s->out.end -= (uint32_t)(used - produced);
+        }
+        s->resp_fwd += (uint32_t)produced;
+        if (r == HTTP1_ERROR)
+            return server_failed(s, 502, "invalid chunked framing in response", false);
+        if (r == HTTP1_DONE)
+            s->resp_state = RS_DONE;
+        break;
+    }
+    default: /* until the server closes */
+        s->resp_fwd += avail;
+        if (s->server_eof)
+            s->resp_state = RS_DONE;
+        break;
+    }
+    if (s->resp_state == RS_BODY && s->server_eof)
+        return server_failed(s, 502, "server closed before the end of the response", false);
+    return STEP_PROGRESS;
+}
+
+static int process_response(struct session *s)
+{
+    if (s->resp_state == RS_WAIT && process_response_head(s) == STEP_GONE)
+        return STEP_GONE;
+    if (s->resp_state == RS_BODY && process_response_body(s) == STEP_GONE)
+        return STEP_GONE;
+    if (s->resp_state == RS_DONE && s->up) {
+        /* Bytes after the end of the response: the server is out of step; never reuse it. */
+        uint32_t end = s->out.start + s->resp_fwd;
+        if (s->out.end > end) {
+            s->server_keep_alive = false;
+            s->out.end = end;
+        }
+    }
+    return STEP_PROGRESS;
+}
+
+/* ---- the end of a request ---- */
+
+static int finish_transaction(struct session *s)
+{
+    struct worker *w = s->w;
+    s->requests++;
+    buf_put(&w->bufs, &s->out);
+    if (!s->keep_alive || s->client_eof || w->stopping)
+        return close_or_linger(s);
+
+    s->in.start += s->req_fwd;
+    if (buf_empty(&s->in))
+        buf_put(&w->bufs, &s->in);
+    s->req_fwd = s->req_sent = s->resp_fwd = 0;
+    s->req_complete = false;
+    s->resp_bytes = 0;
+    s->resp_state = RS_WAIT;
+    s->status = 0;
+    s->dechunk = false;
+    memset(&s->scan, 0, sizeof(s->scan));
+    s->phase = PH_IDLE;
+    s->idle_deadline = now_ms(s) + timeouts(s)->client_idle_ms;
+    s->head_deadline = 0; /* starts with the next request's first byte */
+    return STEP_PROGRESS;
+}
+
+/* ---- phases ---- */
+
+static int step_head(struct session *s)
+{
+    struct worker *w = s->w;
+    uint32_t limit = w->bufs.size - w->rewrite_reserve;
+    uint32_t len = s->in.data ? buf_len(&s->in) : 0;
+
+    if (s->scan.pos >= len) { /* nothing new to look at: read */
+        int r = client_read(s, limit);
+        if (r == IO_BLOCKED) {
+            buf_release_if_empty(&w->bufs, &s->in);
+            return STEP_WAIT;
+        }
+        if (r == IO_ERROR || (r == IO_EOF && len == 0))
+            return close_session(s, false);
+        if (r == IO_EOF)
+            return respond_error(s, 400, "client closed in the middle of a request head");
+        len = buf_len(&s->in);
+    }
+    if (s->phase == PH_IDLE) {
+        s->phase = PH_HEAD;
+        if (!s->head_deadline)
+            s->head_deadline = now_ms(s) + timeouts(s)->client_header_ms;
+    }
+
+    uint16_t status;
+    const char *why;
+    int r = http1_scan_head(&s->scan, s->in.data + s->in.start, len, &w->limits, true, &status,
+                            &why);
+    if (r == HTTP1_AGAIN)
+        return STEP_PROGRESS;
+    if (r == HTTP1_ERROR)
+        return respond_error(s, status, why);
+    struct http1_msg msg = {.fields = w->fields};
+    if (http1_parse_request(&s->scan, s->in.data + s->in.start, &w->limits, &msg) != HTTP1_DONE) {
+        s->method = msg.method;
+        return respond_error(s, msg.error_status, msg.error);
+    }
+    return start_exchange(s, &msg);
+}
+
+static int step_exchange(struct session *s)
+{
+    bool progress = false;
+    int r;
+
+    if (s->up && s->up->connecting) {
+        r = check_connect(s);
+        if (r != STEP_WAIT)
+            return r;
+    }
+
+    /* request: client -> server */
+    if (!s->req_complete && scan_request_body(s) < 0)
+        return respond_error(s, 400, "invalid chunked framing in request body");
+    if (s->up) {
+        r = server_write(s);
+        if (r == IO_ERROR)
+            return server_failed(s, 502, strerror(s->up_errno), true);
+        progress |= r == IO_DONE;
+    }
+    if (!s->req_complete && s->resp_state != RS_DONE) {
+        if (s->in.end == s->w->bufs.size && s->req_sent > 0) {
+            /* Make room for more body: what the server already has can go. From here on the
+             * request could not be sent again. */
+            s->in.start += s->req_sent;
+            s->req_fwd -= s->req_sent;
+            s->req_sent = 0;
+            s->replayable = false;
+            buf_compact(&s->in);
+        }
+        r = client_read(s, s->w->bufs.size);
+        if (r == IO_EOF)
+            return request_truncated(s);
+        if (r == IO_ERROR)
+            return abort_session(s);
+        progress |= r == IO_DONE;
+    }
+
+    /* response: server -> client */
+    if (s->up && s->resp_state != RS_DONE) {
+        r = server_read(s);
+        if (r == IO_ERROR)
+            return server_failed(s, 502, strerror(s->up_errno), true);
+        if (r != IO_BLOCKED) {
+            progress = true;
+            if (process_response(s) == STEP_GONE)
+                return STEP_GONE;
+        }
+    }
+    r = client_write(s);
+    if (r == IO_ERROR)
+        return abort_session(s);
+    progress |= r == IO_DONE;
+
+    if (s->up && s->resp_state == RS_DONE)
+        release_upstream(s);
+    if (s->resp_state == RS_DONE && !s->up && s->resp_fwd == 0)
+        return finish_transaction(s);
+    return progress ? STEP_PROGRESS : STEP_WAIT;
+}
+
+static int step_linger(struct session *s)
+{
+    for (;;) {
+        if (s->in.data)
+            s->in.start = s->in.end = 0;
+        int r = client_read(s, s->w->bufs.size);
+        if (r == IO_BLOCKED)
+            return STEP_WAIT;
+        if (r != IO_DONE)
+            return close_session(s, false);
+        s->linger_bytes += s->in.end;
+        if (s->linger_bytes > LINGER_MAX_BYTES)
+            return close_session(s, false);
+    }
+}
+
+/* ---- timers ---- */
+
+/* Is the client holding things up by not taking the response bytes we have for it? */
+static bool client_blocked(const struct session *s)
+{
+    return s->resp_fwd && !(s->io.ready & LOOP_WRITABLE);
+}
+
+/* Is the exchange waiting for the server to do something? */
+static bool waiting_on_server(const struct session *s)
+{
+    if (!s->up || s->up->connecting || s->resp_state == RS_DONE || client_blocked(s))
+        return false;
+    if (s->req_sent < s->req_fwd) /* we have request bytes it does not take */
+        return !(s->up->io.ready & LOOP_WRITABLE);
+    /* It has everything we have. If that is the whole request, or it has started to answer,
+     * the next move is its own; otherwise it is waiting for the client's body, as are we. */
+    return s->req_complete || s->resp_state != RS_WAIT;
+}
+
+static bool waiting_on_client(const struct session *s)
+{
+    if (client_blocked(s))
+        return true;
+    return !s->req_complete && s->req_sent == s->req_fwd && s->resp_state != RS_DONE;
+}
+
+static void arm_timer(struct session *s)
+{
+    const struct conf_timeouts *t = timeouts(s);
+    uint64_t when = UINT64_MAX;
+
+    switch (s->phase) {
+    case PH_IDLE:
+        when = s->idle_deadline;
+        break;
+    case PH_HEAD:
+        when = s->head_deadline;
+        break;
+    case PH_LINGER:
+        when = s->linger_deadline;
+        break;
+    default:
+        if (s->up && s->up->connecting)
+            when = s->connect_deadline;
+        else if (waiting_on_server(s))
+            when = s->server_io_ms + t->server_ms;
+        if (waiting_on_client(s) && s->client_io_ms + t->client_ms < when)
+            when = s->client_io_ms + t->client_ms;
+        break;
+    }
+    if (when == UINT64_MAX)
+        loop_timer_stop(s->w->loop, &s->timer);
+    else
+        loop_timer_set_at(s->w->loop, &s->timer, when);
+}
+
+static void on_timer(struct loop *loop, struct loop_timer *timer)
+{
+    struct session *s = (struct session *)((char *)timer - offsetof(struct session, timer));
+    const struct conf_timeouts *t = timeouts(s);
+    uint64_t now = loop_now_ms(loop);
+    int r = STEP_PROGRESS;
+
+    switch (s->phase) {
+    case PH_IDLE:
+    case PH_LINGER:
+        close_session(s, false);
+        return;
+    case PH_HEAD:
+        r = respond_error(s, 408, "request head timeout");
+        break;
+    default:
+        if (s->up && s->up->connecting && now >= s->connect_deadline) {
+            upstream_close(s->w, s->up, false);
+            s->up = NULL;
+            r = respond_error(s, 504, "connect timeout");
+        } else if (waiting_on_server(s) && now >= s->server_io_ms + t->server_ms) {
+            r = server_failed(s, 504, "server timeout", false);
+        } else if (waiting_on_client(s) && now >= s->client_io_ms + t->client_ms) {
+            r = s->resp_state == RS_WAIT ? respond_error(s, 408, "client timeout")
+                                         : abort_session(s);
+        }
+        break;
+    }
+    if (r != STEP_GONE)
+        drive(s);
+}
+
+/* ---- the driver ---- */
+
+static void drive(struct session *s)
+{
+    for (unsigned round = 0; round < MAX_ROUNDS; round++) {
+        int r;
+        if (s->io.ready & (LOOP_HUP | LOOP_ERR)) {
+            /* The client is gone (reset, or both directions closed): nobody to answer. */
+            close_session(s, s->phase == PH_EXCHANGE);
+            return;
+        }
+        switch (s->phase) {
+        case PH_IDLE:
+        case PH_HEAD:
+            r = step_head(s);
+            break;
+        case PH_EXCHANGE:
+            r = step_exchange(s);
+            break;
+        default:
+            r = step_linger(s);
+            break;
+        }
+        if (r == STEP_GONE)
+            return;
+        if (r == STEP_WAIT) {
+            arm_timer(s);
+            return;
+        }
+    }
+    /* Still busy after a fair share: let other connections run, continue next iteration. */
+    loop_defer(s->w->loop, &s->task);
+    arm_timer(s);
+}
+
+static void on_task(struct loop *loop, struct loop_task *task)
+{
+    drive((struct session *)((char *)task - offsetof(struct session, task)));
+}
+
+static void client_event(struct loop *loop, struct loop_io *io)
+{
+    drive((struct session *)io);
+}
+
+/* ---- public ---- */
+
+void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sockaddr *peer,
+                  socklen_t peer_len)
+{
+    struct session *s = session_alloc(w);
+    if (!s) {
+        close(fd);
+        worker_connection_closed(w);
+        return;
+    }
+    s->io.fd = fd;
+    s->io.handler = client_event;
+    s->timer.fn = on_timer;
+    s->task.fn = on_task;
+    s->w = w;
+    s->listener = (uint16_t)listener;
+    if (peer_len > sizeof(s->peer))
+        peer_len = sizeof(s->peer);
+    memcpy(&s->peer, peer, peer_len);
+    if (loop_add(w->loop, &s->io, LOOP_EDGE_RW) < 0) {
+        log_error("epoll_ctl: %s", strerror(errno));
+        close(fd);
+        worker_connection_closed(w);
+        s->next = w->dead_sessions;
+        w->dead_sessions = s;
+        return;
+    }
+    s->snap = w->snap;
+    snapshot_ref(s->snap);
+    s->next = w->sessions;
+    if (w->sessions)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->nsessions++;
+    s->phase = PH_IDLE;
+    /* A new connection must deliver its first head within client_header, counted from now. */
+    s->head_deadline = loop_now_ms(w->loop) + timeouts(s)->client_header_ms;
+    s->idle_deadline = s->head_deadline;
+    s->client_io_ms = loop_now_ms(w->loop);
+    arm_timer(s);
+}
+
+void proxy_stop(struct worker *w)
+{
+    struct session *s = w->sessions;
+    while (s) {
+        struct session *next = s->next;
+        if (s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in)))
+            close_session(s, false);
+        else
+            s->keep_alive = false;
+        s = next;
+    }
+}
+
+void proxy_close_all(struct worker *w)
+{
+    while (w->sessions)
+        close_session(w->sessions, true);
+}

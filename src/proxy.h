@@ -1,0 +1,24 @@
+/*
+ * proxy.h - client connections and the life of a request (the state machine is in proxy.c).
+ */
+#ifndef FULCRUM_PROXY_H
+#define FULCRUM_PROXY_H
+
+#include <sys/socket.h>
+
+struct worker;
+
+/* Takes over an accepted client socket on listener (index in the worker's snapshot). */
+void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sockaddr *peer,
+                  socklen_t peer_len);
+
+/* Graceful stop: idle connections close now, busy ones after their current response. */
+void proxy_stop(struct worker *w);
+/* Closes every client connection now (stop deadline reached). */
+void proxy_close_all(struct worker *w);
+
+/* Between epoll batches: makes sessions closed during the batch reusable. */
+void proxy_recycle(struct worker *w);
+void proxy_free_spares(struct worker *w);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * snapshot.c - builds the runtime pools and servers from a conf (see snapshot.h).
+ */
+#include "snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lb.h"
+
+static struct server *find_server(const struct snapshot *prev, const char *pool,
+                                  const struct conf_server *cs)
+{
+    if (!prev)
+        return NULL;
+    struct pool *p = snapshot_find_pool(prev, pool);
+    if (!p)
+        return NULL;
+    for (unsigned i = 0; i < p->nservers; i++) {
+        struct server *s = p->servers[i];
+        if (strcmp(s->name, cs->name) == 0 && net_addr_equal(&s->addr, &cs->addr))
+            return s;
+    }
+    return NULL;
+}
+
+static void free_pools(struct pool *pools, unsigned npools)
+{
+    for (unsigned i = 0; i < npools; i++) {
+        for (unsigned k = 0; k < pools[i].nservers; k++)
+            server_unref(pools[i].servers[k]);
+        free(pools[i].servers);
+    }
+    free(pools);
+}
+
+static const struct lb_ops *balance_ops(enum conf_balance balance)
+{
+    switch (balance) {
+    case CONF_BALANCE_ROUND_ROBIN:
+    default:
+        return &lb_round_robin;
+    }
+}
+
+struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev)
+{
+    struct snapshot *snap = calloc(1, sizeof(*snap));
+    if (!snap)
+        return NULL;
+    snap->pools = calloc(conf->npools, sizeof(*snap->pools));
+    snap->listeners = calloc(conf->nlisteners, sizeof(*snap->listeners));
+    if (!snap->pools || !snap->listeners)
+        goto fail;
+    for (unsigned i = 0; i < conf->npools; i++) {
+        const struct conf_pool *cp = &conf->pools[i];
+        struct pool *p = &snap->pools[i];
+        p->name = cp->name; /* owned by conf, which the snapshot owns */
+        p->lb = balance_ops(cp->balance);
+        p->slot = pool_slot_new();
+        p->servers = calloc(cp->nservers, sizeof(*p->servers));
+        if (!p->servers)
+            goto fail;
+        for (unsigned k = 0; k < cp->nservers; k++) {
+            const struct conf_server *cs = &cp->servers[k];
+            struct server *s = find_server(prev, cp->name, cs);
+            if (s) {
+                server_ref(s);
+                atomic_store(&s->weight, cs->weight);
+            } else {
+                s = server_new(cp->name, cs->name, &cs->addr, cs->weight);
+                if (!s)
+                    goto fail;
+            }
+            p->servers[p->nservers++] = s;
+        }
+        snap->npools++;
+    }
+    for (unsigned i = 0; i < conf->nlisteners; i++) {
+        snap->listeners[i].conf = &conf->listeners[i];
+        snap->listeners[i].pool = &snap->pools[conf->listeners[i].pool];
+    }
+    snap->nlisteners = conf->nlisteners;
+    snap->conf = conf;
+    atomic_init(&snap->refs, 1);
+    return snap;
+fail:
+    /* pools are zeroed, so the ones not reached yet free nothing */
+    free_pools(snap->pools, snap->pools ? conf->npools : 0);
+    free(snap->listeners);
+    free(snap);
+    return NULL;
+}
+
+void snapshot_ref(struct snapshot *snap)
+{
+    atomic_fetch_add(&snap->refs, 1);
+}
+
+void snapshot_unref(struct snapshot *snap)
+{
+    if (!snap || atomic_fetch_sub(&snap->refs, 1) != 1)
+        return;
+    free_pools(snap->pools, snap->npools);
+    free(snap->listeners);
+    conf_free(snap->conf);
+    free(snap);
+}
+
+struct pool *snapshot_find_pool(const struct snapshot *snap, const char *name)
+{
+    for (unsigned i = 0; i < snap->npools; i++)
+        if (strcmp(snap->pools[i].name, name) == 0)
+            return &snap->pools[i];
+    return NULL;
+}

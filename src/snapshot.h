@@ -1,0 +1,44 @@
+/*
+ * snapshot.h - the running configuration: a validated conf plus the pools and servers built from
+ * it, immutable once published.
+ *
+ * Every connection keeps a reference to the snapshot it started on and finishes on it; a reload
+ * builds a new snapshot and publishes it, and the old one is freed when its last user lets go.
+ * Servers are shared between snapshots when a server stays the same (same pool, name and address),
+ * which is how a reload keeps health state.
+ */
+#ifndef FULCRUM_SNAPSHOT_H
+#define FULCRUM_SNAPSHOT_H
+
+#include <stdatomic.h>
+
+#include "conf.h"
+#include "pool.h"
+
+struct snapshot_listener {
+    const struct conf_listener *conf;
+    struct pool *pool;
+};
+
+struct snapshot {
+    struct conf *conf; /* owned */
+    struct pool *pools;
+    unsigned npools;
+    struct snapshot_listener *listeners;
+    unsigned nlisteners;
+    _Atomic unsigned refs;
+};
+
+/*
+ * Builds a snapshot from conf, taking ownership of conf on success. Servers found in prev (same
+ * pool, name and address) are shared instead of created. Returns NULL if memory ran out; conf is
+ * then still the caller's.
+ */
+struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev);
+void snapshot_ref(struct snapshot *snap);
+void snapshot_unref(struct snapshot *snap);
+
+/* The pool named name, or NULL. */
+struct pool *snapshot_find_pool(const struct snapshot *snap, const char *name);
+
+#endif

@@ -1,0 +1,1044 @@
+/*
+ * test_conf.c - unit tests for src/conf.c: the YAML schema, every kind of error message (exact
+ * "file:line:col: path: message" prefixes), the quick-start flag helpers, and robustness against
+ * mangled input (run under ASan/UBSan for the leak and bounds checks).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "conf.h"
+#include "log.h"
+
+#define POOLS     "pools:\n  - name: app\n    servers:\n      - address: 127.0.0.1:9001\n"
+#define LISTENERS "listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+#define MINIMAL   LISTENERS POOLS
+
+static struct conf *load(const char *yaml, char **errors)
+{
+    return conf_load_string(yaml, strlen(yaml), "t.yaml", errors);
+}
+
+static struct conf *load_ok(const char *yaml)
+{
+    char *errors = NULL;
+    struct conf *conf = load(yaml, &errors);
+    if (!conf)
+        fail_msg("unexpected errors:\n%s", errors ? errors : "(none)");
+    assert_null(errors);
+    return conf;
+}
+
+/* Loads yaml expecting failure; returns the malloc'ed errors. */
+static char *load_fail(const char *yaml)
+{
+    char *errors = NULL;
+    struct conf *conf = load(yaml, &errors);
+    assert_null(conf);
+    assert_non_null(errors);
+    return errors;
+}
+
+static bool has_line(const char *errors, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *line = errors; line; line = strchr(line, '\n')) {
+        if (*line == '\n')
+            line++;
+        if (strncmp(line, prefix, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int count_lines(const char *s)
+{
+    int n = *s ? 1 : 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Expects loading yaml to fail with (at least) a line starting with prefix. */
+#define assert_error(yaml, prefix)                                                                 \
+    do {                                                                                           \
+        char *errors_ = load_fail(yaml);                                                           \
+        if (!has_line(errors_, prefix))                                                            \
+            fail_msg("expected a line starting with\n  %s\ngot:\n%s", prefix, errors_);            \
+        free(errors_);                                                                             \
+    } while (0)
+
+/* Exactly one error line, equal to expected. */
+#define assert_only_error(yaml, expected)                                                          \
+    do {                                                                                           \
+        char *errors_ = load_fail(yaml);                                                           \
+        assert_string_equal(errors_, expected);                                                    \
+        free(errors_);                                                                             \
+    } while (0)
+
+static unsigned port_of(const struct net_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+/* ---- valid files ---- */
+
+static void test_full_file(void **state)
+{
+    (void)state;
+    static const char yaml[] = "threads: 4\n"                                     /* 1 */
+                               "log_level: debug\n"                               /* 2 */
+                               "shutdown_timeout: 1500ms\n"                       /* 3 */
+                               "listeners:\n"                                     /* 4 */
+                               "  - name: web\n"                                  /* 5 */
+                               "    bind: 127.0.0.1:8080\n"                       /* 6 */
+                               "    pool: api\n"                                  /* 7 */
+                               "  - bind: '[::1]:8081'\n"                         /* 8 */
+                               "    pool: app\n"                                  /* 9 */
+                               "pools:\n"                                         /* 10 */
+                               "  - name: app\n"                                  /* 11 */
+                               "    balance: round-robin\n"                       /* 12 */
+                               "    servers:\n"                                   /* 13 */
+                               "      - { name: s1, address: 127.0.0.1:9001 }\n"  /* 14 */
+                               "      - { address: 127.0.0.1:9002, weight: 0 }\n" /* 15 */
+                               "  - name: api\n"                                  /* 16 */
+                               "    servers:\n"                                   /* 17 */
+                               "      - name: a\n"                                /* 18 */
+                               "        address: 127.0.0.1:9003\n"                /* 19 */
+                               "        weight: 256\n"                            /* 20 */
+                               "timeouts:\n"
+                               "  client_header: 5s\n"
+                               "  client_idle: 2m\n"
+                               "  client: 1h\n"
+                               "  connect: 250ms\n"
+                               "  server: 45s\n"
+                               "  server_idle: 0s\n"
+                               "limits:\n"
+                               "  max_connections: 500\n"
+                               "  max_header_bytes: 32k\n"
+                               "  max_headers: 64\n";
+    /* server_idle: 0s is invalid (timeouts must be > 0); check that first, then fix it. */
+    assert_only_error(yaml, "t.yaml:27:16: timeouts.server_idle: must be greater than 0");
+
+    char *fixed = strdup(yaml);
+    assert_non_null(fixed);
+    char *p = strstr(fixed, "server_idle: 0s");
+    assert_non_null(p);
+    memcpy(p, "server_idle: 9s", 15);
+    struct conf *c = load_ok(fixed);
+    free(fixed);
+
+    assert_string_equal(c->path, "t.yaml");
+    assert_int_equal(c->threads, 4);
+    assert_int_equal(c->log_level, LOG_DEBUG);
+    assert_int_equal(c->shutdown_timeout_ms, 1500);
+
+    assert_int_equal(c->nlisteners, 2);
+    assert_string_equal(c->listeners[0].name, "web");
+    assert_string_equal(c->listeners[0].bind, "127.0.0.1:8080");
+    assert_int_equal(c->listeners[0].addr.ss.ss_family, AF_INET);
+    assert_int_equal(port_of(&c->listeners[0].addr), 8080);
+    assert_string_equal(c->listeners[0].pool_name, "api");
+    assert_int_equal(c->listeners[0].pool, 1);
+    assert_int_equal(c->listeners[0].line, 5);
+    assert_int_equal(c->listeners[0].column, 5);
+    assert_string_equal(c->listeners[1].name, "listener2");
+    assert_string_equal(c->listeners[1].bind, "[::1]:8081");
+    assert_int_equal(c->listeners[1].addr.ss.ss_family, AF_INET6);
+    assert_int_equal(port_of(&c->listeners[1].addr), 8081);
+    assert_int_equal(c->listeners[1].pool, 0);
+    assert_int_equal(c->listeners[1].line, 8);
+
+    assert_int_equal(c->npools, 2);
+    const struct conf_pool *app = &c->pools[0], *api = &c->pools[1];
+    assert_string_equal(app->name, "app");
+    assert_int_equal(app->balance, CONF_BALANCE_ROUND_ROBIN);
+    assert_int_equal(app->line, 11);
+    assert_int_equal(app->column, 5);
+    assert_int_equal(app->nservers, 2);
+    assert_string_equal(app->servers[0].name, "s1");
+    assert_string_equal(app->servers[0].address, "127.0.0.1:9001");
+    assert_int_equal(port_of(&app->servers[0].addr), 9001);
+    assert_int_equal(app->servers[0].weight, 1);
+    assert_int_equal(app->servers[0].line, 14);
+    assert_int_equal(app->servers[0].column, 9); /* the '{' */
+    assert_string_equal(app->servers[1].name, "127.0.0.1:9002");
+    assert_int_equal(app->servers[1].weight, 0);
+    assert_int_equal(app->servers[1].line, 15);
+    assert_string_equal(api->name, "api");
+    assert_int_equal(api->line, 16);
+    assert_int_equal(api->nservers, 1);
+    assert_string_equal(api->servers[0].name, "a");
+    assert_int_equal(api->servers[0].weight, 256);
+    assert_int_equal(api->servers[0].line, 18);
+    assert_int_equal(api->servers[0].column, 9);
+
+    assert_int_equal(c->timeouts.client_header_ms, 5000);
+    assert_int_equal(c->timeouts.client_idle_ms, 120000);
+    assert_int_equal(c->timeouts.client_ms, 3600000);
+    assert_int_equal(c->timeouts.connect_ms, 250);
+    assert_int_equal(c->timeouts.server_ms, 45000);
+    assert_int_equal(c->timeouts.server_idle_ms, 9000);
+    assert_int_equal(c->limits.max_connections, 500);
+    assert_int_equal(c->limits.max_header_bytes, 32768);
+    assert_int_equal(c->limits.max_headers, 64);
+    conf_free(c);
+}
+
+/* The defaults the example in the docs spells out. */
+static void check_default_tuning(const struct conf *c)
+{
+    assert_int_equal(c->shutdown_timeout_ms, 10000);
+    assert_int_equal(c->timeouts.client_header_ms, 10000);
+    assert_int_equal(c->timeouts.client_idle_ms, 60000);
+    assert_int_equal(c->timeouts.client_ms, 60000);
+    assert_int_equal(c->timeouts.connect_ms, 3000);
+    assert_int_equal(c->timeouts.server_ms, 30000);
+    assert_int_equal(c->timeouts.server_idle_ms, 15000);
+    assert_int_equal(c->limits.max_connections, 10000);
+    assert_int_equal(c->limits.max_header_bytes, 16384);
+    assert_int_equal(c->limits.max_headers, 100);
+}
+
+static void check_defaults(const struct conf *c)
+{
+    assert_int_equal(c->threads, 0);
+    assert_int_equal(c->log_level, LOG_INFO);
+    check_default_tuning(c);
+}
+
+static void test_minimal_file_defaults(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    check_defaults(c);
+    assert_string_equal(c->listeners[0].name, "listener1");
+    assert_string_equal(c->pools[0].servers[0].name, "127.0.0.1:9001");
+    assert_int_equal(c->pools[0].servers[0].weight, 1);
+    assert_int_equal(c->pools[0].balance, CONF_BALANCE_ROUND_ROBIN);
+    conf_free(c);
+
+    c = conf_new();
+    assert_non_null(c);
+    check_defaults(c);
+    assert_null(c->path);
+    assert_int_equal(c->nlisteners, 0);
+    assert_int_equal(c->npools, 0);
+    conf_free(c);
+}
+
+static void test_example_schema(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "threads: 2                    # integer 1..1024; absent = 0 (auto)\n"
+        "log_level: info               # error|warn|info|debug\n"
+        "shutdown_timeout: 10s         # duration; default 10s\n"
+        "listeners:                    # REQUIRED, non-empty sequence of mappings\n"
+        "  - name: web                 # optional; default \"listener<N>\"\n"
+        "    bind: 127.0.0.1:8080      # REQUIRED\n"
+        "    pool: app                 # REQUIRED\n"
+        "pools:                        # REQUIRED, non-empty sequence of mappings\n"
+        "  - name: app                 # REQUIRED; unique across pools\n"
+        "    balance: round-robin      # only \"round-robin\" for now\n"
+        "    servers:                  # REQUIRED non-empty sequence\n"
+        "      - { name: s1, address: 127.0.0.1:9001 }\n"
+        "      - { name: s2, address: 127.0.0.1:9002, weight: 2 }\n"
+        "timeouts:                     # mapping; each a duration > 0\n"
+        "  client_header: 10s\n"
+        "  client_idle: 60s\n"
+        "  client: 60s\n"
+        "  connect: 3s\n"
+        "  server: 30s\n"
+        "  server_idle: 15s\n"
+        "limits:\n"
+        "  max_connections: 10000      # integer 1..10000000\n"
+        "  max_header_bytes: 16384     # size 1024..1048576\n"
+        "  max_headers: 100            # integer 1..10000\n";
+    struct conf *c = load_ok(yaml);
+    assert_int_equal(c->threads, 2);
+    assert_int_equal(c->log_level, LOG_INFO);
+    assert_int_equal(c->nlisteners, 1);
+    assert_string_equal(c->listeners[0].name, "web");
+    assert_int_equal(c->listeners[0].pool, 0);
+    assert_int_equal(c->npools, 1);
+    assert_int_equal(c->pools[0].nservers, 2);
+    assert_string_equal(c->pools[0].servers[1].name, "s2");
+    assert_int_equal(c->pools[0].servers[1].weight, 2);
+    assert_int_equal(c->pools[0].servers[1].line, 13);
+    check_default_tuning(c); /* the example spells out these defaults */
+    conf_free(c);
+}
+
+static void test_unused_pool_and_zero_weights(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(LISTENERS POOLS "  - name: spare\n"
+                                             "    servers:\n"
+                                             "      - { address: 127.0.0.1:9005, weight: 0 }\n"
+                                             "      - { address: 127.0.0.1:9006, weight: 0 }\n");
+    assert_int_equal(c->npools, 2);
+    assert_int_equal(c->pools[1].servers[0].weight, 0);
+    conf_free(c);
+}
+
+static void test_empty_optional_values_keep_defaults(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok("threads:\ntimeouts:\nlimits: ~\n" MINIMAL);
+    check_defaults(c);
+    conf_free(c);
+}
+
+static void test_aliases(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(LISTENERS "pools:\n"
+                                       "  - name: app\n"
+                                       "    servers: &s\n"
+                                       "      - address: 127.0.0.1:9001\n"
+                                       "  - name: copy\n"
+                                       "    servers: *s\n");
+    assert_int_equal(c->npools, 2);
+    assert_string_equal(c->pools[1].servers[0].address, "127.0.0.1:9001");
+    conf_free(c);
+}
+
+/* ---- durations, sizes, integers ---- */
+
+static void test_parse_duration(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        uint32_t ms;
+    } good[] = {{"500ms", 500},
+                {"2s", 2000},
+                {"1m", 60000},
+                {"1h", 3600000},
+                {"0", 0},
+                {"0ms", 0},
+                {"24h", 86400000},
+                {"1440m", 86400000},
+                {"007s", 7000},
+                {"86400000ms", 86400000},
+                {"86400s", 86400000}};
+    static const char *const bad[] = {
+        "5",          "-1s", "1.5s", "s",    "10x", "25h", "",   "99999999999999999999ms",
+        "+1s",        " 1s", "1s ",  "1 s",  "1S",  "1sm", "ms", "00",
+        "86400001ms", "1d",  "0x1s", "1e3ms"};
+    uint32_t ms;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        ms = 12345;
+        if (conf_parse_duration(good[i].text, &ms) != 0)
+            fail_msg("\"%s\" should parse", good[i].text);
+        assert_int_equal(ms, good[i].ms);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (conf_parse_duration(bad[i], &ms) == 0)
+            fail_msg("\"%s\" should not parse", bad[i]);
+}
+
+static void test_duration_messages(void **state)
+{
+    (void)state;
+    assert_only_error("timeouts:\n  connect: 5\n" MINIMAL,
+                      "t.yaml:2:12: timeouts.connect: a duration needs a unit, e.g. 500ms, 2s, 1m");
+    assert_only_error("timeouts:\n  connect: 25h\n" MINIMAL,
+                      "t.yaml:2:12: timeouts.connect: must be at most 24h");
+    assert_only_error("timeouts:\n  connect: 0\n" MINIMAL,
+                      "t.yaml:2:12: timeouts.connect: must be greater than 0");
+    assert_only_error("timeouts:\n  connect: 1.5s\n" MINIMAL,
+                      "t.yaml:2:12: timeouts.connect: expected a duration such as 500ms, 2s, 1m "
+                      "or 1h, found \"1.5s\"");
+    assert_only_error("timeouts:\n  connect: \"\"\n" MINIMAL,
+                      "t.yaml:2:12: timeouts.connect: expected a duration such as 500ms, 2s, 1m "
+                      "or 1h, found \"\"");
+    assert_only_error("timeouts:\n  connect: 99999999999999999999ms\n" MINIMAL,
+                      "t.yaml:2:12: timeouts.connect: must be at most 24h");
+    /* shutdown_timeout may be 0: stop without waiting */
+    struct conf *c = load_ok("shutdown_timeout: 0\n" MINIMAL);
+    assert_int_equal(c->shutdown_timeout_ms, 0);
+    conf_free(c);
+}
+
+static void test_parse_size(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        uint32_t bytes;
+    } good[] = {{"0", 0},
+                {"16384", 16384},
+                {"16k", 16384},
+                {"16K", 16384},
+                {"1m", 1048576},
+                {"1M", 1048576},
+                {"4095m", 4293918720u},
+                {"4294967295", 4294967295u},
+                {"4194303k", 4294966272u}};
+    static const char *const bad[] = {
+        "",   "k",  "-1",   "1.5k", "1g", "1kb", "4096m", "4294967296", "99999999999999999999",
+        " 1", "1 ", "0x10", "+1"};
+    uint32_t v;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (conf_parse_size(good[i].text, &v) != 0)
+            fail_msg("\"%s\" should parse", good[i].text);
+        assert_int_equal(v, good[i].bytes);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (conf_parse_size(bad[i], &v) == 0)
+            fail_msg("\"%s\" should not parse", bad[i]);
+
+    assert_only_error("limits:\n  max_header_bytes: 512\n" MINIMAL,
+                      "t.yaml:2:21: limits.max_header_bytes: must be between 1024 and 1048576 "
+                      "bytes");
+    assert_only_error("limits:\n  max_header_bytes: 2m\n" MINIMAL,
+                      "t.yaml:2:21: limits.max_header_bytes: must be between 1024 and 1048576 "
+                      "bytes");
+    assert_only_error("limits:\n  max_header_bytes: 16kb\n" MINIMAL,
+                      "t.yaml:2:21: limits.max_header_bytes: expected a size such as 16384, 16k "
+                      "or 1m, found \"16kb\"");
+    struct conf *c = load_ok("limits:\n  max_header_bytes: 1m\n" MINIMAL);
+    assert_int_equal(c->limits.max_header_bytes, 1048576);
+    conf_free(c);
+}
+
+static void test_integers(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"+5", "0x10", "1.5", "\"\"", "-1", "1e3", "5 apples"};
+    char yaml[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "threads: %s\n" MINIMAL, bad[i]);
+        assert_error(yaml, "t.yaml:1:10: threads: expected an integer, found \"");
+    }
+    assert_only_error("threads: 0\n" MINIMAL, "t.yaml:1:10: threads: must be between 1 and 1024");
+    assert_only_error("threads: 1025\n" MINIMAL,
+                      "t.yaml:1:10: threads: must be between 1 and 1024");
+    assert_only_error("threads: 99999999999999999999999\n" MINIMAL,
+                      "t.yaml:1:10: threads: must be between 1 and 1024");
+    assert_only_error("limits: {max_connections: 0}\n" MINIMAL,
+                      "t.yaml:1:27: limits.max_connections: must be between 1 and 10000000");
+    assert_only_error("limits: {max_headers: 10001}\n" MINIMAL,
+                      "t.yaml:1:23: limits.max_headers: must be between 1 and 10000");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n"
+                                "      - { address: 127.0.0.1:9001, weight: 257 }\n",
+                      "t.yaml:7:44: pools[0].servers[0].weight: must be between 0 and 256");
+    struct conf *c = load_ok("threads: 1024\nlimits: {max_connections: 10000000}\n" MINIMAL);
+    assert_int_equal(c->threads, 1024);
+    assert_int_equal(c->limits.max_connections, 10000000);
+    conf_free(c);
+}
+
+/* ---- schema errors ---- */
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    assert_only_error("listeners:\n  - name: web\n    bnd: 127.0.0.1:8080\n    pool: app\n" POOLS,
+                      "t.yaml:2:5: listeners[0].bind: required key is missing\n"
+                      "t.yaml:3:5: listeners[0].bnd: unknown key (expected one of: name, bind, "
+                      "pool)");
+}
+
+static void test_unknown_keys_every_level(void **state)
+{
+    (void)state;
+    char *e = load_fail("treads: 2\n"
+                        "timeouts: {conect: 1s}\n"
+                        "limits: {max_conns: 1}\n" LISTENERS "pools:\n"
+                        "  - name: app\n"
+                        "    balanse: round-robin\n"
+                        "    servers:\n"
+                        "      - { address: 127.0.0.1:9001, wieght: 2 }\n");
+    assert_int_equal(count_lines(e), 5);
+    assert_true(has_line(e, "t.yaml:1:1: treads: unknown key (expected one of: threads, log_level, "
+                            "shutdown_timeout, listeners, pools, timeouts, limits)"));
+    assert_true(has_line(e, "t.yaml:2:12: timeouts.conect: unknown key (expected one of: "
+                            "client_header, client_idle, client, connect, server, server_idle)"));
+    assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
+                            "max_connections, max_header_bytes, max_headers)"));
+    assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
+                            "balance, servers)"));
+    assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
+                            "of: name, address, weight)"));
+    free(e);
+}
+
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    assert_only_error("threads: 2\nthreads: 3\n" MINIMAL,
+                      "t.yaml:2:1: threads: duplicate key (first given at line 1)");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    name: other\n    servers:\n"
+                                "      - address: 127.0.0.1:9001\n",
+                      "t.yaml:6:5: pools[0].name: duplicate key (first given at line 5)");
+}
+
+static void test_missing_required(void **state)
+{
+    (void)state;
+    assert_only_error(POOLS, "t.yaml:1:1: listeners: required key is missing");
+    assert_only_error(LISTENERS, "t.yaml:1:1: pools: required key is missing");
+    assert_only_error("listeners:\n  - pool: app\n" POOLS,
+                      "t.yaml:2:5: listeners[0].bind: required key is missing");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n" POOLS,
+                      "t.yaml:2:5: listeners[0].pool: required key is missing");
+    assert_only_error(LISTENERS "pools:\n  - servers:\n      - address: 127.0.0.1:9001\n",
+                      "t.yaml:5:5: pools[0].name: required key is missing");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n",
+                      "t.yaml:5:5: pools[0].servers: required key is missing");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n      - name: x\n",
+                      "t.yaml:7:9: pools[0].servers[0].address: required key is missing");
+    char *e = load_fail("");
+    assert_string_equal(e, "t.yaml:1:1: listeners: required key is missing\n"
+                           "t.yaml:1:1: pools: required key is missing");
+    free(e);
+    e = load_fail("# only a comment\n");
+    assert_int_equal(count_lines(e), 2);
+    free(e);
+}
+
+static void test_null_and_empty_values(void **state)
+{
+    (void)state;
+    assert_only_error("listeners:\n" POOLS, "t.yaml:1:1: listeners: a value is required");
+    assert_only_error("listeners:\n  - bind:\n    pool: app\n" POOLS,
+                      "t.yaml:2:5: listeners[0].bind: a value is required");
+    assert_only_error("listeners:\n  - bind: ~\n    pool: null\n" POOLS,
+                      "t.yaml:2:5: listeners[0].bind: a value is required\n"
+                      "t.yaml:3:5: listeners[0].pool: a value is required");
+    assert_only_error("listeners: []\n" POOLS, "t.yaml:1:12: listeners: must not be empty");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers: []\n",
+                      "t.yaml:6:14: pools[0].servers: must not be empty");
+    assert_only_error(LISTENERS "pools:\n  - name: \"\"\n    servers: [{address: 127.0.0.1:1}]\n",
+                      "t.yaml:5:11: pools[0].name: must not be empty");
+    assert_only_error("listeners:\n  - bind: ''\n    pool: app\n" POOLS,
+                      "t.yaml:2:11: listeners[0].bind: \"\": expected host:port");
+    /* A quoted "null" is a string, not a null. */
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    pool: 'null'\n" POOLS,
+                      "t.yaml:3:11: listeners[0].pool: pool \"null\" is not defined (pools: app)");
+}
+
+static void test_wrong_node_types(void **state)
+{
+    (void)state;
+    assert_only_error("threads: {a: 1}\n" MINIMAL,
+                      "t.yaml:1:10: threads: expected an integer, found a mapping");
+    assert_only_error("log_level: [info]\n" MINIMAL,
+                      "t.yaml:1:12: log_level: expected a log level, found a sequence");
+    assert_only_error("timeouts: 5s\n" MINIMAL,
+                      "t.yaml:1:11: timeouts: expected a mapping, found a scalar");
+    assert_only_error("limits: []\n" MINIMAL,
+                      "t.yaml:1:9: limits: expected a mapping, found a sequence");
+    assert_only_error("listeners: {bind: 127.0.0.1:8080, pool: app}\n" POOLS,
+                      "t.yaml:1:12: listeners: expected a sequence, found a mapping");
+    assert_only_error("listeners: 127.0.0.1:8080\n" POOLS,
+                      "t.yaml:1:12: listeners: expected a sequence, found a scalar");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n      - 127.0.0.1:9001\n",
+                      "t.yaml:7:9: pools[0].servers[0]: expected a mapping, found a scalar");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n      -\n",
+                      "t.yaml:7:8: pools[0].servers[0]: expected a mapping, found an empty value");
+    assert_only_error(LISTENERS "pools:\n  - name: [app]\n    servers: [{address: 127.0.0.1:1}]\n",
+                      "t.yaml:5:11: pools[0].name: expected a string, found a sequence");
+    assert_only_error("listeners:\n  - bind: {host: x}\n    pool: app\n" POOLS,
+                      "t.yaml:2:11: listeners[0].bind: expected an address (host:port), found a "
+                      "mapping");
+    assert_only_error("? [a, b]\n: 1\n" MINIMAL,
+                      "t.yaml:1:3: a key must be a name, found a sequence");
+    assert_only_error("- a\n- b\n", "t.yaml:1:1: expected a mapping, found a sequence");
+    assert_only_error("just text\n", "t.yaml:1:1: expected a mapping, found a scalar");
+}
+
+static void test_enums(void **state)
+{
+    (void)state;
+    assert_only_error("log_level: verbose\n" MINIMAL,
+                      "t.yaml:1:12: log_level: expected one of: error, warn, info, debug, found "
+                      "\"verbose\"");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    balance: random\n"
+                                "    servers: [{address: 127.0.0.1:1}]\n",
+                      "t.yaml:6:14: pools[0].balance: expected one of: round-robin, found "
+                      "\"random\"");
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    char yaml[256];
+    for (int i = 0; i < 4; i++) {
+        snprintf(yaml, sizeof(yaml), "log_level: %s\n" MINIMAL, levels[i]);
+        struct conf *c = load_ok(yaml);
+        assert_int_equal(c->log_level, i);
+        conf_free(c);
+    }
+}
+
+static void test_bad_addresses(void **state)
+{
+    (void)state;
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:x\n    pool: app\n" POOLS,
+                      "t.yaml:2:11: listeners[0].bind: \"127.0.0.1:x\": invalid port (expected "
+                      "0-65535)");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1\n    pool: app\n" POOLS,
+                      "t.yaml:2:11: listeners[0].bind: \"127.0.0.1\": expected host:port");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n"
+                                "      - address: ::1:80\n",
+                      "t.yaml:7:18: pools[0].servers[0].address: \"::1:80\": an IPv6 address "
+                      "must be written in brackets: [::1]:8080");
+    struct conf *c = load_ok("listeners:\n  - bind: :8080\n    pool: app\n" POOLS);
+    assert_true(c->listeners[0].addr.any);
+    conf_free(c);
+}
+
+/* ---- checks across entries ---- */
+
+static void test_pool_reference(void **state)
+{
+    (void)state;
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    pool: nope\n" POOLS
+                      "  - name: other\n    servers: [{address: 127.0.0.1:9009}]\n",
+                      "t.yaml:3:11: listeners[0].pool: pool \"nope\" is not defined (pools: app, "
+                      "other)");
+}
+
+static void test_duplicate_names_and_addresses(void **state)
+{
+    (void)state;
+    char *e = load_fail("listeners:\n"                                /* 1 */
+                        "  - name: web\n"                             /* 2 */
+                        "    bind: 127.0.0.1:8080\n"                  /* 3 */
+                        "    pool: app\n"                             /* 4 */
+                        "  - name: web\n"                             /* 5 */
+                        "    bind: 127.0.0.1:8080\n"                  /* 6 */
+                        "    pool: app\n"                             /* 7 */
+                        "  - name: listener1\n"                       /* 8 */
+                        "    bind: 127.0.0.1:8081\n"                  /* 9 */
+                        "    pool: app\n"                             /* 10 */
+                        "pools:\n"                                    /* 11 */
+                        "  - name: app\n"                             /* 12 */
+                        "    servers:\n"                              /* 13 */
+                        "      - { name: a, address: 127.0.0.1:1 }\n" /* 14 */
+                        "      - { name: a, address: 127.0.0.1:2 }\n" /* 15 */
+                        "      - { address: 127.0.0.1:1 }\n"          /* 16: same address is fine */
+                        "  - name: app\n"                             /* 17 */
+                        "    servers: [{address: 127.0.0.1:3}]\n");
+    assert_string_equal(e, "t.yaml:5:11: listeners[1].name: duplicate listener name \"web\" "
+                           "(first used at line 2)\n"
+                           "t.yaml:6:11: listeners[1].bind: address already used by another "
+                           "listener (first used at line 3)\n"
+                           "t.yaml:15:17: pools[0].servers[1].name: duplicate server name \"a\" "
+                           "(first used at line 14)\n"
+                           "t.yaml:17:11: pools[1].name: duplicate pool name \"app\" (first used "
+                           "at line 12)");
+    free(e);
+
+    /* A default name can collide with an explicit one; the error points at the entry. */
+    assert_only_error("listeners:\n"
+                      "  - bind: 127.0.0.1:8080\n"
+                      "    pool: app\n"
+                      "  - name: listener1\n"
+                      "    bind: 127.0.0.1:8081\n"
+                      "    pool: app\n" POOLS,
+                      "t.yaml:4:11: listeners[1].name: duplicate listener name \"listener1\" "
+                      "(first used at line 2)");
+    /* Default server names are the address: the same address twice without names collides. */
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n"
+                                "      - address: 127.0.0.1:1\n"
+                                "      - address: 127.0.0.1:1\n",
+                      "t.yaml:8:9: pools[0].servers[1].name: duplicate server name "
+                      "\"127.0.0.1:1\" (first used at line 7)");
+    /* Same pool name in different pools' servers is fine: names are per pool. */
+    struct conf *c = load_ok(LISTENERS POOLS "  - name: b\n    servers:\n"
+                                             "      - address: 127.0.0.1:9001\n");
+    conf_free(c);
+}
+
+static void test_many_errors_in_document_order(void **state)
+{
+    (void)state;
+    char *e = load_fail("threads: 0\n"
+                        "log_level: loud\n"
+                        "listeners:\n"
+                        "  - bind: 127.0.0.1:99999\n"
+                        "    pool: missing\n"
+                        "  - bnd: x\n"
+                        "pools:\n"
+                        "  - name: app\n"
+                        "    servers:\n"
+                        "      - { address: 127.0.0.1:1, weight: -1 }\n"
+                        "timeouts:\n"
+                        "  connect: 3\n"
+                        "limits:\n"
+                        "  max_headers: lots\n");
+    static const char *const expected[] = {
+        "t.yaml:1:10: threads: ",
+        "t.yaml:2:12: log_level: ",
+        "t.yaml:4:11: listeners[0].bind: ",
+        "t.yaml:5:11: listeners[0].pool: pool \"missing\" is not defined",
+        "t.yaml:6:5: listeners[1].bnd: unknown key",
+        "t.yaml:6:5: listeners[1].bind: required key is missing",
+        "t.yaml:6:5: listeners[1].pool: required key is missing",
+        "t.yaml:10:41: pools[0].servers[0].weight: expected an integer, found \"-1\"",
+        "t.yaml:12:12: timeouts.connect: a duration needs a unit",
+        "t.yaml:14:16: limits.max_headers: expected an integer",
+    };
+    size_t n = sizeof(expected) / sizeof(expected[0]);
+    assert_int_equal(count_lines(e), (int)n);
+    const char *line = e;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(line, expected[i], strlen(expected[i])) != 0)
+            fail_msg("line %zu: expected prefix\n  %s\ngot:\n%s", i + 1, expected[i], e);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : "";
+    }
+    free(e);
+}
+
+/* ---- YAML level problems ---- */
+
+static void test_syntax_error(void **state)
+{
+    (void)state;
+    assert_only_error("threads: 2\nlisteners: [\n",
+                      "t.yaml:3:1: YAML syntax error: did not find expected node content (while "
+                      "parsing a flow node at line 3, column 1)");
+    assert_only_error("a: b: c\n", "t.yaml:1:5: YAML syntax error: mapping values are not "
+                                   "allowed in this context");
+    char *e = load_fail("threads: 2\n  bad indent: [\n");
+    assert_int_equal(count_lines(e), 1);
+    assert_true(has_line(e, "t.yaml:"));
+    assert_non_null(strstr(e, "YAML syntax error: "));
+    free(e);
+    assert_only_error("listeners: *nowhere\n",
+                      "t.yaml:1:12: YAML syntax error: found undefined alias");
+}
+
+static void test_encoding_errors(void **state)
+{
+    (void)state;
+    static const char nul[] = "threads: 2\nlog\0_level: info\n";
+    char *errors = NULL;
+    struct conf *c = conf_load_string(nul, sizeof(nul) - 1, "t.yaml", &errors);
+    assert_null(c);
+    assert_non_null(errors);
+    assert_string_equal(errors, "t.yaml:2:4: invalid input: control characters are not allowed "
+                                "(0x0)");
+    free(errors);
+
+    static const char utf8[] = "threads: 2\nlog_level: \xff\xfe\n";
+    c = conf_load_string(utf8, sizeof(utf8) - 1, "t.yaml", &errors);
+    assert_null(c);
+    assert_string_equal(errors, "t.yaml:2:12: invalid input: invalid leading UTF-8 octet (0xff)");
+    free(errors);
+
+    /* A NUL written as an escape reaches the scalar: refused rather than cut short. */
+    assert_only_error(LISTENERS
+                      "pools:\n  - name: \"a\\0b\"\n    servers: [{address: 127.0.0.1:1}]\n",
+                      "t.yaml:5:11: pools[0].name: must not contain a NUL character");
+    /* Control characters in keys are shown escaped, so each error stays one line. */
+    assert_only_error("\"thr\\neads\": 1\n" MINIMAL,
+                      "t.yaml:1:1: thr\\x0aeads: unknown key (expected one of: threads, "
+                      "log_level, shutdown_timeout, listeners, pools, timeouts, limits)");
+}
+
+static void test_second_document(void **state)
+{
+    (void)state;
+    assert_only_error(MINIMAL "---\nthreads: 2\n", "t.yaml:9:1: only one YAML document is allowed");
+    struct conf *c = load_ok("---\n" MINIMAL "...\n");
+    conf_free(c);
+}
+
+static void test_too_many_entries(void **state)
+{
+    (void)state;
+    /* Aliases repeat a long list cheaply; the total number of entries is capped. */
+    size_t cap = 300000, n;
+    char *yaml = malloc(cap), *errors = NULL;
+    struct conf *c;
+    assert_non_null(yaml);
+
+    /* pools: a list of 300 aliases to one pool of 300 servers = 90,300 entries. */
+    n = (size_t)snprintf(yaml, cap, "%s", LISTENERS "pools: [&p {name: a, servers: [");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(yaml + n, cap - n, "%s{address: 127.0.0.1:%d}", i ? "," : "", i + 1);
+    n += (size_t)snprintf(yaml + n, cap - n, "]}");
+    for (int i = 1; i < 300; i++)
+        n += (size_t)snprintf(yaml + n, cap - n, ",*p");
+    n += (size_t)snprintf(yaml + n, cap - n, "]\n");
+    c = conf_load_string(yaml, n, "t.yaml", &errors);
+    assert_null(c);
+    assert_true(has_line(errors, "t.yaml:"));
+    assert_non_null(strstr(errors, ": too many entries (at most 65536 in all)"));
+    free(errors);
+    free(yaml);
+}
+
+/* Mangled versions of a valid file: must never crash or leak (ASan checks), and must either load
+ * or report at least one error. */
+static void test_mangled_input(void **state)
+{
+    (void)state;
+    static const char base[] = "threads: 2\nlog_level: info\nlisteners:\n"
+                               "  - { name: web, bind: '127.0.0.1:8080', pool: app }\n"
+                               "pools:\n  - name: app\n    servers:\n"
+                               "      - { name: s1, address: 127.0.0.1:9001, weight: 2 }\n"
+                               "timeouts: { connect: 3s }\nlimits: { max_header_bytes: 16k }\n";
+    static const char bytes[] = {'\0', '\n', ':', '-', '{', '}', '[',  ']',    '&',    '*', '!',
+                                 '"',  '\'', ' ', '#', '|', '>', '\t', '\xff', '\xc3', 'x', '0'};
+    size_t len = sizeof(base) - 1;
+    char buf[sizeof(base)];
+    uint32_t seed = 12345;
+    int loaded = 0;
+
+    for (int round = 0; round < 3000; round++) {
+        memcpy(buf, base, len);
+        int edits = 1 + round % 4;
+        for (int j = 0; j < edits; j++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t pos = (seed >> 8) % len;
+            /* Lines with addresses stay intact: a mangled host would mean a DNS lookup. */
+            const char *line = pos ? memrchr(base, '\n', pos) : NULL;
+            line = line ? line + 1 : base;
+            const char *eol = strchr(line, '\n');
+            if (memmem(line, (size_t)(eol - line), "127.", 4))
+                continue;
+            buf[pos] = bytes[(seed >> 20) % sizeof(bytes)];
+        }
+        size_t n = round % 5 == 0 ? (seed >> 4) % (len + 1) : len;
+        char *errors = NULL;
+        struct conf *c = conf_load_string(buf, n, "fuzz", &errors);
+        if (c) {
+            assert_null(errors);
+            loaded++;
+            conf_free(c);
+        } else {
+            assert_non_null(errors);
+            assert_true(strncmp(errors, "fuzz:", 5) == 0);
+            free(errors);
+        }
+    }
+    assert_true(loaded > 0 && loaded < 3000);
+}
+
+/* ---- files ---- */
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_conf_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_true(fputs(MINIMAL "threads: 3\n", f) >= 0);
+    assert_int_equal(fclose(f), 0);
+
+    char *errors = NULL;
+    struct conf *c = conf_load_file(path, &errors);
+    assert_non_null(c);
+    assert_null(errors);
+    assert_string_equal(c->path, path);
+    assert_int_equal(c->threads, 3);
+    conf_free(c);
+
+    /* Messages name the file. */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(MINIMAL "threads: lots\n", f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    c = conf_load_file(path, &errors);
+    assert_null(c);
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "%s:8:10: threads: expected an integer", path);
+    assert_true(has_line(errors, prefix));
+    free(errors);
+    assert_int_equal(unlink(path), 0);
+
+    c = conf_load_file(path, &errors);
+    assert_null(c);
+    snprintf(prefix, sizeof(prefix), "%s: cannot open: No such file or directory", path);
+    assert_string_equal(errors, prefix);
+    free(errors);
+
+    c = conf_load_file("/tmp", &errors);
+    assert_null(c);
+    assert_string_equal(errors, "/tmp: cannot read: Is a directory");
+    free(errors);
+}
+
+/* ---- quick-start flags ---- */
+
+static void test_flags_valid(void **state)
+{
+    (void)state;
+    struct conf *c = conf_new();
+    char *err = (char *)"untouched";
+    assert_non_null(c);
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+    assert_null(err);
+    assert_int_equal(conf_add_listen_flag(c, ":8081", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001,weight=2,name=a", &err), 0);
+    assert_null(err);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9002", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "[::1]:9003,name=b,weight=0", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_null(err);
+
+    assert_null(c->path);
+    assert_int_equal(c->nlisteners, 2);
+    assert_string_equal(c->listeners[0].name, "listener1");
+    assert_string_equal(c->listeners[1].name, "listener2");
+    assert_string_equal(c->listeners[0].bind, "127.0.0.1:8080");
+    assert_true(c->listeners[1].addr.any);
+    assert_string_equal(c->listeners[0].pool_name, "default");
+    assert_int_equal(c->listeners[0].pool, 0);
+    assert_int_equal(c->npools, 1);
+    assert_string_equal(c->pools[0].name, "default");
+    assert_int_equal(c->pools[0].balance, CONF_BALANCE_ROUND_ROBIN);
+    assert_int_equal(c->pools[0].nservers, 3);
+    assert_string_equal(c->pools[0].servers[0].name, "a");
+    assert_string_equal(c->pools[0].servers[0].address, "127.0.0.1:9001");
+    assert_int_equal(c->pools[0].servers[0].weight, 2);
+    assert_string_equal(c->pools[0].servers[1].name, "127.0.0.1:9002");
+    assert_int_equal(c->pools[0].servers[1].weight, 1);
+    assert_string_equal(c->pools[0].servers[2].name, "b");
+    assert_int_equal(c->pools[0].servers[2].weight, 0);
+    check_defaults(c);
+    conf_free(c);
+}
+
+static void expect_server_flag_error(const char *spec, const char *expected)
+{
+    struct conf *c = conf_new();
+    char *err = NULL;
+    assert_non_null(c);
+    assert_int_equal(conf_add_server_flag(c, spec, &err), -1);
+    assert_non_null(err);
+    assert_string_equal(err, expected);
+    free(err);
+    assert_int_equal(c->npools, 0); /* nothing half-added */
+    conf_free(c);
+}
+
+static void test_flags_invalid(void **state)
+{
+    (void)state;
+    expect_server_flag_error("127.0.0.1:9001,weight=300",
+                             "--server 127.0.0.1:9001,weight=300: weight must be an integer from "
+                             "0 to 256");
+    expect_server_flag_error("127.0.0.1:9001,weight=-1",
+                             "--server 127.0.0.1:9001,weight=-1: weight must be an integer from 0 "
+                             "to 256");
+    expect_server_flag_error("127.0.0.1:9001,weight=",
+                             "--server 127.0.0.1:9001,weight=: weight must be an integer from 0 "
+                             "to 256");
+    expect_server_flag_error("127.0.0.1:9001,colour=red",
+                             "--server 127.0.0.1:9001,colour=red: unknown option \"colour=red\" "
+                             "(expected weight=N or name=NAME)");
+    expect_server_flag_error("127.0.0.1:9001,name=a,",
+                             "--server 127.0.0.1:9001,name=a,: unknown option \"\" (expected "
+                             "weight=N or name=NAME)");
+    expect_server_flag_error("127.0.0.1:9001,name=",
+                             "--server 127.0.0.1:9001,name=: name must not be empty");
+    expect_server_flag_error("127.0.0.1:x",
+                             "--server 127.0.0.1:x: invalid port (expected 0-65535)");
+    expect_server_flag_error("", "--server : expected host:port");
+
+    struct conf *c = conf_new();
+    char *err = NULL;
+    assert_non_null(c);
+    assert_int_equal(conf_add_listen_flag(c, "localhost", &err), -1);
+    assert_string_equal(err, "--listen localhost: expected host:port");
+    free(err);
+    assert_int_equal(c->nlisteners, 0);
+
+    /* Nothing given at all. */
+    assert_int_equal(conf_finish(c, &err), -1);
+    assert_string_equal(err, "no address to listen on: give at least one --listen ADDR\n"
+                             "no backend server: give at least one --server ADDR");
+    free(err);
+
+    /* The same address twice, and two servers with one name. */
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:1,name=a", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:2,name=a", &err), 0);
+    assert_int_equal(conf_finish(c, &err), -1);
+    assert_string_equal(err, "--listen 127.0.0.1:8080: address already used by another listener\n"
+                             "--server 127.0.0.1:2: duplicate server name \"a\"");
+    free(err);
+    conf_free(c);
+}
+
+static void test_flags_repeated_option_overrides(void **state)
+{
+    (void)state;
+    struct conf *c = conf_new();
+    char *err = NULL;
+    assert_non_null(c);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:1,weight=3,name=x,weight=5,name=y", &err),
+                     0);
+    assert_int_equal(c->pools[0].servers[0].weight, 5);
+    assert_string_equal(c->pools[0].servers[0].name, "y");
+    conf_free(c);
+}
+
+static void test_conf_free_null(void **state)
+{
+    (void)state;
+    conf_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_minimal_file_defaults),
+        cmocka_unit_test(test_example_schema),
+        cmocka_unit_test(test_unused_pool_and_zero_weights),
+        cmocka_unit_test(test_empty_optional_values_keep_defaults),
+        cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_duration_messages),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_unknown_keys_every_level),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_null_and_empty_values),
+        cmocka_unit_test(test_wrong_node_types),
+        cmocka_unit_test(test_enums),
+        cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_pool_reference),
+        cmocka_unit_test(test_duplicate_names_and_addresses),
+        cmocka_unit_test(test_many_errors_in_document_order),
+        cmocka_unit_test(test_syntax_error),
+        cmocka_unit_test(test_encoding_errors),
+        cmocka_unit_test(test_second_document),
+        cmocka_unit_test(test_too_many_entries),
+        cmocka_unit_test(test_mangled_input),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_flags_valid),
+        cmocka_unit_test(test_flags_invalid),
+        cmocka_unit_test(test_flags_repeated_option_overrides),
+        cmocka_unit_test(test_conf_free_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

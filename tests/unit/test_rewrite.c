@@ -1,0 +1,137 @@
+/*
+ * test_rewrite.c - the heads fulcrum forwards, byte for byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http1.h"
+#include "rewrite.h"
+
+static const struct http1_limits limits = {.max_head_bytes = 8192, .max_fields = 64};
+static struct http1_field fields[64];
+
+static struct http1_msg parse(const char *raw, bool request)
+{
+    struct http1_scan scan = {0};
+    uint16_t status;
+    const char *why;
+    struct http1_msg msg = {.fields = fields};
+    assert_int_equal(
+        http1_scan_head(&scan, raw, strlen(raw), &limits, request, &status, &why), HTTP1_DONE);
+    int r = request ? http1_parse_request(&scan, raw, &limits, &msg)
+                    : http1_parse_response(&scan, raw, &limits, HTTP1_METHOD_GET, &msg);
+    assert_int_equal(r, HTTP1_DONE);
+    return msg;
+}
+
+static void expect_request(const char *raw, const char *expected)
+{
+    struct http1_msg msg = parse(raw, true);
+    char out[4096];
+    size_t n = rewrite_request(raw, &msg, "192.0.2.7", 9, out, sizeof(out));
+    assert_int_equal(n, strlen(expected));
+    assert_memory_equal(out, expected, n);
+}
+
+static void expect_response(const char *raw, unsigned flags, const char *expected)
+{
+    struct http1_msg msg = parse(raw, false);
+    char out[4096];
+    size_t n = rewrite_response(raw, &msg, flags, out, sizeof(out));
+    assert_int_equal(n, strlen(expected));
+    assert_memory_equal(out, expected, n);
+}
+
+static void test_request_basic(void **state)
+{
+    expect_request("GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+                   "GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n"
+                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                   "X-Forwarded-Host: example.com\r\n\r\n");
+}
+
+static void test_request_hop_by_hop_removed(void **state)
+{
+    expect_request("POST /u HTTP/1.1\r\nConnection: keep-alive, X-Hop\r\nHost: h\r\n"
+                   "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: trailers\r\nTrailer: X\r\n"
+                   "Upgrade: h2c\r\nProxy-Connection: x\r\nContent-Length:  5\r\n"
+                   "Content-Length: 5\r\nX-End: e\r\n\r\n",
+                   "POST /u HTTP/1.1\r\nHost: h\r\nX-End: e\r\nContent-Length: 5\r\n"
+                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                   "X-Forwarded-Host: h\r\n\r\n");
+}
+
+static void test_request_forwarded_headers(void **state)
+{
+    /* existing X-Forwarded-For values are kept in order; Proto and Host are replaced */
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                   "X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.2, 10.0.0.3\r\n"
+                   "X-Forwarded-Host: evil\r\n\r\n",
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7\r\n"
+                   "X-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n");
+}
+
+static void test_request_version_and_forms(void **state)
+{
+    /* HTTP/1.0 without Host: sent as HTTP/1.1 with an empty Host; Expect is dropped */
+    expect_request("GET /x HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
+                   "GET /x HTTP/1.1\r\nHost: \r\nX-Forwarded-For: 192.0.2.7\r\n"
+                   "X-Forwarded-Proto: http\r\n\r\n");
+    /* absolute-form: origin-form target, the authority becomes Host */
+    expect_request("GET http://t.example/abs HTTP/1.1\r\nHost: other\r\n\r\n",
+                   "GET /abs HTTP/1.1\r\nHost: t.example\r\nX-Forwarded-For: 192.0.2.7\r\n"
+                   "X-Forwarded-Proto: http\r\nX-Forwarded-Host: t.example\r\n\r\n");
+    expect_request("GET http://t.example?q HTTP/1.1\r\nHost: t.example\r\n\r\n",
+                   "GET /?q HTTP/1.1\r\nHost: t.example\r\nX-Forwarded-For: 192.0.2.7\r\n"
+                   "X-Forwarded-Proto: http\r\nX-Forwarded-Host: t.example\r\n\r\n");
+    /* chunked stays chunked, framing field untouched */
+    expect_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                   "X-Forwarded-Host: h\r\n\r\n");
+}
+
+static void test_request_does_not_fit(void **state)
+{
+    const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    struct http1_msg msg = parse(raw, true);
+    char out[64];
+    assert_int_equal(rewrite_request(raw, &msg, "192.0.2.7", 9, out, sizeof(out)), 0);
+}
+
+static void test_response(void **state)
+{
+    expect_response("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+                    "Content-Length: 2\r\nX-A: b\r\n\r\n",
+                    0, "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 2\r\n\r\n");
+    expect_response("HTTP/1.0 200 Fine\r\nContent-Length: 2\r\n\r\n", REWRITE_CONN_CLOSE,
+                    "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+    expect_response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", REWRITE_CONN_KEEP_ALIVE,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
+    expect_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n",
+                    REWRITE_DECHUNK | REWRITE_CONN_CLOSE,
+                    "HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n");
+    expect_response("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", 0,
+                    "HTTP/1.1 204 No Content\r\n\r\n");
+    expect_response("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", 0,
+                    "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_basic),
+        cmocka_unit_test(test_request_hop_by_hop_removed),
+        cmocka_unit_test(test_request_forwarded_headers),
+        cmocka_unit_test(test_request_version_and_forms),
+        cmocka_unit_test(test_request_does_not_fit),
+        cmocka_unit_test(test_response),
+    };
+    return cmocka_run_group_tests_name("rewrite", tests, NULL, NULL);
+}
