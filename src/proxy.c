@@ -798,8 +798,10 @@ static int step_exchange(struct session *s)
             return r;
     }
 
-    /* request: client -> server */
-    if (!s->req_complete && scan_request_body(s) < 0)
+    /* request: client -> server, until the response is final (after that, whatever the client
+     * still sends is discarded by the lingering close) */
+    bool want_body = !s->req_complete && s->resp_state != RS_DONE;
+    if (want_body && scan_request_body(s) < 0)
         return respond_error(s, 400, "invalid chunked framing in request body");
     if (s->up) {
         r = server_write(s);
@@ -807,7 +809,7 @@ static int step_exchange(struct session *s)
             return server_failed(s, 502, strerror(s->up_errno), true);
         progress |= r == IO_DONE;
     }
-    if (!s->req_complete && s->resp_state != RS_DONE) {
+    if (want_body && !s->req_complete) {
         if (s->in.end == s->w->bufs.size && s->req_sent > 0) {
             /* Make room for more body: what the server already has can go. From here on the
              * request could not be sent again. */

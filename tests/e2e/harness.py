@@ -120,6 +120,8 @@ class Backend(Process):
     def __init__(self, name, port=None):
         self.name = name
         self.port = port or free_port()
+        self.own_connections = 1  # the probe below
+        self.own_requests = 0
         super().__init__([BACKEND, "--listen", "127.0.0.1:%d" % self.port, "--name", name],
                          "backend-" + name)
         wait_for(lambda: port_open(self.port) or not self.alive(), what="backend " + name)
@@ -131,10 +133,17 @@ class Backend(Process):
         return "127.0.0.1:%d" % self.port
 
     def stats(self):
+        """The backend's counters, minus the harness's own traffic (the start-up probe and the
+        /stats calls, this one included), so tests compare them with what went through
+        fulcrum. active_connections is left raw: it includes this call's connection."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         conn.request("GET", "/stats")
         data = json.loads(conn.getresponse().read())
         conn.close()
+        self.own_connections += 1
+        self.own_requests += 1
+        data["connections"] -= self.own_connections
+        data["requests"] -= self.own_requests
         return data
 
 
