@@ -85,7 +85,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 60
 build-fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	$(FUZZ_CC) $(CPPFLAGS) -DFULCRUM_NO_DNS -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $< $(CORE_SRC) -o $@ -lyaml -pthread
 fuzz: deps
 	$(MAKE) $(FUZZ_BIN)

@@ -65,9 +65,9 @@ struct conf_limits {
 };
 
 struct conf {
-    char *path;        /* NULL when built from command-line flags */
-    unsigned threads;  /* worker threads; 0 means one per CPU */
-    int log_level;     /* enum log_level; default info */
+    char *path;                   /* NULL when built from command-line flags */
+    unsigned threads;             /* worker threads; 0 means one per CPU */
+    int log_level;                /* enum log_level; default info */
     uint32_t shutdown_timeout_ms; /* graceful stop: time in-flight requests get (default 10s) */
     struct conf_listener *listeners;
     unsigned nlisteners;

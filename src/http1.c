@@ -166,10 +166,10 @@ static uint8_t field_id(const char *name, size_t len)
         return HTTP1_FIELD_OTHER;
     case 14:
         return http1_token_eq(name, len, "content-length") ? HTTP1_FIELD_CONTENT_LENGTH
-                                                            : HTTP1_FIELD_OTHER;
+                                                           : HTTP1_FIELD_OTHER;
     case 15:
         return http1_token_eq(name, len, "x-forwarded-for") ? HTTP1_FIELD_X_FORWARDED_FOR
-                                                             : HTTP1_FIELD_OTHER;
+                                                            : HTTP1_FIELD_OTHER;
     case 16:
         if (http1_token_eq(name, len, "proxy-connection"))
             return HTTP1_FIELD_PROXY_CONNECTION;
@@ -208,7 +208,7 @@ static int parse_fields(const char *buf, uint32_t pos, uint32_t end,
         if (i == pos || i == eol || p[i] != ':')
             return fail(msg, bad,
                         (i < eol && is_ows((char)p[i])) ? "whitespace before colon"
-                                                         : "invalid field name");
+                                                        : "invalid field name");
         uint32_t name_len = i - pos;
         i++;
         while (i < eol && is_ows((char)p[i]))
@@ -217,8 +217,9 @@ static int parse_fields(const char *buf, uint32_t pos, uint32_t end,
         for (; i < eol; i++) {
             unsigned char c = p[i];
             if (!is_class(c, C_VALUE))
-                return fail(msg, bad, c == '\r' ? "bare CR in field value"
-                                                : "control character in field value");
+                return fail(msg, bad,
+                            c == '\r' ? "bare CR in field value"
+                                      : "control character in field value");
             if (!is_ows((char)c))
                 value_end = i + 1;
         }
@@ -472,8 +473,8 @@ static uint8_t method_id(const char *m, uint32_t len)
 
 const char *http1_method_name(uint8_t method)
 {
-    static const char *const names[] = {"OTHER",   "GET",   "HEAD",    "POST",  "PUT",
-                                        "DELETE",  "OPTIONS", "TRACE", "CONNECT", "PATCH"};
+    static const char *const names[] = {"OTHER",  "GET",     "HEAD",  "POST",    "PUT",
+                                        "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH"};
     return method < sizeof(names) / sizeof(names[0]) ? names[method] : "OTHER";
 }
 
@@ -761,8 +762,8 @@ int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool dec
             if (is_class(ch, C_HEX)) {
                 if (c->size > (UINT64_MAX >> 4))
                     goto invalid;
-                c->size = (c->size << 4) |
-                          (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+                c->size =
+                    (c->size << 4) | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
                 c->state = CS_SIZE;
             } else if (c->state == CS_SIZE_FIRST) {
                 goto invalid;
@@ -912,36 +913,43 @@ invalid:
 
 /* ---- reason phrases ---- */
 
+static const struct {
+    uint16_t status;
+    const char *reason;
+} reasons[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {103, "Early Hints"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {417, "Expectation Failed"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
 const char *http1_reason(unsigned status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "";
-    }
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (reasons[i].status == status)
+            return reasons[i].reason;
+    return "";
 }

@@ -7,17 +7,18 @@
  *      rejects early what can be rejected early (a bare LF, a head over the size limit).
  *   2. Once the scan reports the end of the head, http1_parse_request() or http1_parse_response()
  *      parses it in one pass into a struct http1_msg. Fields are (offset, length) pairs into the
- *      caller's buffer; nothing is copied and nothing is allocated. The caller owns the field array.
+ *      caller's buffer; nothing is copied and nothing is allocated. The caller owns the field
+ * array.
  *
- * The parser is strict: anything RFC 9112 lets a recipient reject is rejected (bare CR or LF, obs-fold,
- * whitespace before a colon, control bytes, Content-Length/Transfer-Encoding conflicts, bad or
- * repeated Content-Length, a missing or repeated Host). It decides the body framing (RFC 9112
- * section 6.3) and marks each field the proxy must not forward (hop-by-hop fields and the fields it
- * regenerates), so the code that rewrites heads needs no knowledge of header semantics.
+ * The parser is strict: anything RFC 9112 lets a recipient reject is rejected (bare CR or LF,
+ * obs-fold, whitespace before a colon, control bytes, Content-Length/Transfer-Encoding conflicts,
+ * bad or repeated Content-Length, a missing or repeated Host). It decides the body framing (RFC
+ * 9112 section 6.3) and marks each field the proxy must not forward (hop-by-hop fields and the
+ * fields it regenerates), so the code that rewrites heads needs no knowledge of header semantics.
  *
- * The chunked decoder (http1_chunked_parse) is a byte-level state machine that survives any split of
- * its input. It either validates the framing and leaves bytes in place (pass-through) or strips the
- * framing in place (decode), for clients that cannot receive chunked data.
+ * The chunked decoder (http1_chunked_parse) is a byte-level state machine that survives any split
+ * of its input. It either validates the framing and leaves bytes in place (pass-through) or strips
+ * the framing in place (decode), for clients that cannot receive chunked data.
  */
 #ifndef FULCRUM_HTTP1_H
 #define FULCRUM_HTTP1_H
@@ -75,9 +76,9 @@ enum {
     HTTP1_F_CONN_KEEP_ALIVE = 1u << 1, /* Connection: keep-alive */
     HTTP1_F_EXPECT_CONTINUE = 1u << 2, /* Expect: 100-continue */
     HTTP1_F_HAS_HOST = 1u << 3,
-    HTTP1_F_UPGRADE = 1u << 4,        /* an Upgrade field was present */
-    HTTP1_F_HAS_LENGTH = 1u << 5,     /* a (valid) Content-Length was present */
-    HTTP1_F_ABSOLUTE_FORM = 1u << 6,  /* target was absolute-form; see authority */
+    HTTP1_F_UPGRADE = 1u << 4,         /* an Upgrade field was present */
+    HTTP1_F_HAS_LENGTH = 1u << 5,      /* a (valid) Content-Length was present */
+    HTTP1_F_ABSOLUTE_FORM = 1u << 6,   /* target was absolute-form; see authority */
     HTTP1_F_TARGET_NO_SLASH = 1u << 7, /* absolute-form with an empty path: origin-form needs "/" */
 };
 
@@ -152,20 +153,20 @@ int http1_parse_response(const struct http1_scan *scan, const char *buf,
 /* Chunked framing decoder; zero it for each message. */
 struct http1_chunked {
     uint8_t state;
-    uint16_t ext_len;      /* bytes of chunk extensions in the current chunk header */
-    uint32_t trailer_len;  /* bytes of the trailer section so far */
-    uint32_t max_trailer;  /* limit for trailer_len; 0 means 16 KiB */
-    uint64_t remaining;    /* bytes of chunk data left in the current chunk */
-    uint64_t size;         /* size being parsed */
-    uint64_t payload;      /* total payload bytes so far (for logs and tests) */
+    uint16_t ext_len;     /* bytes of chunk extensions in the current chunk header */
+    uint32_t trailer_len; /* bytes of the trailer section so far */
+    uint32_t max_trailer; /* limit for trailer_len; 0 means 16 KiB */
+    uint64_t remaining;   /* bytes of chunk data left in the current chunk */
+    uint64_t size;        /* size being parsed */
+    uint64_t payload;     /* total payload bytes so far (for logs and tests) */
 };
 
 /*
  * Advances the decoder over buf[0, len).
  * Pass-through (decode = false): bytes are left as they are; *out_len == *in_used.
  * Decode: chunk payload is moved to buf[0, *out_len) and all framing and trailers are removed.
- * Returns HTTP1_DONE when the message ended (*in_used is its last byte + 1; bytes after it belong to
- * whatever follows), HTTP1_AGAIN when all input was used, HTTP1_ERROR on invalid framing.
+ * Returns HTTP1_DONE when the message ended (*in_used is its last byte + 1; bytes after it belong
+ * to whatever follows), HTTP1_AGAIN when all input was used, HTTP1_ERROR on invalid framing.
  */
 int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool decode,
                         size_t *in_used, size_t *out_len);

@@ -35,36 +35,37 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: fulcrum -c FILE [-t]\n"
-            "       fulcrum --listen ADDR --server ADDR [--server ADDR ...] [options]\n"
-            "\n"
-            "fulcrum is an HTTP/1.1 load balancer: it spreads requests arriving on its listeners\n"
-            "over pools of backend servers.\n"
-            "\n"
-            "Configuration:\n"
-            "  -c, --config FILE     run from a YAML configuration file (see fulcrum.yaml(5))\n"
-            "  -t, --test            check the configuration, print \"configuration OK\" or every\n"
-            "                        error found, and exit 0 or 1\n"
-            "\n"
-            "Quick start without a file:\n"
-            "  --listen ADDR         accept clients on ADDR (repeatable): 127.0.0.1:8080,\n"
-            "                        [::1]:8080, or :8080 for every address\n"
-            "  --server ADDR[,weight=N][,name=NAME]\n"
-            "                        add a backend server to the pool (repeatable); weight 0-256,\n"
-            "                        default 1\n"
-            "\n"
-            "Options:\n"
-            "  --threads N           worker threads (default: one per CPU); overrides the file\n"
-            "  --log-level LEVEL     error, warn, info or debug (default info); overrides the file\n"
-            "  -v, --version         print the version and build options\n"
-            "  -h, --help            print this help\n"
-            "\n"
-            "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
-            "\n"
-            "Example:\n"
-            "  fulcrum --listen 127.0.0.1:8080 --server 127.0.0.1:9001 --server "
-            "127.0.0.1:9002,weight=2\n");
+    fprintf(
+        out,
+        "Usage: fulcrum -c FILE [-t]\n"
+        "       fulcrum --listen ADDR --server ADDR [--server ADDR ...] [options]\n"
+        "\n"
+        "fulcrum is an HTTP/1.1 load balancer: it spreads requests arriving on its listeners\n"
+        "over pools of backend servers.\n"
+        "\n"
+        "Configuration:\n"
+        "  -c, --config FILE     run from a YAML configuration file (see fulcrum.yaml(5))\n"
+        "  -t, --test            check the configuration, print \"configuration OK\" or every\n"
+        "                        error found, and exit 0 or 1\n"
+        "\n"
+        "Quick start without a file:\n"
+        "  --listen ADDR         accept clients on ADDR (repeatable): 127.0.0.1:8080,\n"
+        "                        [::1]:8080, or :8080 for every address\n"
+        "  --server ADDR[,weight=N][,name=NAME]\n"
+        "                        add a backend server to the pool (repeatable); weight 0-256,\n"
+        "                        default 1\n"
+        "\n"
+        "Options:\n"
+        "  --threads N           worker threads (default: one per CPU); overrides the file\n"
+        "  --log-level LEVEL     error, warn, info or debug (default info); overrides the file\n"
+        "  -v, --version         print the version and build options\n"
+        "  -h, --help            print this help\n"
+        "\n"
+        "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
+        "\n"
+        "Example:\n"
+        "  fulcrum --listen 127.0.0.1:8080 --server 127.0.0.1:9001 --server "
+        "127.0.0.1:9002,weight=2\n");
 }
 
 static void version(void)
@@ -148,14 +149,15 @@ struct options {
 static int parse_args(int argc, char **argv, struct options *o)
 {
     enum { OPT_LISTEN = 256, OPT_SERVER, OPT_THREADS, OPT_LOG_LEVEL };
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"server", required_argument, NULL, OPT_SERVER},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"version", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"listen", required_argument, NULL, OPT_LISTEN},
+                                             {"server", required_argument, NULL, OPT_SERVER},
+                                             {"threads", required_argument, NULL, OPT_THREADS},
+                                             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     int c;
     char *err = NULL;
 
@@ -211,8 +213,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "fulcrum: unexpected argument '%s'\nTry 'fulcrum --help'.\n",
-                argv[optind]);
+        fprintf(stderr, "fulcrum: unexpected argument '%s'\nTry 'fulcrum --help'.\n", argv[optind]);
         return -1;
     }
     if (o->config && o->flags_conf) {

@@ -107,6 +107,11 @@ int net_parse_addr(const char *text, struct net_addr *out, const char **error)
         return 0;
     }
 
+#ifdef FULCRUM_NO_DNS
+    /* fuzzing builds: host names must not turn into network lookups */
+    *error = "cannot resolve host name";
+    return -1;
+#endif
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);
@@ -181,8 +186,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, bool
         (dual_stack && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0) ||
         /* Accepted sockets inherit TCP_NODELAY: responses go out in one write, never held back
          * by Nagle while an earlier segment waits for its ACK. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
-        bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 || bind(fd, sa, len) < 0 ||
+        listen(fd, backlog) < 0) {
         int saved = errno;
         close(fd);
         errno = saved;
@@ -193,8 +198,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, bool
 
 int net_listen(const struct net_addr *addr, int backlog, bool reuseport)
 {
-    int fd = listen_on((const struct sockaddr *)&addr->ss, addr->len, backlog, reuseport,
-                       addr->any);
+    int fd =
+        listen_on((const struct sockaddr *)&addr->ss, addr->len, backlog, reuseport, addr->any);
     if (fd < 0 && addr->any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
         struct sockaddr_in sin = {.sin_family = AF_INET,
                                   .sin_port = ((const struct sockaddr_in6 *)&addr->ss)->sin6_port,

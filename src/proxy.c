@@ -57,8 +57,8 @@
 /* Rounds of work one event may do before the session yields to others. */
 #define MAX_ROUNDS 16
 /* Lingering close: how long, and how much, we read and discard after our last response. */
-#define LINGER_MS 5000
-#define LINGER_MAX_BYTES (1u << 20)
+#define LINGER_MS          5000
+#define LINGER_MAX_BYTES   (1u << 20)
 #define MAX_SPARE_SESSIONS 1024
 
 enum phase { PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
@@ -499,7 +499,8 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
     if (msg->version == 11)
         s->keep_alive = !(msg->flags & HTTP1_F_CONN_CLOSE);
     else
-        s->keep_alive = (msg->flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg->flags & HTTP1_F_CONN_CLOSE);
+        s->keep_alive =
+            (msg->flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg->flags & HTTP1_F_CONN_CLOSE);
     if (w->stopping)
         s->keep_alive = false;
     s->req_body = msg->body;
@@ -773,8 +774,8 @@ static int step_head(struct session *s)
 
     uint16_t status;
     const char *why;
-    int r = http1_scan_head(&s->scan, s->in.data + s->in.start, len, &w->limits, true, &status,
-                            &why);
+    int r =
+        http1_scan_head(&s->scan, s->in.data + s->in.start, len, &w->limits, true, &status, &why);
     if (r == HTTP1_AGAIN)
         return STEP_PROGRESS;
     if (r == HTTP1_ERROR)

@@ -52,8 +52,7 @@ size_t rewrite_request(const char *buf, const struct http1_msg *msg, const char 
                        size_t client_ip_len, char *out, size_t cap)
 {
     struct writer w = {out, out + cap, false};
-    const struct http1_field *host =
-        msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
+    const struct http1_field *host = msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
     bool absolute = msg->flags & HTTP1_F_ABSOLUTE_FORM;
 
     put(&w, buf + msg->method_off, msg->method_len);

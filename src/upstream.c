@@ -81,8 +81,7 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s)
     return u;
 }
 
-struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler,
-                                  int *err)
+struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler, int *err)
 {
     bool in_progress = false;
     int fd = net_connect(&s->addr, &in_progress);

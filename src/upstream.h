@@ -22,9 +22,9 @@ struct session;
 
 struct upstream {
     struct loop_io io;
-    struct worker *worker; /* the thread that created it, and the only one that touches it */
-    struct server *server; /* referenced for the connection's lifetime */
-    struct session *owner; /* NULL while idle */
+    struct worker *worker;        /* the thread that created it, and the only one that touches it */
+    struct server *server;        /* referenced for the connection's lifetime */
+    struct session *owner;        /* NULL while idle */
     struct upstream *prev, *next; /* idle list, or the worker's free lists */
     uint64_t idle_since_ms;
     uint32_t requests; /* requests carried so far */
@@ -39,8 +39,7 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s);
  * Starts a connection to s, calling handler on its events. Returns NULL with *err set (errno)
  * when the connection failed at once.
  */
-struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler,
-                                  int *err);
+struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler, int *err);
 
 /* Puts a connection that finished a response cleanly back in its server's idle pool. */
 void upstream_park(struct worker *w, struct upstream *u);

@@ -24,10 +24,10 @@
 
 #define ACCEPTS_PER_EVENT 64
 #define ACCEPT_BACKOFF_MS 100
-#define HOUSEKEEPING_MS 1000
-#define LISTEN_BACKLOG 4096
+#define HOUSEKEEPING_MS   1000
+#define LISTEN_BACKLOG    4096
 /* Bytes a head may grow by when fulcrum rewrites it (X-Forwarded-* and friends). */
-#define REWRITE_RESERVE 1024
+#define REWRITE_RESERVE   1024
 #define MAX_SPARE_BUFFERS 256
 
 static struct worker **all_workers;
@@ -118,8 +118,8 @@ static void on_accept(struct loop *loop, struct loop_io *io)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             if (!w->accept_backoff)
-                log_warn("worker %u: accept: %s; pausing accepts for %d ms", w->id,
-                         strerror(errno), ACCEPT_BACKOFF_MS);
+                log_warn("worker %u: accept: %s; pausing accepts for %d ms", w->id, strerror(errno),
+                         ACCEPT_BACKOFF_MS);
             w->accept_backoff = true;
             listeners_pause(w);
             loop_timer_set(loop, &w->accept_retry, ACCEPT_BACKOFF_MS);
@@ -220,8 +220,7 @@ static int open_listeners(struct worker *w, struct snapshot *snap)
         ls->io.fd = net_listen(&cl->addr, LISTEN_BACKLOG, true);
         w->nsocks++;
         if (ls->io.fd < 0) {
-            log_error("listener %s: cannot listen on %s: %s", cl->name, cl->bind,
-                      strerror(errno));
+            log_error("listener %s: cannot listen on %s: %s", cl->name, cl->bind, strerror(errno));
             return -1;
         }
         if (loop_add(w->loop, &ls->io, LOOP_LEVEL_IN) < 0) {

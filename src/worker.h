@@ -74,10 +74,10 @@ struct worker {
     uint32_t rewrite_reserve; /* bytes a head may grow by when rewritten */
 
     bool stopping;
-    bool accept_backoff;         /* out of file descriptors: listeners paused for a moment */
-    _Atomic bool paused_at_max;  /* listeners paused: the process is at max_connections */
-    _Atomic int stop_request;    /* set by the main thread: 1 finish and stop, 2 stop now */
-    _Atomic bool exited;         /* the thread left its loop */
+    bool accept_backoff;        /* out of file descriptors: listeners paused for a moment */
+    _Atomic bool paused_at_max; /* listeners paused: the process is at max_connections */
+    _Atomic int stop_request;   /* set by the main thread: 1 finish and stop, 2 stop now */
+    _Atomic bool exited;        /* the thread left its loop */
     struct loop_timer housekeeping;
     struct loop_timer accept_retry;
 };

@@ -201,7 +201,8 @@ static void test_leading_empty_line_skipped(void **state)
 
 static void test_content_length_body(void **state)
 {
-    struct outcome o = req_all_ways("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", true);
+    struct outcome o =
+        req_all_ways("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", true);
     assert_int_equal(o.result, HTTP1_DONE);
     assert_int_equal(o.msg.body, HTTP1_BODY_LENGTH);
     assert_int_equal(o.msg.content_length, 12);
@@ -228,8 +229,9 @@ static void test_chunked_request(void **state)
     assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
     o = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
     assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
-    o = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
-            "\r\n");
+    o = req(
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+        "\r\n");
     assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
 }
 
@@ -568,21 +570,18 @@ static void test_chunked_valid(void **state)
 static void test_chunked_invalid(void **state)
 {
     const char *bad[] = {
-        "0x5\r\nhello\r\n0\r\n\r\n",     " 5\r\nhello\r\n0\r\n\r\n",
-        "5\r\nhello\n0\r\n\r\n",         "5\r\nhelloX\r\n0\r\n\r\n",
-        "zz\r\nhello\r\n0\r\n\r\n",      "5\nhello\r\n0\r\n\r\n",
-        "0;a=\"\r\n\r\nGET /x\"\r\n\r\n", "5;\r\nhello\r\n0\r\n\r\n",
-        "5;a=\r\nhello\r\n0\r\n\r\n",     "-5\r\nhello\r\n0\r\n\r\n",
-        "0\r\n X: folded\r\n\r\n",        "0\r\nX : y\r\n\r\n",
-        "0\r\nX: a\nY: b\r\n\r\n",         "11111111111111111\r\n",
-        "\r\n",                           "5\r\nhello\r\n0\r\n\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",      " 5\r\nhello\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n",
+        "5\r\nhelloX\r\n0\r\n\r\n",       "zz\r\nhello\r\n0\r\n\r\n", "5\nhello\r\n0\r\n\r\n",
+        "0;a=\"\r\n\r\nGET /x\"\r\n\r\n", "5;\r\nhello\r\n0\r\n\r\n", "5;a=\r\nhello\r\n0\r\n\r\n",
+        "-5\r\nhello\r\n0\r\n\r\n",       "0\r\n X: folded\r\n\r\n",  "0\r\nX : y\r\n\r\n",
+        "0\r\nX: a\nY: b\r\n\r\n",        "11111111111111111\r\n",    "\r\n",
+        "5\r\nhello\r\n0\r\n\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char out[256];
         size_t out_len, consumed;
         for (size_t piece = 0; piece <= 3; piece++) {
-            int r = chunked_run(bad[i], strlen(bad[i]), piece & 1, piece, out, &out_len,
-                                &consumed);
+            int r = chunked_run(bad[i], strlen(bad[i]), piece & 1, piece, out, &out_len, &consumed);
             if (r != HTTP1_ERROR)
                 fail_msg("accepted bad chunked body %zu (piece %zu): %s", i, piece, bad[i]);
         }

@@ -169,9 +169,13 @@ static void test_seeds_start_apart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_equal_weights_exact), cmocka_unit_test(test_smooth_windows),
-        cmocka_unit_test(test_nginx_sequence), cmocka_unit_test(test_proportions), cmocka_unit_test(test_skips_unusable_and_zero_weight),
-        cmocka_unit_test(test_avoid), cmocka_unit_test(test_seeds_start_apart),
+        cmocka_unit_test(test_equal_weights_exact),
+        cmocka_unit_test(test_smooth_windows),
+        cmocka_unit_test(test_nginx_sequence),
+        cmocka_unit_test(test_proportions),
+        cmocka_unit_test(test_skips_unusable_and_zero_weight),
+        cmocka_unit_test(test_avoid),
+        cmocka_unit_test(test_seeds_start_apart),
     };
     return cmocka_run_group_tests_name("lb", tests, NULL, NULL);
 }

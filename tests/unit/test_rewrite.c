@@ -21,8 +21,8 @@ static struct http1_msg parse(const char *raw, bool request)
     uint16_t status;
     const char *why;
     struct http1_msg msg = {.fields = fields};
-    assert_int_equal(
-        http1_scan_head(&scan, raw, strlen(raw), &limits, request, &status, &why), HTTP1_DONE);
+    assert_int_equal(http1_scan_head(&scan, raw, strlen(raw), &limits, request, &status, &why),
+                     HTTP1_DONE);
     int r = request ? http1_parse_request(&scan, raw, &limits, &msg)
                     : http1_parse_response(&scan, raw, &limits, HTTP1_METHOD_GET, &msg);
     assert_int_equal(r, HTTP1_DONE);
