@@ -129,22 +129,40 @@ int net_parse_addr(const char *text, struct net_addr *out, const char **error)
     return 0;
 }
 
+/* inet_ntop() goes through sprintf; this runs once per forwarded request, for X-Forwarded-For. */
+static size_t ipv4_format(const unsigned char *ip, char *out, size_t size)
+{
+    char tmp[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = ip[i];
+        if (v >= 100)
+            tmp[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            tmp[n++] = (char)('0' + v / 10 % 10);
+        tmp[n++] = (char)('0' + v % 10);
+        tmp[n++] = '.';
+    }
+    n--; /* the last dot */
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, tmp, n);
+    out[n] = '\0';
+    return n;
+}
+
 size_t net_ip_format(const struct sockaddr *sa, char *out, size_t size)
 {
     const void *ip;
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         /* Show IPv4 clients of a dual-stack listener as plain IPv4. */
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            struct in_addr v4;
-            memcpy(&v4, &sin6->sin6_addr.s6_addr[12], 4);
-            if (!inet_ntop(AF_INET, &v4, out, (socklen_t)size))
-                out[0] = '\0';
-            return strlen(out);
-        }
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+            return ipv4_format(&sin6->sin6_addr.s6_addr[12], out, size);
         ip = &sin6->sin6_addr;
     } else if (sa->sa_family == AF_INET) {
-        ip = &((const struct sockaddr_in *)sa)->sin_addr;
+        return ipv4_format((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr, out,
+                           size);
     } else {
         snprintf(out, size, "unknown");
         return strlen(out);

@@ -7,7 +7,7 @@
 #include "rewrite.h"
 
 #include <stdbool.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 struct writer {
@@ -27,11 +27,15 @@ static void put(struct writer *w, const char *s, size_t n)
 
 #define PUT_LITERAL(w, s) put((w), (s), sizeof(s) - 1)
 
-static void put_u64(struct writer *w, unsigned long long v)
+static void put_u64(struct writer *w, uint64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", v);
-    put(w, tmp, (size_t)n);
+    char tmp[20];
+    size_t n = sizeof(tmp);
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(w, tmp + n, sizeof(tmp) - n);
 }
 
 static void put_field(struct writer *w, const char *buf, const struct http1_field *f)

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -75,6 +76,15 @@ static void test_ip_format(void **state)
     struct net_addr c;
     assert_int_equal(net_parse_addr("10.0.0.1:5", &c, &err), 0);
     assert_true(net_addr_equal(&b, &c));
+    const char *v4[] = {"0.0.0.0", "255.255.255.255", "192.168.100.9", "1.20.255.0"};
+    for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+        char text[32];
+        snprintf(text, sizeof(text), "%s:1", v4[i]);
+        assert_int_equal(net_parse_addr(text, &c, &err), 0);
+        assert_int_equal(net_ip_format((const struct sockaddr *)&c.ss, ip, sizeof(ip)),
+                         strlen(v4[i]));
+        assert_string_equal(ip, v4[i]);
+    }
 }
 
 int main(void)
