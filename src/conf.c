@@ -11,6 +11,10 @@
  *     the walker itself, so handlers only deal with their own value.
  *   - Nothing stops at the first problem: each one is recorded with its position and the key path
  *     (kept in struct ctx while walking) and the walk goes on.
+ *   - A table's init hook sets an entry's defaults before it is parsed; its finish hook fills the
+ *     defaults that depend on other keys (a pool's health-check timeout follows its interval)
+ *     and runs checks across the keys of one mapping. conf_finish() completes the quick-start
+ *     pool the same way.
  *   - validate() then runs the checks that span several entries (unique names and addresses, pool
  *     references). It works on the structs, so a conf built by the flag helpers gets the same
  *     checks; for a file it looks the entries up in the node tree again to point at the value.
@@ -38,6 +42,8 @@
 #define MAX_ITEMS     65536       /* listeners, pools and servers together */
 #define MAX_FILE_SIZE (16u << 20) /* a configuration, not a data file */
 #define DAY_MS        86400000u
+#define HOUR_MS       3600000u
+#define CHECK_MIN_MS  10u /* shortest health-check interval or timeout */
 #define DEFAULT_POOL  "default"
 
 /* Integer handlers store through uint32_t whatever the member is declared as (unsigned). */
@@ -307,6 +313,106 @@ int conf_parse_size(const char *text, uint32_t *bytes)
     return 0;
 }
 
+/* A duration in the largest unit that divides it exactly: "24h", "90s", "10ms". */
+static const char *format_duration(char *out, size_t size, uint32_t ms)
+{
+    static const struct unit units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    size_t i = 0;
+    while (ms != 0 && ms % units[i].scale != 0)
+        i++;
+    if (ms == 0)
+        snprintf(out, size, "0");
+    else
+        snprintf(out, size, "%u%s", ms / units[i].scale, units[i].suffix);
+    return out;
+}
+
+/*
+ * A duration that must lie in min..max, for a key or a flag. Returns NUM_OK with *ms set, or
+ * another NUM_ value with the reason in why. For NUM_BAD the reason does not repeat the text.
+ */
+static int check_duration(const char *s, uint32_t min, uint32_t max, uint32_t *ms, char *why,
+                          size_t size)
+{
+    char limit[32];
+    uint64_t v = 0;
+    int r = duration_ms(s, &v);
+
+    if (r == NUM_OK && v >= min && v <= max) {
+        *ms = (uint32_t)v;
+        return NUM_OK;
+    }
+    if (r == NUM_BAD)
+        snprintf(why, size, "expected a duration such as 500ms, 2s, 1m or 1h");
+    else if (r == NUM_NO_UNIT)
+        snprintf(why, size, "a duration needs a unit, e.g. 500ms, 2s, 1m");
+    else if (r == NUM_OK && v < min && min == 1)
+        snprintf(why, size, "must be greater than 0");
+    else if (r == NUM_OK && v < min)
+        snprintf(why, size, "must be at least %s", format_duration(limit, sizeof(limit), min));
+    else /* over max, or over the 24 hours any duration is limited to */
+        snprintf(why, size, "must be at most %s", format_duration(limit, sizeof(limit), max));
+    return r == NUM_OK ? NUM_BIG : r;
+}
+
+/* ---- HTTP status sets ---- */
+
+#define STATUS_MIN  100
+#define STATUS_MAX  599
+#define STATUS_WHAT "a status code such as 200 or a range such as 200-399"
+
+static void status_add(struct conf_status_set *set, unsigned low, unsigned high)
+{
+    for (unsigned c = low; c <= high; c++)
+        set->bits[c / 64] |= UINT64_C(1) << (c % 64);
+}
+
+/* Digits at *p, advancing it. Values over 9999 are kept as 9999: out of range either way. */
+static bool status_digits(const char **p, unsigned *v)
+{
+    size_t n = strspn(*p, "0123456789");
+    *v = 0;
+    for (size_t i = 0; i < n; i++)
+        *v = *v > 999 ? 9999 : *v * 10 + (unsigned)((*p)[i] - '0');
+    *p += n;
+    return n > 0;
+}
+
+/* "200" or "200-299" into set; NULL, or why not (a message that shows s itself). */
+static const char *status_item(const char *s, struct conf_status_set *set, char *why, size_t size)
+{
+    char shown[ESC_SIZE];
+    const char *p = s;
+    unsigned low, high;
+    bool range = false;
+
+    escape(shown, sizeof(shown), s, strlen(s));
+    if (!status_digits(&p, &low))
+        goto bad;
+    high = low;
+    if (*p == '-') {
+        p++;
+        range = true;
+        if (!status_digits(&p, &high))
+            goto bad;
+    }
+    if (*p)
+        goto bad;
+    if (low < STATUS_MIN || low > STATUS_MAX || high < STATUS_MIN || high > STATUS_MAX)
+        snprintf(why, size, "invalid status %s \"%s\" (codes are %d-%d)", range ? "range" : "code",
+                 shown, STATUS_MIN, STATUS_MAX);
+    else if (low > high)
+        snprintf(why, size, "invalid status range \"%s\"", shown);
+    else {
+        status_add(set, low, high);
+        return NULL;
+    }
+    return why;
+bad:
+    snprintf(why, size, "expected " STATUS_WHAT ", found \"%s\"", shown);
+    return why;
+}
+
 /* ---- schema ---- */
 
 struct field;
@@ -318,7 +424,9 @@ struct field {
     size_t offset;  /* where the value goes in the object */
     size_t offset2; /* a second destination: the parsed address, or a sequence's count */
     uint32_t min, max;
-    const struct number *num; /* for parse_number */
+    const struct number *num;            /* for parse_number */
+    const struct enumeration *names;     /* for parse_enum */
+    const char *(*check)(const char *s); /* for parse_string: NULL if s is valid, else why not */
     bool required;
     const struct schema *sub; /* a nested mapping, or the entries of a sequence */
 };
@@ -329,7 +437,10 @@ struct schema {
     size_t size;                 /* size of one entry, for sequences of mappings */
     size_t line_off, column_off; /* where an entry records its position */
     void (*init)(void *obj);     /* defaults set before an entry is parsed */
-    void (*finish)(struct ctx *ctx, void *obj, size_t index); /* defaults that need the rest */
+    /* Defaults that need the rest, and checks across keys. node is the mapping (or whatever
+     * stood in its place). A sequence entry's runs always; a nested mapping's only if every one
+     * of its keys was accepted. */
+    void (*finish)(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index);
 };
 
 static void store(void *obj, size_t offset, const void *value, size_t size)
@@ -403,23 +514,29 @@ static void parse_number(struct ctx *ctx, const yaml_node_t *node, void *obj, co
 {
     const struct number *k = f->num;
     const char *s = scalar_value(ctx, node, k->what);
+    char why[128];
     uint64_t v = 0;
+    uint32_t ms;
 
     if (!s)
         return;
-    int r = k == &num_duration ? duration_ms(s, &v) : parse_scaled(s, k->units, UINT32_MAX, &v);
-    if (r == NUM_BAD)
+    if (k == &num_duration) {
+        int r = check_duration(s, f->min, f->max, &ms, why, sizeof(why));
+        if (r == NUM_OK)
+            store(obj, f->offset, &ms, sizeof(ms));
+        else if (r == NUM_BAD)
+            quoted_error(ctx, node, k->what, s);
+        else
+            node_error(ctx, node, "%s", why);
+        return;
+    }
+    int r = parse_scaled(s, k->units, UINT32_MAX, &v);
+    if (r == NUM_BAD || r == NUM_NO_UNIT)
         quoted_error(ctx, node, k->what, s);
-    else if (r == NUM_NO_UNIT)
-        node_error(ctx, node, "a duration needs a unit, e.g. 500ms, 2s, 1m");
     else if (r == NUM_OK && v >= f->min && v <= f->max)
         store(obj, f->offset, &(uint32_t){(uint32_t)v}, sizeof(uint32_t));
-    else if (k != &num_duration)
-        node_error(ctx, node, "must be between %u and %u%s", f->min, f->max, k->range_end);
-    else if (r == NUM_OK && v < f->min) /* duration rows have min 0 or 1, max 24h */
-        node_error(ctx, node, "must be greater than 0");
     else
-        node_error(ctx, node, "must be at most 24h");
+        node_error(ctx, node, "must be between %u and %u%s", f->min, f->max, k->range_end);
 }
 
 /* Stores a copy of s as the char * at offset. */
@@ -433,13 +550,52 @@ static bool store_copy(struct ctx *ctx, void *obj, size_t offset, const char *s)
     return copy != NULL;
 }
 
+/* A non-empty string; a row's check function may limit it further. */
 static void parse_string(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
     const char *s = scalar_value(ctx, node, "a string");
+    const char *why;
+    char shown[ESC_SIZE];
+
     if (s && !*s)
         node_error(ctx, node, "must not be empty");
+    else if (s && f->check && (why = f->check(s)))
+        node_error(ctx, node, "%s, found \"%s\"", why, escape(shown, sizeof(shown), s, strlen(s)));
     else if (s)
         store_copy(ctx, obj, f->offset, s);
+}
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Checks for parse_string rows (and the flags): NULL if s is acceptable, else why not. */
+
+static const char *method_problem(const char *s)
+{
+    for (; *s; s++) /* an RFC 9110 token: tchar only */
+        if (!is_alnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return "must be a token (letters, digits and !#$%&'*+-.^_`|~)";
+    return NULL;
+}
+
+static const char *path_problem(const char *s)
+{
+    if (*s != '/')
+        return "must start with '/'";
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return "must contain only visible ASCII characters (no spaces)";
+    return NULL;
+}
+
+static const char *host_problem(const char *s)
+{
+    for (; *s; s++)
+        if (!is_alnum((unsigned char)*s) && !strchr("-._~%!$&'()*+,;=:[]", *s))
+            return "must contain only letters, digits and -._~%!$&'()*+,;=:[]";
+    return NULL;
 }
 
 /* An address: the text goes to offset, the parsed struct net_addr to offset2. */
@@ -472,24 +628,86 @@ static void parse_log_level(struct ctx *ctx, const yaml_node_t *node, void *obj,
         store(obj, f->offset, &level, sizeof(level));
 }
 
-static void parse_balance(struct ctx *ctx, const yaml_node_t *node, void *obj,
-                          const struct field *f)
+/* The words an enum member may be written as, indexed by value. */
+struct enumeration {
+    const char *what; /* for "expected ..., found a mapping" */
+    const char *names[4];
+};
+
+static const struct enumeration balance_names = {"a balancing method",
+                                                 {[CONF_BALANCE_ROUND_ROBIN] = "round-robin"}};
+static const struct enumeration check_type_names = {
+    "a check type", {[CONF_CHECK_HTTP] = "http", [CONF_CHECK_TCP] = "tcp"}};
+static const struct enumeration all_down_names = {
+    "reject or use-all", {[CONF_ALL_DOWN_REJECT] = "reject", [CONF_ALL_DOWN_USE_ALL] = "use-all"}};
+
+/* Enum members are stored as int. */
+_Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_check_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_when_all_down) == sizeof(int), "enum size");
+
+static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
-    static const struct {
-        const char *name;
-        enum conf_balance value;
-    } methods[] = {{"round-robin", CONF_BALANCE_ROUND_ROBIN}};
-    const char *s = scalar_value(ctx, node, "a balancing method");
+    const struct enumeration *e = f->names;
+    const char *s = scalar_value(ctx, node, e->what);
+    char list[128] = "one of: ";
+    size_t o = strlen(list);
 
     if (!s)
         return;
-    for (size_t i = 0; i < ARRAY_LEN(methods); i++) {
-        if (strcmp(s, methods[i].name) == 0) {
-            store(obj, f->offset, &methods[i].value, sizeof(methods[i].value));
+    for (int i = 0; i < (int)ARRAY_LEN(e->names) && e->names[i]; i++) {
+        if (strcmp(s, e->names[i]) == 0) {
+            store(obj, f->offset, &i, sizeof(i));
             return;
         }
+        int n = snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", e->names[i]);
+        if (n > 0)
+            o = o + (size_t)n < sizeof(list) ? o + (size_t)n : sizeof(list) - 1;
     }
-    quoted_error(ctx, node, "one of: round-robin", s);
+    quoted_error(ctx, node, list, s);
+}
+
+/* One status code or range, as a sequence entry or the whole value. */
+static bool parse_status_item(struct ctx *ctx, const yaml_node_t *node, const char *what,
+                              struct conf_status_set *set)
+{
+    char why[2 * ESC_SIZE];
+    const char *s = scalar_value(ctx, node, what);
+
+    if (s && status_item(s, set, why, sizeof(why))) {
+        node_error(ctx, node, "%s", why);
+        return false;
+    }
+    return s != NULL;
+}
+
+/* A struct conf_status_set: 200, "200-299", or a sequence of those. Replaces the default. */
+static void parse_status_set(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                             const struct field *f)
+{
+    static const char one[] = "a status code or a range such as 200-399";
+    static const char any[] = "a status code, a range such as 200-399, or a list of them";
+    struct conf_status_set set = {{0}};
+    bool ok = true;
+
+    if (node->type != YAML_SEQUENCE_NODE) {
+        ok = parse_status_item(ctx, node, any, &set);
+    } else {
+        size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+        if (n == 0) {
+            node_error(ctx, node, "must not be empty");
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
+            size_t mark = path_push(ctx, "[%zu]", i);
+            if (child && !parse_status_item(ctx, child, one, &set))
+                ok = false;
+            path_pop(ctx, mark);
+        }
+    }
+    if (ok)
+        store(obj, f->offset, &set, sizeof(set));
 }
 
 static size_t find_field(const struct schema *s, const char *key, size_t len)
@@ -570,7 +788,20 @@ static void parse_mapping(struct ctx *ctx, const yaml_node_t *node, void *obj,
 static void parse_submapping(struct ctx *ctx, const yaml_node_t *node, void *obj,
                              const struct field *f)
 {
-    parse_mapping(ctx, node, (char *)obj + f->offset, f->sub);
+    size_t before = ctx->nerrors;
+    void *sub = (char *)obj + f->offset;
+
+    parse_mapping(ctx, node, sub, f->sub);
+    if (f->sub->finish && ctx->nerrors == before && !ctx->oom)
+        f->sub->finish(ctx, node, sub, 0);
+}
+
+/* A nested mapping whose presence turns something on: the bool at offset2 becomes true. */
+static void parse_switch(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
+{
+    if (node->type == YAML_MAPPING_NODE)
+        store(obj, f->offset2, &(bool){true}, sizeof(bool));
+    parse_submapping(ctx, node, obj, f);
 }
 
 /*
@@ -620,7 +851,7 @@ static void parse_list(struct ctx *ctx, const yaml_node_t *node, void *obj, cons
             store(entry, item->column_off, &(int){column_of(child)}, sizeof(int));
             parse_mapping(ctx, child, entry, item);
             if (item->finish)
-                item->finish(ctx, entry, i);
+                item->finish(ctx, child, entry, i);
         }
         path_pop(ctx, mark);
     }
@@ -631,15 +862,16 @@ static void server_init(void *obj)
     ((struct conf_server *)obj)->weight = 1;
 }
 
-static void server_finish(struct ctx *ctx, void *obj, size_t index)
+static void server_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
+    (void)node;
     (void)index;
     struct conf_server *s = obj;
     if (!s->name && s->address && !(s->name = strdup(s->address)))
         ctx->oom = true;
 }
 
-static void listener_finish(struct ctx *ctx, void *obj, size_t index)
+static void listener_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
     struct conf_listener *l = obj;
     if (!l->name && asprintf(&l->name, "listener%zu", index + 1) < 0) {
@@ -661,6 +893,66 @@ static void listener_finish(struct ctx *ctx, void *obj, size_t index)
     .size = sizeof(type), .line_off = offsetof(type, line), .column_off = offsetof(type, column)
 #define SECONDS(n) ((n)*1000u)
 
+static const yaml_node_t *map_get(struct ctx *ctx, const yaml_node_t *map, const char *key);
+
+/* Every pool's defaults, for files and flags. The strings come in pool_complete(). */
+static void pool_init(void *obj)
+{
+    struct conf_pool *p = obj;
+    p->retries = 2;
+    p->check = (struct conf_health_check){
+        .type = CONF_CHECK_HTTP, .interval_ms = SECONDS(2), .rise = 2, .fall = 3};
+    status_add(&p->check.expect_status, 200, 399);
+    p->passive = (struct conf_passive){.consecutive_failures = 5,
+                                       .ejection_time_ms = SECONDS(30),
+                                       .max_ejection_time_ms = SECONDS(300),
+                                       .max_ejected_percent = 50};
+    status_add(&p->passive.failure_status, 502, 504);
+}
+
+/* The defaults that depend on other values (0 means not given: none of these may be 0). */
+static void pool_complete(struct ctx *ctx, struct conf_pool *p)
+{
+    struct conf_health_check *c = &p->check;
+    if (!c->method && !(c->method = strdup("GET")))
+        ctx->oom = true;
+    if (!c->path && !(c->path = strdup("/healthcheck")))
+        ctx->oom = true;
+    if (!c->fast_interval_ms)
+        c->fast_interval_ms = c->interval_ms;
+    if (!c->down_interval_ms)
+        c->down_interval_ms = c->interval_ms;
+    if (!c->timeout_ms)
+        c->timeout_ms = c->interval_ms < SECONDS(2) ? c->interval_ms : SECONDS(2);
+}
+
+static void pool_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    pool_complete(ctx, obj);
+}
+
+/* Runs only when every passive key was accepted (see struct schema). */
+static void passive_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_passive *p = obj;
+    const yaml_node_t *max = map_get(ctx, node, "max_ejection_time");
+    const yaml_node_t *min = map_get(ctx, node, "ejection_time");
+    char limit[32];
+
+    if (p->max_ejection_time_ms >= p->ejection_time_ms)
+        return;
+    /* At the maximum if it was written; otherwise the ejection time went past the default one. */
+    const char *key = max ? "max_ejection_time" : "ejection_time";
+    size_t mark = path_push_key(ctx, key, strlen(key));
+    if (max)
+        node_error(ctx, max, "must be at least ejection_time (%s)",
+                   format_duration(limit, sizeof(limit), p->ejection_time_ms));
+    else
+        node_error(ctx, min ? min : node, "must be at most max_ejection_time (%s, the default)",
+                   format_duration(limit, sizeof(limit), p->max_ejection_time_ms));
+    path_pop(ctx, mark);
+}
+
 static const struct field server_fields[] = {
     FIELD("name", parse_string, struct conf_server, name),
     FIELD("address", parse_address, struct conf_server, address,
@@ -671,15 +963,60 @@ static const struct field server_fields[] = {
 static const struct schema server_schema =
     SCHEMA(server_fields, ENTRY(struct conf_server), .init = server_init, .finish = server_finish);
 
+#define CHECK_TIME(k, member)                                                                      \
+    FIELD(k, parse_number, struct conf_health_check, member, .num = &num_duration,                 \
+          .min = CHECK_MIN_MS, .max = HOUR_MS)
+#define CHECK_COUNT(k, member)                                                                     \
+    FIELD(k, parse_number, struct conf_health_check, member, .num = &num_integer, .min = 1,        \
+          .max = 100)
+static const struct field check_fields[] = {
+    FIELD("type", parse_enum, struct conf_health_check, type, .names = &check_type_names),
+    FIELD("method", parse_string, struct conf_health_check, method, .check = method_problem),
+    FIELD("path", parse_string, struct conf_health_check, path, .check = path_problem),
+    FIELD("host", parse_string, struct conf_health_check, host, .check = host_problem),
+    FIELD("expect_status", parse_status_set, struct conf_health_check, expect_status),
+    FIELD("expect_body", parse_string, struct conf_health_check, expect_body),
+    FIELD("port", parse_number, struct conf_health_check, port, .num = &num_integer, .min = 1,
+          .max = 65535),
+    CHECK_TIME("interval", interval_ms),
+    CHECK_TIME("fast_interval", fast_interval_ms),
+    CHECK_TIME("down_interval", down_interval_ms),
+    CHECK_TIME("timeout", timeout_ms),
+    CHECK_COUNT("rise", rise),
+    CHECK_COUNT("fall", fall),
+};
+static const struct schema check_schema = SCHEMA(check_fields);
+
+static const struct field passive_fields[] = {
+    FIELD("consecutive_failures", parse_number, struct conf_passive, consecutive_failures,
+          .num = &num_integer, .min = 0, .max = 1000),
+    FIELD("failure_status", parse_status_set, struct conf_passive, failure_status),
+    FIELD("ejection_time", parse_number, struct conf_passive, ejection_time_ms,
+          .num = &num_duration, .min = 1, .max = HOUR_MS),
+    FIELD("max_ejection_time", parse_number, struct conf_passive, max_ejection_time_ms,
+          .num = &num_duration, .min = 1, .max = DAY_MS),
+    FIELD("max_ejected_percent", parse_number, struct conf_passive, max_ejected_percent,
+          .num = &num_integer, .min = 0, .max = 100),
+};
+static const struct schema passive_schema = SCHEMA(passive_fields, .finish = passive_finish);
+
 static const struct field pool_fields[] = {
     FIELD("name", parse_string, struct conf_pool, name, .required = true),
-    FIELD("balance", parse_balance, struct conf_pool, balance),
+    FIELD("balance", parse_enum, struct conf_pool, balance, .names = &balance_names),
     FIELD("servers", parse_list, struct conf_pool, servers,
           .offset2 = offsetof(struct conf_pool, nservers), .min = 1, .required = true,
           .sub = &server_schema),
+    FIELD("retries", parse_number, struct conf_pool, retries, .num = &num_integer, .min = 0,
+          .max = 10),
+    FIELD("slow_start", parse_number, struct conf_pool, slow_start_ms, .num = &num_duration,
+          .min = 0, .max = HOUR_MS),
+    FIELD("when_all_down", parse_enum, struct conf_pool, when_all_down, .names = &all_down_names),
+    FIELD("health_check", parse_switch, struct conf_pool, check,
+          .offset2 = offsetof(struct conf_pool, check.enabled), .sub = &check_schema),
+    FIELD("passive", parse_submapping, struct conf_pool, passive, .sub = &passive_schema),
 };
 static const struct schema pool_schema =
-    SCHEMA(pool_fields, ENTRY(struct conf_pool)); /* calloc'ed: balance is round-robin (0) */
+    SCHEMA(pool_fields, ENTRY(struct conf_pool), .init = pool_init, .finish = pool_finish);
 
 static const struct field listener_fields[] = {
     FIELD("name", parse_string, struct conf_listener, name),
@@ -731,6 +1068,8 @@ static const struct schema root_schema = SCHEMA(root_fields);
 
 _Static_assert(ARRAY_LEN(server_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(pool_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(check_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(passive_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(listener_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(timeout_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(limit_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
@@ -912,15 +1251,19 @@ static void validate(struct ctx *ctx, struct conf *conf)
                                 struct conf_pool, conf->pools, conf->npools, name);
     char prefix[64], names[256], shown[ESC_SIZE];
     size_t most = conf->nlisteners > conf->npools ? conf->nlisteners : conf->npools;
+    size_t nservers = 0;
     struct ukey *k;
 
-    /* A file without these already got "required key is missing" from the walker. */
+    for (unsigned i = 0; i < conf->npools; i++) {
+        most = conf->pools[i].nservers > most ? conf->pools[i].nservers : most;
+        nservers += conf->pools[i].nservers;
+    }
+    /* A file without these already got "required key is missing" from the walker. The flags'
+     * pool may exist without servers: --health-check creates it too. */
     if (!ctx->file && conf->nlisteners == 0)
         error_at(ctx, 0, 0, "", "no address to listen on: give at least one --listen ADDR");
-    if (!ctx->file && conf->npools == 0)
+    if (!ctx->file && nservers == 0)
         error_at(ctx, 0, 0, "", "no backend server: give at least one --server ADDR");
-    for (unsigned i = 0; i < conf->npools; i++)
-        most = conf->pools[i].nservers > most ? conf->pools[i].nservers : most;
     if (most == 0)
         return;
     if (!(k = malloc(most * sizeof(*k)))) {
@@ -936,8 +1279,6 @@ static void validate(struct ctx *ctx, struct conf *conf)
             ENTRIES("server", prefix, "--server", map_get(ctx, seq_get(ctx, ps.seq, i), "servers"),
                     struct conf_server, p->servers, p->nservers, address);
         check_unique(ctx, &ss, "name", offsetof(struct conf_server, name), false, k);
-        if (!ctx->file && p->nservers == 0) /* the walker checks this for files */
-            entry_error(ctx, &ps, i, "servers", "the pool has no servers");
     }
     size_t m = check_unique(ctx, &ps, "name", offsetof(struct conf_pool, name), false, k);
 
@@ -1156,6 +1497,7 @@ static struct conf_pool *default_pool(struct conf *conf)
     }
     conf->pools = v;
     v[conf->npools] = (struct conf_pool){.name = name, .balance = CONF_BALANCE_ROUND_ROBIN};
+    pool_init(&v[conf->npools]);
     return &v[conf->npools++];
 }
 
@@ -1225,9 +1567,59 @@ out:
     return -1;
 }
 
+/*
+ * The health flags are kept in the quick-start pool itself (created here if no --server came
+ * first); conf_finish() derives the rest from them, as for a file.
+ */
+int conf_set_health_check_flag(struct conf *conf, const char *path, char **error)
+{
+    char shown[ESC_SIZE];
+    const char *why;
+    struct conf_pool *pool;
+    char *copy;
+
+    if (error)
+        *error = NULL;
+    if (!path)
+        path = "";
+    if ((why = path_problem(path)))
+        return fail(error, "--health-check %s: the path %s",
+                    escape(shown, sizeof(shown), path, strlen(path)), why);
+    if (!(copy = strdup(path)) || !(pool = default_pool(conf))) {
+        free(copy);
+        return fail(error, "out of memory");
+    }
+    free(pool->check.path); /* given twice: the last one counts */
+    pool->check.path = copy;
+    pool->check.enabled = true;
+    return 0;
+}
+
+int conf_set_health_interval_flag(struct conf *conf, const char *duration, char **error)
+{
+    char shown[ESC_SIZE], why[128];
+    struct conf_pool *pool;
+    uint32_t ms;
+
+    if (error)
+        *error = NULL;
+    if (!duration)
+        duration = "";
+    if (check_duration(duration, CHECK_MIN_MS, HOUR_MS, &ms, why, sizeof(why)) != NUM_OK)
+        return fail(error, "--health-interval %s: %s",
+                    escape(shown, sizeof(shown), duration, strlen(duration)), why);
+    if (!(pool = default_pool(conf)))
+        return fail(error, "out of memory");
+    pool->check.interval_ms = ms;
+    pool->check.enabled = true; /* of the default path unless --health-check gives one */
+    return 0;
+}
+
 int conf_finish(struct conf *conf, char **errors)
 {
     struct ctx ctx = {.file = conf->path};
+    for (unsigned i = 0; i < conf->npools; i++)
+        pool_complete(&ctx, &conf->pools[i]);
     validate(&ctx, conf);
     return finish_errors(&ctx, errors);
 }
@@ -1249,6 +1641,10 @@ void conf_free(struct conf *conf)
         }
         free(p->servers);
         free(p->name);
+        free(p->check.method);
+        free(p->check.path);
+        free(p->check.host);
+        free(p->check.expect_body);
     }
     free(conf->listeners);
     free(conf->pools);

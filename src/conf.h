@@ -13,6 +13,7 @@
 #ifndef FULCRUM_CONF_H
 #define FULCRUM_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,54 @@
 
 enum conf_balance {
     CONF_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin */
+};
+
+/* A set of HTTP status codes (100-599) as a bitmap: bit n set means status n is in the set. */
+struct conf_status_set {
+    uint64_t bits[10];
+};
+
+static inline bool conf_status_in(const struct conf_status_set *set, unsigned status)
+{
+    return status < 640 && (set->bits[status / 64] >> (status % 64)) & 1u;
+}
+
+enum conf_check_type {
+    CONF_CHECK_HTTP = 0, /* a request; the status (and optionally the body) decides */
+    CONF_CHECK_TCP,      /* a connection that opens passes */
+};
+
+/* Active health checks of a pool's servers (the pool's health_check mapping). */
+struct conf_health_check {
+    bool enabled; /* the mapping is present (or --health-check was given) */
+    enum conf_check_type type;
+    char *method;                         /* default "GET" */
+    char *path;                           /* default "/healthcheck" */
+    char *host;                           /* Host field; NULL: the server's address */
+    struct conf_status_set expect_status; /* default 200-399 */
+    char *expect_body;                    /* substring the body must contain; NULL: none */
+    unsigned port;                        /* port to check; 0: the server's own */
+    uint32_t interval_ms;                 /* while the state is stable (default 2s) */
+    uint32_t fast_interval_ms;            /* while moving between states (default: interval) */
+    uint32_t down_interval_ms;            /* while fully down (default: interval) */
+    uint32_t timeout_ms;                  /* connect + response (default: min(interval, 2s)) */
+    unsigned rise;                        /* consecutive passes to go up (default 2) */
+    unsigned fall;                        /* consecutive failures to go down (default 3) */
+};
+
+/* Passive detection: real traffic failures take a server out for a while (the pool's passive
+ * mapping). On by default, with these defaults. */
+struct conf_passive {
+    unsigned consecutive_failures;         /* default 5; 0 turns passive detection off */
+    struct conf_status_set failure_status; /* backend statuses that count (default 502-504) */
+    uint32_t ejection_time_ms;             /* times the ejection count (default 30s) */
+    uint32_t max_ejection_time_ms;         /* cap (default 300s) */
+    unsigned max_ejected_percent;          /* of a pool's servers, at once (default 50) */
+};
+
+enum conf_when_all_down {
+    CONF_ALL_DOWN_REJECT = 0, /* 503 with Retry-After */
+    CONF_ALL_DOWN_USE_ALL,    /* try every server anyway (panic mode) */
 };
 
 struct conf_server {
@@ -37,6 +86,11 @@ struct conf_pool {
     enum conf_balance balance;
     struct conf_server *servers;
     unsigned nservers;
+    struct conf_health_check check;
+    struct conf_passive passive;
+    unsigned retries;       /* other servers tried after a failure (default 2) */
+    uint32_t slow_start_ms; /* weight ramp after a server comes back (default 0: off) */
+    enum conf_when_all_down when_all_down;
     int line, column;
 };
 
@@ -91,6 +145,10 @@ struct conf *conf_new(void);
 int conf_add_listen_flag(struct conf *conf, const char *addr, char **error);
 /* --server ADDR[,weight=N][,name=NAME]: adds a server to pool "default" (created on first use). */
 int conf_add_server_flag(struct conf *conf, const char *spec, char **error);
+/* --health-check PATH: active HTTP checks of PATH for the quick-start pool. */
+int conf_set_health_check_flag(struct conf *conf, const char *path, char **error);
+/* --health-interval DUR: their interval (implies checks of /healthcheck if no path was given). */
+int conf_set_health_interval_flag(struct conf *conf, const char *duration, char **error);
 /* Validates a conf built with the flag helpers; same error contract as conf_load_file. */
 int conf_finish(struct conf *conf, char **errors);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "lb.h"
 
 struct rr_state {
@@ -19,7 +20,7 @@ struct rr_state {
     int64_t score[];
 };
 
-static struct server *rr_pick(const struct pool *pool, void *state, const struct server *avoid)
+static struct server *rr_pick(const struct pool *pool, void *state, const struct lb_pick *ctx)
 {
     struct rr_state *st = state;
     int64_t total = 0;
@@ -27,8 +28,10 @@ static struct server *rr_pick(const struct pool *pool, void *state, const struct
 
     for (unsigned i = 0; i < pool->nservers && i < st->n; i++) {
         const struct server *s = pool->servers[i];
-        unsigned w = server_weight(s);
-        if (w == 0 || s == avoid || !server_usable(s))
+        if (!lb_candidate(s, ctx))
+            continue;
+        int64_t w = (int64_t)lb_weight(pool, s, ctx);
+        if (w == 0)
             continue;
         st->score[i] += w;
         total += w;
@@ -49,8 +52,9 @@ static void *rr_state_new(const struct pool *pool, unsigned seed)
     st->n = pool->nservers;
     /* Start each thread a few turns into the cycle, so that N threads serving their first
      * requests do not all send them to the same server. */
+    const struct lb_pick ctx = {0};
     for (unsigned i = 0; i < seed % (pool->nservers ? pool->nservers : 1); i++)
-        rr_pick(pool, st, NULL);
+        rr_pick(pool, st, &ctx);
     return st;
 }
 
@@ -65,6 +69,24 @@ const struct lb_ops lb_round_robin = {
     .state_free = rr_state_free,
     .pick = rr_pick,
 };
+
+bool lb_candidate(const struct server *s, const struct lb_pick *ctx)
+{
+    if (!server_usable(s, ctx->panic))
+        return false;
+    for (unsigned i = 0; i < ctx->navoid; i++)
+        if (ctx->avoid[i] == s)
+            return false;
+    return true;
+}
+
+uint64_t lb_weight(const struct pool *pool, const struct server *s, const struct lb_pick *ctx)
+{
+    uint32_t slow_start = pool->conf ? pool->conf->slow_start_ms : 0;
+    uint64_t up_since =
+        slow_start ? atomic_load_explicit(&s->up_since_ms, memory_order_relaxed) : 0;
+    return health_effective_weight(server_weight(s), up_since, ctx->now_ms, slow_start);
+}
 
 const struct lb_ops *lb_find(const char *name)
 {

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "conf.h"
 #include "log.h"
 #include "snapshot.h"
@@ -148,16 +149,19 @@ struct options {
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    enum { OPT_LISTEN = 256, OPT_SERVER, OPT_THREADS, OPT_LOG_LEVEL };
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"test", no_argument, NULL, 't'},
-                                             {"listen", required_argument, NULL, OPT_LISTEN},
-                                             {"server", required_argument, NULL, OPT_SERVER},
-                                             {"threads", required_argument, NULL, OPT_THREADS},
-                                             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-                                             {"version", no_argument, NULL, 'v'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    enum { OPT_LISTEN = 256, OPT_SERVER, OPT_THREADS, OPT_LOG_LEVEL, OPT_CHECK, OPT_INTERVAL };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"server", required_argument, NULL, OPT_SERVER},
+        {"health-check", required_argument, NULL, OPT_CHECK},
+        {"health-interval", required_argument, NULL, OPT_INTERVAL},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     int c;
     char *err = NULL;
 
@@ -177,17 +181,23 @@ static int parse_args(int argc, char **argv, struct options *o)
             exit(0);
         case OPT_LISTEN:
         case OPT_SERVER:
+        case OPT_CHECK:
+        case OPT_INTERVAL: {
             if (!o->flags_conf && !(o->flags_conf = conf_new())) {
                 fprintf(stderr, "fulcrum: out of memory\n");
                 return -1;
             }
-            if ((c == OPT_LISTEN ? conf_add_listen_flag(o->flags_conf, optarg, &err)
-                                 : conf_add_server_flag(o->flags_conf, optarg, &err)) < 0) {
+            int rc = c == OPT_LISTEN   ? conf_add_listen_flag(o->flags_conf, optarg, &err)
+                     : c == OPT_SERVER ? conf_add_server_flag(o->flags_conf, optarg, &err)
+                     : c == OPT_CHECK  ? conf_set_health_check_flag(o->flags_conf, optarg, &err)
+                                       : conf_set_health_interval_flag(o->flags_conf, optarg, &err);
+            if (rc < 0) {
                 fprintf(stderr, "fulcrum: %s\n", err ? err : "invalid argument");
                 free(err);
                 return -1;
             }
             break;
+        }
         case OPT_THREADS: {
             char *end;
             long n = strtol(optarg, &end, 10);
@@ -308,8 +318,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct worker **workers = calloc(nthreads, sizeof(*workers));
-    if (!workers) {
-        log_error("out of memory");
+    if (!workers || check_start(snap) < 0) {
+        if (!workers)
+            log_error("out of memory");
+        free(workers);
         snapshot_unref(snap);
         return 1;
     }
@@ -370,6 +382,7 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < started; i++)
         worker_join(workers[i]);
+    check_stop();
     for (unsigned i = 0; i < nthreads; i++)
         worker_free(workers[i]);
     free(workers);

@@ -1,10 +1,11 @@
 /*
- * pool.c - servers: creation, reference counting, and the one function that changes their state.
+ * pool.c - servers: creation, reference counting, failure reports, and the one function that
+ * changes their state.
  *
  * Slots are never reused while the process runs: a thread may still hold per-slot state of a
  * removed server for a moment after a reload, and a reused slot would hand it to a stranger.
- * With one slot per server ever created, the per-thread arrays grow only with configuration
- * changes, never with traffic.
+ * With one slot per server ever created, per-thread arrays grow only with configuration changes,
+ * never with traffic.
  */
 #include "pool.h"
 
@@ -41,7 +42,7 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
     s->addr = *addr;
     net_addr_format((const struct sockaddr *)&addr->ss, s->addr_text, sizeof(s->addr_text));
     s->slot = atomic_fetch_add(&next_server_slot, 1);
-    atomic_init(&s->state, SERVER_UP);
+    atomic_init(&s->state, SERVER_UP); /* up until a check says otherwise */
     atomic_init(&s->weight, weight);
     atomic_init(&s->refs, 1);
     return s;
@@ -61,13 +62,42 @@ void server_unref(struct server *s)
     free(s);
 }
 
-void server_set_state(struct server *s, enum server_state state, const char *reason)
+static enum server_state derive(const struct server_inputs *h)
 {
-    unsigned old = atomic_exchange(&s->state, (unsigned)state);
+    if (h->admin == SERVER_ADMIN_MAINT)
+        return SERVER_MAINT;
+    if (h->admin == SERVER_ADMIN_DRAIN)
+        return SERVER_DRAINING;
+    if (h->check_down)
+        return SERVER_DOWN;
+    if (h->ejected)
+        return SERVER_EJECTED;
+    return SERVER_UP;
+}
+
+void server_update_state(struct server *s, uint64_t now_ms, const char *reason)
+{
+    enum server_state state = derive(&s->h);
+    unsigned old = atomic_load(&s->state);
     if (old == (unsigned)state)
         return;
+    /* A server coming back into rotation ramps up (when the pool has slow_start); the ramp
+     * starts before the state is published so no thread sees it up at full weight first. */
+    if (state == SERVER_UP)
+        atomic_store(&s->up_since_ms, now_ms ? now_ms : 1);
+    atomic_store(&s->state, (unsigned)state);
     log_warn("pool %s server %s: %s -> %s (%s)", s->pool_name, s->name,
              server_state_name((enum server_state)old), server_state_name(state), reason);
+}
+
+bool server_report_failure(struct server *s, unsigned threshold, unsigned status)
+{
+    atomic_store_explicit(&s->last_failure_status, status, memory_order_relaxed);
+    unsigned n = atomic_fetch_add_explicit(&s->consecutive_failures, 1, memory_order_relaxed) + 1;
+    if (!threshold || n != threshold)
+        return false;
+    atomic_store(&s->eject_wanted, true);
+    return true;
 }
 
 unsigned server_slot_limit(void)

@@ -1,15 +1,23 @@
 /*
  * pool.h - backend pools and servers as every worker thread sees them.
  *
- * A struct server is shared by all threads. Its address and name never change; its state and
- * weight are atomics that any thread reads without locks on the request path. A server's state
- * changes in exactly one function, server_set_state(), which also logs the change once.
+ * A struct server is shared by all threads. Its name and address never change. What the
+ * balancers read (state, weight, the start of a slow-start ramp) is published through atomics,
+ * so no lock is ever taken on the request path.
  *
- * A struct pool is part of an immutable snapshot (snapshot.h): a name, a balancing algorithm and
- * an array of servers. Each worker keeps its own balancer state per pool (see lb.h), so picking a
- * server touches no shared cache line beyond the servers' read-mostly state.
+ * Who writes what:
+ *   - Worker threads only report: a failed or successful request (consecutive_failures,
+ *     eject_wanted). They never change a state.
+ *   - The health thread (check.c) owns `h`, the inputs a state is derived from: what active
+ *     checks say, whether passive detection ejected the server, and the operator's choice
+ *     (ready, drain, maintenance). After changing an input it calls server_update_state(), the
+ *     single place where a state changes; that function also logs the change, once.
  *
- * Each server and pool has a slot: a small integer, unique while the object lives, that indexes the
+ * A struct pool is part of an immutable snapshot (snapshot.h): a name, its configuration, a
+ * balancing algorithm and an array of servers. Each worker keeps its own balancer state per pool
+ * (lb.h).
+ *
+ * Each server and pool has a slot: a small integer, unique while the process runs, that indexes
  * per-thread arrays (idle connection pools, balancer state, counters).
  */
 #ifndef FULCRUM_POOL_H
@@ -19,9 +27,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "health.h"
 #include "net.h"
 
 struct lb_ops;
+struct conf_pool;
 
 enum server_state {
     SERVER_UP = 0,   /* in rotation */
@@ -31,19 +41,49 @@ enum server_state {
     SERVER_MAINT,    /* out of rotation, checks stopped */
 };
 
+enum server_admin {
+    SERVER_ADMIN_READY = 0,
+    SERVER_ADMIN_DRAIN,
+    SERVER_ADMIN_MAINT,
+};
+
+/* The inputs of a server's state; written by the health thread only. */
+struct server_inputs {
+    bool check_down;           /* active checks count the server as down */
+    struct health checks;      /* consecutive check results */
+    bool ejected;              /* passive detection took it out */
+    unsigned ejections;        /* times ejected: multiplies the ejection time */
+    uint64_t ejected_until_ms; /* end of the current ejection */
+    uint64_t last_ejection_ms; /* end of the last ejection, to forget old ones */
+    enum server_admin admin;
+    char last_result[64]; /* last check's outcome, e.g. "connection refused" */
+};
+
 struct server {
     char *name;
     char *pool_name; /* for log lines */
     struct net_addr addr;
     char addr_text[NET_ADDR_TEXT];
     unsigned slot;
-    _Atomic unsigned state;  /* enum server_state */
-    _Atomic unsigned weight; /* configured weight, 0-256 */
-    _Atomic unsigned refs;   /* snapshots holding it */
+
+    /* published to every thread */
+    _Atomic unsigned state;       /* enum server_state */
+    _Atomic unsigned weight;      /* configured weight, 0-256 */
+    _Atomic uint64_t up_since_ms; /* when it came back up (slow start); 0: at full weight */
+    _Atomic unsigned refs;        /* snapshots holding it */
+
+    /* reported by worker threads */
+    _Atomic unsigned consecutive_failures;
+    _Atomic unsigned last_failure_status; /* 0: a connection failure */
+    _Atomic bool eject_wanted;
+
+    /* owned by the health thread */
+    struct server_inputs h;
 };
 
 struct pool {
     char *name;
+    const struct conf_pool *conf;
     const struct lb_ops *lb;
     struct server **servers;
     unsigned nservers;
@@ -55,23 +95,39 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
 void server_ref(struct server *s);
 void server_unref(struct server *s);
 
-/* The single place where a server changes state; logs "pool P server S: OLD -> NEW (reason)". */
-void server_set_state(struct server *s, enum server_state state, const char *reason);
+/*
+ * Derives the state from s->h and publishes it; if it changed, logs
+ * "pool P server S: OLD -> NEW (reason)". The only place a server's state changes; called by the
+ * health thread only. now_ms starts a slow-start ramp when the server comes back up.
+ */
+void server_update_state(struct server *s, uint64_t now_ms, const char *reason);
 
 static inline enum server_state server_state(const struct server *s)
 {
     return (enum server_state)atomic_load_explicit(&s->state, memory_order_relaxed);
 }
 
-/* May the balancer give this server a new request? */
-static inline bool server_usable(const struct server *s)
+/* May the balancer give this server a new request? In panic mode (every server down, and the
+ * pool says use-all), servers that are only failing also qualify. */
+static inline bool server_usable(const struct server *s, bool panic)
 {
-    return server_state(s) == SERVER_UP;
+    enum server_state st = server_state(s);
+    return st == SERVER_UP || (panic && (st == SERVER_DOWN || st == SERVER_EJECTED));
 }
 
 static inline unsigned server_weight(const struct server *s)
 {
     return atomic_load_explicit(&s->weight, memory_order_relaxed);
+}
+
+/* Passive detection, from worker threads. A failure returns true when it made the server's
+ * consecutive failures reach threshold: the caller must then wake the health thread. */
+bool server_report_failure(struct server *s, unsigned threshold, unsigned status);
+static inline void server_report_success(struct server *s)
+{
+    /* Read first: a healthy server's counter stays 0 and its cache line stays shared. */
+    if (atomic_load_explicit(&s->consecutive_failures, memory_order_relaxed))
+        atomic_store_explicit(&s->consecutive_failures, 0, memory_order_relaxed);
 }
 
 const char *server_state_name(enum server_state state);

@@ -52,6 +52,7 @@
 #include "rewrite.h"
 #include "upstream.h"
 #include "worker.h"
+#include "check.h"
 #include "lb.h"
 
 /* Rounds of work one event may do before the session yields to others. */
@@ -74,6 +75,8 @@ struct session {
     struct snapshot *snap; /* the snapshot this connection started on */
     struct session *prev, *next;
     struct upstream *up;
+    struct server *server;    /* the server of the current attempt */
+    struct server *failed[4]; /* servers that already failed this request (most recent last) */
     struct buf in, out;
 
     struct http1_scan scan; /* the request head, then each response head */
@@ -92,7 +95,12 @@ struct session {
     uint16_t status;
     uint8_t phase, resp_state, req_body, resp_body, method, version;
     uint16_t listener;
+    uint8_t nfailed, attempts; /* attempts: servers tried after the first one */
+    uint16_t fail_status;      /* what the last failed attempt would answer (502, 504) */
+    const char *fail_why;
     bool req_complete;      /* every request byte has been validated */
+    bool idempotent;        /* the method may be sent twice (RFC 9110 section 9.2.2) */
+    bool sent_any;          /* some request byte reached a server */
     bool replayable;        /* every request byte is still in `in` */
     bool keep_alive;        /* the client connection stays open after this response */
     bool server_keep_alive; /* the backend connection may carry another request */
@@ -288,6 +296,7 @@ static int server_write(struct session *s)
     ssize_t n = write(u->io.fd, s->in.data + s->in.start + s->req_sent, len);
     if (n > 0) {
         s->req_sent += (uint32_t)n;
+        s->sent_any = true;
         if ((uint32_t)n < len)
             u->io.ready &= ~LOOP_WRITABLE;
         s->server_io_ms = now_ms(s);
@@ -409,6 +418,85 @@ static void upstream_event(struct loop *loop, struct loop_io *io)
     drive(((struct upstream *)io)->owner);
 }
 
+static int attach_upstream(struct session *s, struct server *srv, bool allow_idle);
+
+static const struct pool *session_pool(const struct session *s)
+{
+    return s->snap->listeners[s->listener].pool;
+}
+
+/* Counts a failure of the current server for passive detection (pool.h, check.c). */
+static void report_failure(struct session *s, struct server *srv, unsigned status)
+{
+    const struct conf_passive *p = &session_pool(s)->conf->passive;
+    if (p->consecutive_failures && server_report_failure(srv, p->consecutive_failures, status))
+        check_notify();
+}
+
+/* Picks a server for the current attempt, avoiding those that already failed it. */
+static int try_server(struct session *s)
+{
+    const struct pool *pool = session_pool(s);
+    struct lb_pick ctx = {.avoid = s->failed, .navoid = s->nfailed, .now_ms = now_ms(s)};
+    void *state = worker_lb_state(s->w, pool);
+    struct server *srv = pool->lb->pick(pool, state, &ctx);
+    if (!srv && pool->conf->when_all_down == CONF_ALL_DOWN_USE_ALL) {
+        ctx.panic = true; /* nothing is up: every server not in maintenance or draining */
+        srv = pool->lb->pick(pool, state, &ctx);
+    }
+    if (!srv && s->nfailed) /* every candidate failed: that failure is the answer */
+        return respond_error(s, s->fail_status, s->fail_why);
+    if (!srv)
+        return respond_error(s, 503, "no server available");
+    s->server = srv;
+    return attach_upstream(s, srv, true);
+}
+
+/*
+ * May the request go to another server after its current one failed? Only while the pool's
+ * retries last and we still hold every byte of it, and only if sending it again cannot do harm:
+ * when the failure was a connect (nothing was sent) for any request whose bytes never reached a
+ * server before, or, for an idempotent request, when no response byte came back.
+ */
+static bool may_retry(const struct session *s, bool connect_failure)
+{
+    if (s->attempts >= session_pool(s)->conf->retries || !s->replayable || s->resp_bytes)
+        return false;
+    if (connect_failure)
+        return s->idempotent || !s->sent_any;
+    return s->idempotent;
+}
+
+static int retry_elsewhere(struct session *s, struct server *failed, unsigned status,
+                           const char *why)
+{
+    s->fail_status = (uint16_t)status;
+    s->fail_why = why;
+    if (s->nfailed == sizeof(s->failed) / sizeof(s->failed[0])) {
+        memmove(s->failed, s->failed + 1, sizeof(s->failed) - sizeof(s->failed[0]));
+        s->nfailed--;
+    }
+    s->failed[s->nfailed++] = failed;
+    s->attempts++;
+    s->req_sent = 0;
+    memset(&s->scan, 0, sizeof(s->scan));
+    log_debug("pool %s: retrying on another server after %s failed (attempt %u)",
+              session_pool(s)->name, failed->name, s->attempts + 1);
+    return try_server(s);
+}
+
+/* Connecting to srv failed (refused, unreachable, timed out): nothing was sent on it. */
+static int connect_failed(struct session *s, struct server *srv, int err)
+{
+    log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
+    report_failure(s, srv, 0);
+    unsigned status = err == ETIMEDOUT ? 504 : 502;
+    const char *why = err == ETIMEDOUT ? "connect timeout" : "cannot connect to server";
+    if (may_retry(s, true))
+        return retry_elsewhere(s, srv, status, why);
+    return respond_error(s, status, why);
+}
+
 static int attach_upstream(struct session *s, struct server *srv, bool allow_idle)
 {
     struct worker *w = s->w;
@@ -416,10 +504,8 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
     if (!u) {
         int err = 0;
         u = upstream_connect(w, srv, upstream_event, &err);
-        if (!u) {
-            log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
-            return respond_error(s, 502, "cannot connect to server");
-        }
+        if (!u)
+            return connect_failed(s, srv, err);
         s->connect_deadline = now_ms(s) + timeouts(s)->connect_ms;
     }
     u->owner = s;
@@ -432,8 +518,10 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
 
 /*
  * The backend connection failed. A connection reused from the idle pool that dies before
- * answering was most likely closed by the server while idle, so the request goes again, once,
- * on a fresh connection, provided we still hold every byte of it. Otherwise the client gets
+ * answering was most likely closed by the server while idle, so the request goes again on a
+ * fresh connection to the same server, provided we still hold every byte of it; that is not the
+ * server's fault and is not counted. Other failures before the response count against the
+ * server, and may send the request to another one (may_retry). Otherwise the client gets
  * `status` (502 or 504), or an abort if the response had already begun.
  */
 static int server_failed(struct session *s, unsigned status, const char *why, bool maybe_stale)
@@ -452,9 +540,12 @@ static int server_failed(struct session *s, unsigned status, const char *why, bo
     log_debug("pool %s server %s: %s", srv->pool_name, srv->name, why);
     upstream_close(w, u, true);
     s->up = NULL;
-    if (s->resp_state == RS_WAIT)
-        return respond_error(s, status, why);
-    return abort_session(s);
+    if (s->resp_state != RS_WAIT)
+        return abort_session(s);
+    report_failure(s, srv, 0);
+    if (status == 502 && may_retry(s, false))
+        return retry_elsewhere(s, srv, status, why);
+    return respond_error(s, status, why);
 }
 
 static int check_connect(struct session *s)
@@ -462,11 +553,10 @@ static int check_connect(struct session *s)
     struct upstream *u = s->up;
     if (u->io.ready & (LOOP_ERR | LOOP_HUP)) {
         int err = net_socket_error(u->io.fd);
-        log_debug("pool %s server %s: connect: %s", u->server->pool_name, u->server->name,
-                  strerror(err ? err : ECONNRESET));
+        struct server *srv = u->server;
         upstream_close(s->w, u, false);
         s->up = NULL;
-        return respond_error(s, 502, "connection to server failed");
+        return connect_failed(s, srv, err ? err : ECONNRESET);
     }
     if (!(u->io.ready & LOOP_WRITABLE))
         return STEP_WAIT;
@@ -496,6 +586,11 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
 
     s->method = msg->method;
     s->version = msg->version;
+    s->idempotent = msg->method == HTTP1_METHOD_GET || msg->method == HTTP1_METHOD_HEAD ||
+                    msg->method == HTTP1_METHOD_OPTIONS || msg->method == HTTP1_METHOD_PUT ||
+                    msg->method == HTTP1_METHOD_DELETE || msg->method == HTTP1_METHOD_TRACE;
+    s->sent_any = false;
+    s->nfailed = s->attempts = 0;
     if (msg->version == 11)
         s->keep_alive = !(msg->flags & HTTP1_F_CONN_CLOSE);
     else
@@ -530,11 +625,7 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
     s->replayable = true;
     s->client_io_ms = now_ms(s);
 
-    struct pool *pool = s->snap->listeners[s->listener].pool;
-    struct server *srv = pool->lb->pick(pool, worker_lb_state(w, pool), NULL);
-    if (!srv)
-        return respond_error(s, 503, "no server available");
-    return attach_upstream(s, srv, true);
+    return try_server(s);
 }
 
 /* Extends req_fwd over newly received body bytes, once their framing checks out. */
@@ -635,6 +726,10 @@ static int process_response_head(struct session *s)
         }
 
         s->status = msg.status;
+        if (conf_status_in(&session_pool(s)->conf->passive.failure_status, msg.status))
+            report_failure(s, s->up->server, msg.status);
+        else
+            server_report_success(s->up->server);
         s->resp_body = msg.body;
         s->resp_left = msg.content_length;
         memset(&s->resp_chunk, 0, sizeof(s->resp_chunk));
@@ -941,9 +1036,10 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
         break;
     default:
         if (s->up && s->up->connecting && now >= s->connect_deadline) {
+            struct server *srv = s->up->server;
             upstream_close(s->w, s->up, false);
             s->up = NULL;
-            r = respond_error(s, 504, "connect timeout");
+            r = connect_failed(s, srv, ETIMEDOUT);
         } else if (waiting_on_server(s) && now >= s->server_io_ms + t->server_ms) {
             r = server_failed(s, 504, "server timeout", false);
         } else if (waiting_on_client(s) && now >= s->client_io_ms + t->client_ms) {

@@ -56,6 +56,7 @@ struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev)
         const struct conf_pool *cp = &conf->pools[i];
         struct pool *p = &snap->pools[i];
         p->name = cp->name; /* owned by conf, which the snapshot owns */
+        p->conf = cp;
         p->lb = balance_ops(cp->balance);
         p->slot = pool_slot_new();
         p->servers = calloc(cp->nservers, sizeof(*p->servers));

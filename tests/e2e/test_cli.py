@@ -96,3 +96,20 @@ class CliTest(FulcrumTestCase):
         self.assertEqual(seen.count("b1"), 2)
         self.assertEqual(seen.count("b2"), 6)
         self.assertEqual(get(f.port)[0], 200)
+
+    def test_health_check_flags(self):
+        b = self.backend("b1")
+        port = free_port()
+        dead = "127.0.0.1:%d" % free_port()
+        f = self.fulcrum(args=["--listen", "127.0.0.1:%d" % port, "--server", b.address,
+                               "--server", dead + ",name=dead", "--health-check", "/healthcheck",
+                               "--health-interval", "200ms", "--threads", "1"], port=port)
+        from harness import wait_for
+        wait_for(lambda: "server dead: UP -> DOWN (first check failed: Connection refused)"
+                 in f.log(), what="the dead server to be taken out")
+        self.assertIn("health checks GET /healthcheck every 200ms", f.log())
+        for _ in range(4):
+            self.assertEqual(get(f.port)[1]["x-backend"], "b1")
+        r = run("--listen", "127.0.0.1:1", "--server", "127.0.0.1:2", "--health-check", "nope")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--health-check", r.stderr)

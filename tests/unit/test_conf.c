@@ -95,6 +95,51 @@ static unsigned port_of(const struct net_addr *a)
     return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
 }
 
+/* set holds exactly low..high (every bit that conf_status_in can see is checked). */
+static void assert_status_range(const struct conf_status_set *set, unsigned low, unsigned high)
+{
+    for (unsigned c = 0; c < 700; c++)
+        if (conf_status_in(set, c) != (c >= low && c <= high))
+            fail_msg("status %u: expected %s the set", c, c >= low && c <= high ? "in" : "not in");
+}
+
+static unsigned status_count(const struct conf_status_set *set)
+{
+    unsigned n = 0;
+    for (unsigned c = 0; c < 700; c++)
+        n += conf_status_in(set, c);
+    return n;
+}
+
+static void check_pool_defaults(const struct conf_pool *p, bool enabled)
+{
+    const struct conf_health_check *h = &p->check;
+    const struct conf_passive *v = &p->passive;
+
+    assert_int_equal(p->retries, 2);
+    assert_int_equal(p->slow_start_ms, 0);
+    assert_int_equal(p->when_all_down, CONF_ALL_DOWN_REJECT);
+    assert_int_equal(h->enabled, enabled);
+    assert_int_equal(h->type, CONF_CHECK_HTTP);
+    assert_string_equal(h->method, "GET");
+    assert_string_equal(h->path, "/healthcheck");
+    assert_null(h->host);
+    assert_status_range(&h->expect_status, 200, 399);
+    assert_null(h->expect_body);
+    assert_int_equal(h->port, 0);
+    assert_int_equal(h->interval_ms, 2000);
+    assert_int_equal(h->fast_interval_ms, 2000);
+    assert_int_equal(h->down_interval_ms, 2000);
+    assert_int_equal(h->timeout_ms, 2000);
+    assert_int_equal(h->rise, 2);
+    assert_int_equal(h->fall, 3);
+    assert_int_equal(v->consecutive_failures, 5);
+    assert_status_range(&v->failure_status, 502, 504);
+    assert_int_equal(v->ejection_time_ms, 30000);
+    assert_int_equal(v->max_ejection_time_ms, 300000);
+    assert_int_equal(v->max_ejected_percent, 50);
+}
+
 /* ---- valid files ---- */
 
 static void test_full_file(void **state)
@@ -258,6 +303,15 @@ static void test_example_schema(void **state)
         "    servers:                  # REQUIRED non-empty sequence\n"
         "      - { name: s1, address: 127.0.0.1:9001 }\n"
         "      - { name: s2, address: 127.0.0.1:9002, weight: 2 }\n"
+        "    retries: 2\n"
+        "    slow_start: 0\n"
+        "    when_all_down: reject\n"
+        "    passive:\n"
+        "      consecutive_failures: 5\n"
+        "      failure_status: [502, 503, 504]\n"
+        "      ejection_time: 30s\n"
+        "      max_ejection_time: 300s\n"
+        "      max_ejected_percent: 50\n"
         "timeouts:                     # mapping; each a duration > 0\n"
         "  client_header: 10s\n"
         "  client_idle: 60s\n"
@@ -281,6 +335,48 @@ static void test_example_schema(void **state)
     assert_int_equal(c->pools[0].servers[1].weight, 2);
     assert_int_equal(c->pools[0].servers[1].line, 13);
     check_default_tuning(c); /* the example spells out these defaults */
+    check_pool_defaults(&c->pools[0], false);
+    conf_free(c);
+
+    /* The health_check and passive examples from docs/configuration.md. */
+    c = load_ok(LISTENERS "pools:\n"
+                          "  - name: app\n"
+                          "    servers:\n"
+                          "      - address: 10.0.0.11:8000\n"
+                          "      - address: 10.0.0.12:8000\n"
+                          "    health_check:\n"
+                          "      path: /healthz\n"
+                          "      host: app.internal\n"
+                          "      expect_status: [200, 204]\n"
+                          "      expect_body: ok\n"
+                          "      interval: 5s\n"
+                          "      down_interval: 30s\n"
+                          "      timeout: 1s\n"
+                          "      rise: 2\n"
+                          "      fall: 2\n"
+                          "    passive:\n"
+                          "      consecutive_failures: 3\n"
+                          "      failure_status: [500, 502-504]\n"
+                          "      ejection_time: 10s\n"
+                          "      max_ejection_time: 2m\n"
+                          "    retries: 1\n"
+                          "    slow_start: 30s\n"
+                          "    when_all_down: use-all\n");
+    const struct conf_health_check *h = &c->pools[0].check;
+    assert_true(h->enabled);
+    assert_string_equal(h->path, "/healthz");
+    assert_string_equal(h->host, "app.internal");
+    assert_int_equal(status_count(&h->expect_status), 2);
+    assert_int_equal(h->interval_ms, 5000);
+    assert_int_equal(h->fast_interval_ms, 5000);
+    assert_int_equal(h->down_interval_ms, 30000);
+    assert_int_equal(h->timeout_ms, 1000);
+    assert_int_equal(h->fall, 2);
+    assert_int_equal(status_count(&c->pools[0].passive.failure_status), 4);
+    assert_true(conf_status_in(&c->pools[0].passive.failure_status, 500));
+    assert_false(conf_status_in(&c->pools[0].passive.failure_status, 501));
+    assert_int_equal(c->pools[0].passive.max_ejection_time_ms, 120000);
+    assert_int_equal(c->pools[0].passive.max_ejected_percent, 50);
     conf_free(c);
 }
 
@@ -477,7 +573,8 @@ static void test_unknown_keys_every_level(void **state)
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
     assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
-                            "balance, servers)"));
+                            "balance, servers, retries, slow_start, when_all_down, health_check, "
+                            "passive)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -709,6 +806,472 @@ static void test_many_errors_in_document_order(void **state)
     free(e);
 }
 
+/* ---- health checks, passive detection, retries ---- */
+
+/* A pool key, or a key of its health_check or passive mapping, after MINIMAL (lines 1-7): the
+ * first line of body is line 9 (line 8 for POOL_KEY). */
+#define POOL_KEY(body) MINIMAL body
+#define HC(body)       MINIMAL "    health_check:\n" body
+#define PASSIVE(body)  MINIMAL "    passive:\n" body
+
+static void test_health_full(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL /* lines 1-7 */
+                             "    retries: 5\n"
+                             "    slow_start: 10s\n"
+                             "    when_all_down: use-all\n"
+                             "    health_check:\n"
+                             "      type: tcp\n"
+                             "      method: OPTIONS\n"
+                             "      path: /status?full=1&x=%20\n"
+                             "      host: app.internal:8080\n"
+                             "      expect_status: [200, 204, \"300-302\"]\n"
+                             "      expect_body: \"ok\"\n"
+                             "      port: 9101\n"
+                             "      interval: 3s\n"
+                             "      fast_interval: 500ms\n"
+                             "      down_interval: 1m\n"
+                             "      timeout: 750ms\n"
+                             "      rise: 4\n"
+                             "      fall: 7\n"
+                             "    passive:\n"
+                             "      consecutive_failures: 0\n"
+                             "      failure_status: 500-599\n"
+                             "      ejection_time: 10s\n"
+                             "      max_ejection_time: 24h\n"
+                             "      max_ejected_percent: 100\n"
+                             "  - name: other\n"
+                             "    servers: [{address: 127.0.0.1:9002}]\n");
+    assert_int_equal(c->npools, 2);
+    const struct conf_pool *p = &c->pools[0];
+    const struct conf_health_check *h = &p->check;
+    assert_int_equal(p->retries, 5);
+    assert_int_equal(p->slow_start_ms, 10000);
+    assert_int_equal(p->when_all_down, CONF_ALL_DOWN_USE_ALL);
+    assert_true(h->enabled);
+    assert_int_equal(h->type, CONF_CHECK_TCP);
+    assert_string_equal(h->method, "OPTIONS");
+    assert_string_equal(h->path, "/status?full=1&x=%20");
+    assert_string_equal(h->host, "app.internal:8080");
+    assert_int_equal(status_count(&h->expect_status), 5);
+    assert_true(conf_status_in(&h->expect_status, 200));
+    assert_true(conf_status_in(&h->expect_status, 204));
+    assert_true(conf_status_in(&h->expect_status, 300));
+    assert_true(conf_status_in(&h->expect_status, 301));
+    assert_true(conf_status_in(&h->expect_status, 302));
+    assert_false(conf_status_in(&h->expect_status, 201));
+    assert_false(conf_status_in(&h->expect_status, 303));
+    assert_string_equal(h->expect_body, "ok");
+    assert_int_equal(h->port, 9101);
+    assert_int_equal(h->interval_ms, 3000);
+    assert_int_equal(h->fast_interval_ms, 500);
+    assert_int_equal(h->down_interval_ms, 60000);
+    assert_int_equal(h->timeout_ms, 750);
+    assert_int_equal(h->rise, 4);
+    assert_int_equal(h->fall, 7);
+    assert_int_equal(p->passive.consecutive_failures, 0);
+    assert_status_range(&p->passive.failure_status, 500, 599);
+    assert_int_equal(p->passive.ejection_time_ms, 10000);
+    assert_int_equal(p->passive.max_ejection_time_ms, 86400000);
+    assert_int_equal(p->passive.max_ejected_percent, 100);
+    /* The next pool is untouched by the first one's settings. */
+    check_pool_defaults(&c->pools[1], false);
+    conf_free(c);
+
+    /* Every tchar in a method; every allowed character in a host; the other ends of the ranges. */
+    c = load_ok(HC("      method: \"X!#$%&'*+-.^_`|~9z\"\n"
+                   "      host: \"[::1]:80-._~%41!$&'()*+,;=Zz\"\n"
+                   "      path: \"/!~\"\n"
+                   "      port: 1\n"
+                   "      interval: 1h\n"
+                   "      fast_interval: 10ms\n"
+                   "      down_interval: 1h\n"
+                   "      timeout: 10ms\n"
+                   "      rise: 100\n"
+                   "      fall: 1\n") "    retries: 0\n    slow_start: 1h\n"
+                                      "    when_all_down: reject\n"
+                                      "    passive:\n"
+                                      "      consecutive_failures: 1000\n"
+                                      "      ejection_time: 1ms\n"
+                                      "      max_ejection_time: 1ms\n"
+                                      "      max_ejected_percent: 0\n");
+    p = &c->pools[0];
+    h = &p->check;
+    assert_string_equal(h->method, "X!#$%&'*+-.^_`|~9z");
+    assert_string_equal(h->host, "[::1]:80-._~%41!$&'()*+,;=Zz");
+    assert_string_equal(h->path, "/!~");
+    assert_int_equal(h->type, CONF_CHECK_HTTP);
+    assert_int_equal(h->port, 1);
+    assert_int_equal(h->interval_ms, 3600000);
+    assert_int_equal(h->fast_interval_ms, 10);
+    assert_int_equal(h->down_interval_ms, 3600000);
+    assert_int_equal(h->timeout_ms, 10);
+    assert_int_equal(h->rise, 100);
+    assert_int_equal(h->fall, 1);
+    assert_int_equal(p->retries, 0);
+    assert_int_equal(p->slow_start_ms, 3600000);
+    assert_int_equal(p->when_all_down, CONF_ALL_DOWN_REJECT);
+    assert_int_equal(p->passive.consecutive_failures, 1000);
+    assert_int_equal(p->passive.ejection_time_ms, 1);
+    assert_int_equal(p->passive.max_ejection_time_ms, 1);
+    assert_int_equal(p->passive.max_ejected_percent, 0);
+    assert_status_range(&p->passive.failure_status, 502, 504);
+    conf_free(c);
+
+    /* tcp checks accept the http-only keys without complaint; port 65535; retries 10. */
+    c = load_ok(HC("      type: tcp\n"
+                   "      port: 65535\n"
+                   "      expect_status: 204\n") "    retries: 10\n");
+    assert_int_equal(c->pools[0].check.type, CONF_CHECK_TCP);
+    assert_int_equal(c->pools[0].check.port, 65535);
+    assert_status_range(&c->pools[0].check.expect_status, 204, 204);
+    assert_int_equal(c->pools[0].retries, 10);
+    conf_free(c);
+}
+
+static void test_health_defaults(void **state)
+{
+    (void)state;
+    /* Without the mappings, with empty ones, and with empty values (which keep checks off). */
+    struct conf *c = load_ok(MINIMAL "  - name: b\n    servers: [{address: 127.0.0.1:9002}]\n");
+    check_pool_defaults(&c->pools[0], false);
+    check_pool_defaults(&c->pools[1], false);
+    assert_ptr_not_equal(c->pools[0].check.path, c->pools[1].check.path); /* each its own copy */
+    conf_free(c);
+    c = load_ok(MINIMAL "    health_check: {}\n    passive: {}\n");
+    check_pool_defaults(&c->pools[0], true);
+    conf_free(c);
+    c = load_ok(MINIMAL "    health_check:\n    passive: ~\n    retries:\n    slow_start:\n"
+                        "    when_all_down:\n");
+    check_pool_defaults(&c->pools[0], false);
+    conf_free(c);
+    c = load_ok(HC("      expect_status:\n      port: ~\n      interval:\n") "    passive:\n      "
+                                                                             "ejection_time:\n");
+    check_pool_defaults(&c->pools[0], true);
+    conf_free(c);
+
+    /* fast_interval, down_interval and timeout follow the interval unless given. */
+    static const struct {
+        const char *keys;
+        uint32_t interval, fast, down, timeout;
+    } derived[] = {
+        {"interval: 1s", 1000, 1000, 1000, 1000},
+        {"interval: 5s", 5000, 5000, 5000, 2000},
+        {"interval: 2s", 2000, 2000, 2000, 2000},
+        {"interval: 1999ms", 1999, 1999, 1999, 1999},
+        {"interval: 10ms", 10, 10, 10, 10},
+        {"interval: 1h", 3600000, 3600000, 3600000, 2000},
+        {"interval: 5s, fast_interval: 1s", 5000, 1000, 5000, 2000},
+        {"interval: 1s, down_interval: 30s, timeout: 5s", 1000, 1000, 30000, 5000},
+        {"fast_interval: 100ms", 2000, 100, 2000, 2000},
+        {"timeout: 3s", 2000, 2000, 2000, 3000},
+    };
+    char yaml[512];
+    for (size_t i = 0; i < sizeof(derived) / sizeof(derived[0]); i++) {
+        snprintf(yaml, sizeof(yaml), MINIMAL "    health_check: {%s}\n", derived[i].keys);
+        c = load_ok(yaml);
+        const struct conf_health_check *h = &c->pools[0].check;
+        if (h->interval_ms != derived[i].interval || h->fast_interval_ms != derived[i].fast ||
+            h->down_interval_ms != derived[i].down || h->timeout_ms != derived[i].timeout)
+            fail_msg("{%s}: got %u %u %u %u", derived[i].keys, h->interval_ms, h->fast_interval_ms,
+                     h->down_interval_ms, h->timeout_ms);
+        conf_free(c);
+    }
+
+    /* The quick-start pool gets the same defaults. */
+    char *err = NULL;
+    c = conf_new();
+    assert_non_null(c);
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    check_pool_defaults(&c->pools[0], false);
+    conf_free(c);
+}
+
+static void test_status_sets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        unsigned count, in[3], out[3];
+    } forms[] = {
+        {"200", 1, {200, 200, 200}, {199, 201, 0}},
+        {"\"200-299\"", 100, {200, 250, 299}, {199, 300, 0}},
+        {"200-299", 100, {200, 250, 299}, {199, 300, 0}},
+        {"'404'", 1, {404, 404, 404}, {403, 405, 0}},
+        {"[200, 204, \"300-399\"]", 102, {204, 300, 399}, {201, 299, 400}},
+        {"[500-599, 550-560, 503]", 100, {500, 555, 599}, {499, 600, 0}}, /* overlaps: a union */
+        {"100", 1, {100, 100, 100}, {99, 101, 0}},
+        {"599", 1, {599, 599, 599}, {598, 600, 0}},
+        {"100-599", 500, {100, 350, 599}, {99, 600, 639}},
+        {"100-100", 1, {100, 100, 100}, {99, 101, 0}},
+        {"[599]", 1, {599, 599, 599}, {598, 600, 0}},
+        {"- 301\n        - 302", 2, {301, 302, 302}, {300, 303, 0}}, /* block sequence */
+        {"0200", 1, {200, 200, 200}, {199, 201, 0}},
+    };
+    char yaml[512];
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        for (int which = 0; which < 2; which++) {
+            snprintf(yaml, sizeof(yaml),
+                     which ? MINIMAL "    passive:\n      failure_status:\n        %s\n"
+                           : MINIMAL "    health_check:\n      expect_status:\n        %s\n",
+                     forms[i].value);
+            struct conf *c = load_ok(yaml);
+            const struct conf_status_set *set =
+                which ? &c->pools[0].passive.failure_status : &c->pools[0].check.expect_status;
+            if (status_count(set) != forms[i].count)
+                fail_msg("%s: %u codes, expected %u", forms[i].value, status_count(set),
+                         forms[i].count);
+            for (int j = 0; j < 3; j++) {
+                if (!conf_status_in(set, forms[i].in[j]))
+                    fail_msg("%s: %u should be in the set", forms[i].value, forms[i].in[j]);
+                if (conf_status_in(set, forms[i].out[j]))
+                    fail_msg("%s: %u should not be in the set", forms[i].value, forms[i].out[j]);
+            }
+            conf_free(c);
+        }
+    }
+
+    /* conf_status_in never looks past the bitmap, whatever the bits say. */
+    struct conf_status_set all;
+    memset(&all, 0xff, sizeof(all));
+    assert_true(conf_status_in(&all, 0));
+    assert_true(conf_status_in(&all, 639));
+    assert_false(conf_status_in(&all, 640));
+    assert_false(conf_status_in(&all, 1000));
+    assert_false(conf_status_in(&all, 65535));
+    assert_false(conf_status_in(&all, UINT32_MAX));
+    struct conf_status_set none = {{0}};
+    assert_int_equal(status_count(&none), 0);
+}
+
+static void test_status_set_errors(void **state)
+{
+    (void)state;
+    /* The example from the documentation. */
+    assert_only_error(HC("      expect_status: 300-200\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status range "
+                      "\"300-200\"");
+    assert_only_error(HC("      expect_status: \"300-200\"\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status range "
+                      "\"300-200\"");
+    assert_only_error(HC("      expect_status: 201-200\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status range "
+                      "\"201-200\"");
+    assert_only_error(HC("      expect_status: 600\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status code "
+                      "\"600\" (codes are 100-599)");
+    assert_only_error(HC("      expect_status: 99\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status code "
+                      "\"99\" (codes are 100-599)");
+    assert_only_error(HC("      expect_status: 99999999999999999999\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status code "
+                      "\"99999999999999999999\" (codes are 100-599)");
+    assert_only_error(HC("      expect_status: 50-700\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status range "
+                      "\"50-700\" (codes are 100-599)");
+    assert_only_error(HC("      expect_status: 200-600\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: invalid status range "
+                      "\"200-600\" (codes are 100-599)");
+    static const char *const bad[] = {"ok",       "2xx",  "200-", "-200",        "\"200 - 299\"",
+                                      "\" 200\"", "2e2",  "+200", "200-299-399", "\"\"",
+                                      "200.0",    "0x100"};
+    char yaml[512], expected[256];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(yaml, sizeof(yaml), HC("      expect_status: %s\n"), bad[i]);
+        char *e = load_fail(yaml);
+        assert_int_equal(count_lines(e), 1);
+        snprintf(expected, sizeof(expected),
+                 "t.yaml:9:22: pools[0].health_check.expect_status: expected a status code such "
+                 "as 200 or a range such as 200-399, found \"");
+        if (strncmp(e, expected, strlen(expected)) != 0)
+            fail_msg("%s: got\n%s", bad[i], e);
+        free(e);
+    }
+    /* In a list each entry has its own path and position, and every bad one is reported. */
+    assert_only_error(HC("      expect_status: [200, x, \"300-200\", 204]\n"),
+                      "t.yaml:9:28: pools[0].health_check.expect_status[1]: expected a status "
+                      "code such as 200 or a range such as 200-399, found \"x\"\n"
+                      "t.yaml:9:31: pools[0].health_check.expect_status[2]: invalid status range "
+                      "\"300-200\"");
+    assert_only_error(HC("      expect_status:\n        - 200\n        - 700\n"),
+                      "t.yaml:11:11: pools[0].health_check.expect_status[1]: invalid status code "
+                      "\"700\" (codes are 100-599)");
+    assert_only_error(HC("      expect_status: []\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: must not be empty");
+    assert_only_error(HC("      expect_status: {200: ok}\n"),
+                      "t.yaml:9:22: pools[0].health_check.expect_status: expected a status code, "
+                      "a range such as 200-399, or a list of them, found a mapping");
+    assert_only_error(HC("      expect_status: [[200]]\n"),
+                      "t.yaml:9:23: pools[0].health_check.expect_status[0]: expected a status "
+                      "code or a range such as 200-399, found a sequence");
+    assert_only_error(HC("      expect_status: [200, ~]\n"),
+                      "t.yaml:9:28: pools[0].health_check.expect_status[1]: expected a status "
+                      "code or a range such as 200-399, found an empty value");
+    assert_only_error(PASSIVE("      failure_status: [502, 503-501]\n"),
+                      "t.yaml:9:29: pools[0].passive.failure_status[1]: invalid status range "
+                      "\"503-501\"");
+    assert_only_error(PASSIVE("      failure_status: 0\n"),
+                      "t.yaml:9:23: pools[0].passive.failure_status: invalid status code \"0\" "
+                      "(codes are 100-599)");
+}
+
+static void test_health_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *expected;
+    } cases[] = {
+        /* the pool's own keys */
+        {POOL_KEY("    retries: 11\n"), "t.yaml:8:14: pools[0].retries: must be between 0 and 10"},
+        {POOL_KEY("    retries: -1\n"),
+         "t.yaml:8:14: pools[0].retries: expected an integer, found \"-1\""},
+        {POOL_KEY("    slow_start: 2h\n"), "t.yaml:8:17: pools[0].slow_start: must be at most 1h"},
+        {POOL_KEY("    slow_start: 61m\n"), "t.yaml:8:17: pools[0].slow_start: must be at most 1h"},
+        {POOL_KEY("    slow_start: 10\n"),
+         "t.yaml:8:17: pools[0].slow_start: a duration needs a unit, e.g. 500ms, 2s, 1m"},
+        {POOL_KEY("    when_all_down: panic\n"),
+         "t.yaml:8:20: pools[0].when_all_down: expected one of: reject, use-all, found \"panic\""},
+        {POOL_KEY("    when_all_down: [reject]\n"),
+         "t.yaml:8:20: pools[0].when_all_down: expected reject or use-all, found a sequence"},
+        {POOL_KEY("    health_check: yes\n"),
+         "t.yaml:8:19: pools[0].health_check: expected a mapping, found a scalar"},
+        {POOL_KEY("    passive: []\n"),
+         "t.yaml:8:14: pools[0].passive: expected a mapping, found a sequence"},
+        /* health_check */
+        {HC("      intervl: 2s\n"),
+         "t.yaml:9:7: pools[0].health_check.intervl: unknown key (expected one of: type, method, "
+         "path, host, expect_status, expect_body, port, interval, fast_interval, down_interval, "
+         "timeout, rise, fall)"},
+        {HC("      rise: 2\n      rise: 3\n"),
+         "t.yaml:10:7: pools[0].health_check.rise: duplicate key (first given at line 9)"},
+        {HC("      type: udp\n"),
+         "t.yaml:9:13: pools[0].health_check.type: expected one of: http, tcp, found \"udp\""},
+        {HC("      type: {}\n"),
+         "t.yaml:9:13: pools[0].health_check.type: expected a check type, found a mapping"},
+        {HC("      method: \"GE T\"\n"),
+         "t.yaml:9:15: pools[0].health_check.method: must be a token (letters, digits and "
+         "!#$%&'*+-.^_`|~), found \"GE T\""},
+        {HC("      method: GET/1\n"),
+         "t.yaml:9:15: pools[0].health_check.method: must be a token (letters, digits and "
+         "!#$%&'*+-.^_`|~), found \"GET/1\""},
+        {HC("      method: \"\"\n"),
+         "t.yaml:9:15: pools[0].health_check.method: must not be empty"},
+        {HC("      path: healthz\n"),
+         "t.yaml:9:13: pools[0].health_check.path: must start with '/', found \"healthz\""},
+        {HC("      path: \"/a b\"\n"),
+         "t.yaml:9:13: pools[0].health_check.path: must contain only visible ASCII characters (no "
+         "spaces), found \"/a b\""},
+        {HC("      path: \"/a\\tb\"\n"),
+         "t.yaml:9:13: pools[0].health_check.path: must contain only visible ASCII characters (no "
+         "spaces), found \"/a\\x09b\""},
+        {HC("      path: \"/caf\xc3\xa9\"\n"),
+         "t.yaml:9:13: pools[0].health_check.path: must contain only visible ASCII characters (no "
+         "spaces), found \"/caf\xc3\xa9\""},
+        {HC("      path: \"/\\x7f\"\n"),
+         "t.yaml:9:13: pools[0].health_check.path: must contain only visible ASCII characters (no "
+         "spaces), found \"/\\x7f\""},
+        {HC("      path: [/]\n"),
+         "t.yaml:9:13: pools[0].health_check.path: expected a string, found a sequence"},
+        {HC("      path: \"\"\n"), "t.yaml:9:13: pools[0].health_check.path: must not be empty"},
+        {HC("      host: \"a b\"\n"),
+         "t.yaml:9:13: pools[0].health_check.host: must contain only letters, digits and "
+         "-._~%!$&'()*+,;=:[], found \"a b\""},
+        {HC("      host: a/b\n"),
+         "t.yaml:9:13: pools[0].health_check.host: must contain only letters, digits and "
+         "-._~%!$&'()*+,;=:[], found \"a/b\""},
+        {HC("      host: \"\"\n"), "t.yaml:9:13: pools[0].health_check.host: must not be empty"},
+        {HC("      expect_body: \"\"\n"),
+         "t.yaml:9:20: pools[0].health_check.expect_body: must not be empty"},
+        {HC("      port: 0\n"),
+         "t.yaml:9:13: pools[0].health_check.port: must be between 1 and 65535"},
+        {HC("      port: 65536\n"),
+         "t.yaml:9:13: pools[0].health_check.port: must be between 1 and 65535"},
+        {HC("      interval: 5ms\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: must be at least 10ms"},
+        {HC("      interval: 0\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: must be at least 10ms"},
+        {HC("      interval: 2h\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: must be at most 1h"},
+        {HC("      interval: 25h\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: must be at most 1h"},
+        {HC("      interval: 3600001ms\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: must be at most 1h"},
+        {HC("      interval: 5\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: a duration needs a unit, e.g. 500ms, 2s, "
+         "1m"},
+        {HC("      interval: 1.5s\n"),
+         "t.yaml:9:17: pools[0].health_check.interval: expected a duration such as 500ms, 2s, 1m "
+         "or 1h, found \"1.5s\""},
+        {HC("      fast_interval: 9ms\n"),
+         "t.yaml:9:22: pools[0].health_check.fast_interval: must be at least 10ms"},
+        {HC("      down_interval: 2h\n"),
+         "t.yaml:9:22: pools[0].health_check.down_interval: must be at most 1h"},
+        {HC("      timeout: 0\n"),
+         "t.yaml:9:16: pools[0].health_check.timeout: must be at least 10ms"},
+        {HC("      timeout: 90m\n"),
+         "t.yaml:9:16: pools[0].health_check.timeout: must be at most 1h"},
+        {HC("      rise: 0\n"),
+         "t.yaml:9:13: pools[0].health_check.rise: must be between 1 and 100"},
+        {HC("      fall: 101\n"),
+         "t.yaml:9:13: pools[0].health_check.fall: must be between 1 and 100"},
+        /* passive */
+        {PASSIVE("      ejection: 1s\n"),
+         "t.yaml:9:7: pools[0].passive.ejection: unknown key (expected one of: "
+         "consecutive_failures, failure_status, ejection_time, max_ejection_time, "
+         "max_ejected_percent)"},
+        {PASSIVE("      consecutive_failures: 1001\n"),
+         "t.yaml:9:29: pools[0].passive.consecutive_failures: must be between 0 and 1000"},
+        {PASSIVE("      max_ejected_percent: 101\n"),
+         "t.yaml:9:28: pools[0].passive.max_ejected_percent: must be between 0 and 100"},
+        {PASSIVE("      ejection_time: 0\n"),
+         "t.yaml:9:22: pools[0].passive.ejection_time: must be greater than 0"},
+        {PASSIVE("      ejection_time: 2h\n"),
+         "t.yaml:9:22: pools[0].passive.ejection_time: must be at most 1h"},
+        {PASSIVE("      max_ejection_time: 0ms\n"),
+         "t.yaml:9:26: pools[0].passive.max_ejection_time: must be greater than 0"},
+        {PASSIVE("      max_ejection_time: 25h\n"),
+         "t.yaml:9:26: pools[0].passive.max_ejection_time: must be at most 24h"},
+        /* the one check across keys: the maximum is at least the ejection time */
+        {PASSIVE("      max_ejection_time: 10s\n"),
+         "t.yaml:9:26: pools[0].passive.max_ejection_time: must be at least ejection_time (30s)"},
+        {PASSIVE("      ejection_time: 1m\n      max_ejection_time: 59999ms\n"),
+         "t.yaml:10:26: pools[0].passive.max_ejection_time: must be at least ejection_time (1m)"},
+        {PASSIVE("      ejection_time: 301s\n"),
+         "t.yaml:9:22: pools[0].passive.ejection_time: must be at most max_ejection_time (5m, the "
+         "default)"},
+        /* a value already refused is not compared again */
+        {PASSIVE("      ejection_time: 400s\n      max_ejection_time: 25h\n"),
+         "t.yaml:10:26: pools[0].passive.max_ejection_time: must be at most 24h"},
+        {PASSIVE("      ejection_time: 2h\n      max_ejection_time: 1m\n"),
+         "t.yaml:9:22: pools[0].passive.ejection_time: must be at most 1h"},
+        /* the second pool's path */
+        {MINIMAL "  - name: b\n    servers: [{address: 127.0.0.1:9002}]\n"
+                 "    health_check: {rise: 0}\n",
+         "t.yaml:10:26: pools[1].health_check.rise: must be between 1 and 100"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *e = load_fail(cases[i].yaml);
+        if (strcmp(e, cases[i].expected) != 0)
+            fail_msg("case %zu: expected\n  %s\ngot:\n  %s", i, cases[i].expected, e);
+        free(e);
+    }
+
+    /* Equal ejection times are fine; errors in several keys are all reported, in order. */
+    struct conf *c = load_ok(PASSIVE("      ejection_time: 1m\n      max_ejection_time: 60s\n"));
+    conf_free(c);
+    char *e = load_fail(HC("      type: x\n      rise: 0\n      path: y\n") "    retries: 99\n");
+    assert_string_equal(e, "t.yaml:9:13: pools[0].health_check.type: expected one of: http, tcp, "
+                           "found \"x\"\n"
+                           "t.yaml:10:13: pools[0].health_check.rise: must be between 1 and 100\n"
+                           "t.yaml:11:13: pools[0].health_check.path: must start with '/', found "
+                           "\"y\"\n"
+                           "t.yaml:12:14: pools[0].retries: must be between 0 and 10");
+    free(e);
+}
+
 /* ---- YAML level problems ---- */
 
 static void test_syntax_error(void **state)
@@ -791,22 +1354,17 @@ static void test_too_many_entries(void **state)
 
 /* Mangled versions of a valid file: must never crash or leak (ASan checks), and must either load
  * or report at least one error. */
-static void test_mangled_input(void **state)
+static int load_mangled(const char *base, int rounds)
 {
-    (void)state;
-    static const char base[] = "threads: 2\nlog_level: info\nlisteners:\n"
-                               "  - { name: web, bind: '127.0.0.1:8080', pool: app }\n"
-                               "pools:\n  - name: app\n    servers:\n"
-                               "      - { name: s1, address: 127.0.0.1:9001, weight: 2 }\n"
-                               "timeouts: { connect: 3s }\nlimits: { max_header_bytes: 16k }\n";
     static const char bytes[] = {'\0', '\n', ':', '-', '{', '}', '[',  ']',    '&',    '*', '!',
                                  '"',  '\'', ' ', '#', '|', '>', '\t', '\xff', '\xc3', 'x', '0'};
-    size_t len = sizeof(base) - 1;
-    char buf[sizeof(base)];
+    size_t len = strlen(base);
+    char *buf = malloc(len + 1);
     uint32_t seed = 12345;
     int loaded = 0;
 
-    for (int round = 0; round < 3000; round++) {
+    assert_non_null(buf);
+    for (int round = 0; round < rounds; round++) {
         memcpy(buf, base, len);
         int edits = 1 + round % 4;
         for (int j = 0; j < edits; j++) {
@@ -833,6 +1391,36 @@ static void test_mangled_input(void **state)
             free(errors);
         }
     }
+    free(buf);
+    return loaded;
+}
+
+static void test_mangled_input(void **state)
+{
+    (void)state;
+    static const char base[] = "threads: 2\nlog_level: info\nlisteners:\n"
+                               "  - { name: web, bind: '127.0.0.1:8080', pool: app }\n"
+                               "pools:\n  - name: app\n    servers:\n"
+                               "      - { name: s1, address: 127.0.0.1:9001, weight: 2 }\n"
+                               "timeouts: { connect: 3s }\nlimits: { max_header_bytes: 16k }\n";
+    int loaded = load_mangled(base, 3000);
+    assert_true(loaded > 0 && loaded < 3000);
+}
+
+/* The same for the health keys: status lists, enums, checked strings, the passive cross-check. */
+static void test_mangled_health_input(void **state)
+{
+    (void)state;
+    static const char base[] =
+        "listeners: [{bind: '127.0.0.1:8080', pool: app}]\n"
+        "pools:\n  - name: app\n    servers: [{address: 127.0.0.1:9001}]\n"
+        "    retries: 3\n    slow_start: 5s\n    when_all_down: use-all\n"
+        "    health_check: {type: http, method: GET, path: /h, host: a.b, "
+        "expect_status: [200, \"300-399\"], expect_body: ok, port: 81, interval: 1s, "
+        "fast_interval: 100ms, down_interval: 9s, timeout: 500ms, rise: 2, fall: 3}\n"
+        "    passive: {consecutive_failures: 5, failure_status: 500-504, ejection_time: 10s, "
+        "max_ejection_time: 1m, max_ejected_percent: 10}\n";
+    int loaded = load_mangled(base, 3000);
     assert_true(loaded > 0 && loaded < 3000);
 }
 
@@ -999,6 +1587,162 @@ static void test_flags_repeated_option_overrides(void **state)
     conf_free(c);
 }
 
+static struct conf *flags_conf(void)
+{
+    struct conf *c = conf_new();
+    char *err = NULL;
+    assert_non_null(c);
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+    return c;
+}
+
+static void test_health_flags(void **state)
+{
+    (void)state;
+    char *err = (char *)"untouched";
+
+    /* Before --server: the pool is there for it to join. */
+    struct conf *c = flags_conf();
+    assert_int_equal(conf_set_health_check_flag(c, "/ready", &err), 0);
+    assert_null(err);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9002", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_null(err);
+    assert_int_equal(c->npools, 1);
+    const struct conf_pool *p = &c->pools[0];
+    assert_string_equal(p->name, "default");
+    assert_int_equal(p->nservers, 2);
+    assert_true(p->check.enabled);
+    assert_string_equal(p->check.path, "/ready");
+    assert_string_equal(p->check.method, "GET");
+    assert_int_equal(p->check.interval_ms, 2000);
+    assert_int_equal(p->check.fast_interval_ms, 2000);
+    assert_int_equal(p->check.down_interval_ms, 2000);
+    assert_int_equal(p->check.timeout_ms, 2000);
+    assert_status_range(&p->check.expect_status, 200, 399);
+    assert_int_equal(p->passive.consecutive_failures, 5);
+    assert_int_equal(p->retries, 2);
+    conf_free(c);
+
+    /* After --server, interval first; the derived times follow the interval. */
+    c = flags_conf();
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_health_interval_flag(c, "1s", &err), 0);
+    assert_null(err);
+    assert_int_equal(conf_set_health_check_flag(c, "/h?x=1", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_int_equal(c->npools, 1);
+    p = &c->pools[0];
+    assert_int_equal(p->nservers, 1);
+    assert_true(p->check.enabled);
+    assert_string_equal(p->check.path, "/h?x=1");
+    assert_int_equal(p->check.interval_ms, 1000);
+    assert_int_equal(p->check.fast_interval_ms, 1000);
+    assert_int_equal(p->check.down_interval_ms, 1000);
+    assert_int_equal(p->check.timeout_ms, 1000);
+    conf_free(c);
+
+    /* --health-interval alone checks the default path; given twice, the last counts. */
+    c = flags_conf();
+    assert_int_equal(conf_set_health_interval_flag(c, "1s", &err), 0);
+    assert_int_equal(conf_set_health_interval_flag(c, "5s", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    p = &c->pools[0];
+    assert_true(p->check.enabled);
+    assert_string_equal(p->check.path, "/healthcheck");
+    assert_int_equal(p->check.interval_ms, 5000);
+    assert_int_equal(p->check.fast_interval_ms, 5000);
+    assert_int_equal(p->check.down_interval_ms, 5000);
+    assert_int_equal(p->check.timeout_ms, 2000);
+    conf_free(c);
+
+    c = flags_conf();
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_health_check_flag(c, "/a", &err), 0);
+    assert_int_equal(conf_set_health_check_flag(c, "/b", &err), 0);
+    assert_int_equal(conf_set_health_interval_flag(c, "10ms", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_string_equal(c->pools[0].check.path, "/b");
+    assert_int_equal(c->pools[0].check.interval_ms, 10);
+    assert_int_equal(c->pools[0].check.timeout_ms, 10);
+    conf_free(c);
+
+    c = flags_conf();
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_health_interval_flag(c, "1h", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_int_equal(c->pools[0].check.interval_ms, 3600000);
+    assert_int_equal(c->pools[0].check.timeout_ms, 2000);
+    conf_free(c);
+
+    /* Health flags without --server: the usual message, not one about an empty pool. */
+    c = conf_new();
+    assert_non_null(c);
+    assert_int_equal(conf_set_health_check_flag(c, "/h", &err), 0);
+    assert_int_equal(conf_finish(c, &err), -1);
+    assert_string_equal(err, "no address to listen on: give at least one --listen ADDR\n"
+                             "no backend server: give at least one --server ADDR");
+    free(err);
+    conf_free(c);
+}
+
+static void expect_health_flag_error(bool interval, const char *value, const char *expected)
+{
+    struct conf *c = conf_new();
+    char *err = NULL;
+    assert_non_null(c);
+    int rc = interval ? conf_set_health_interval_flag(c, value, &err)
+                      : conf_set_health_check_flag(c, value, &err);
+    assert_int_equal(rc, -1);
+    assert_non_null(err);
+    if (strcmp(err, expected) != 0)
+        fail_msg("expected\n  %s\ngot\n  %s", expected, err);
+    free(err);
+    assert_int_equal(c->npools, 0); /* nothing half-added */
+    conf_free(c);
+}
+
+static void test_health_flags_invalid(void **state)
+{
+    (void)state;
+    expect_health_flag_error(false, "x", "--health-check x: the path must start with '/'");
+    expect_health_flag_error(false, "", "--health-check : the path must start with '/'");
+    expect_health_flag_error(false, NULL, "--health-check : the path must start with '/'");
+    expect_health_flag_error(false, "/a b",
+                             "--health-check /a b: the path must contain only visible ASCII "
+                             "characters (no spaces)");
+    expect_health_flag_error(false, "/a\nb",
+                             "--health-check /a\\x0ab: the path must contain only visible ASCII "
+                             "characters (no spaces)");
+    expect_health_flag_error(true, "5",
+                             "--health-interval 5: a duration needs a unit, e.g. 500ms, 2s, 1m");
+    expect_health_flag_error(true, "5ms", "--health-interval 5ms: must be at least 10ms");
+    expect_health_flag_error(true, "0", "--health-interval 0: must be at least 10ms");
+    expect_health_flag_error(true, "2h", "--health-interval 2h: must be at most 1h");
+    expect_health_flag_error(true, "25h", "--health-interval 25h: must be at most 1h");
+    expect_health_flag_error(true, "fast",
+                             "--health-interval fast: expected a duration such as 500ms, 2s, 1m "
+                             "or 1h");
+    expect_health_flag_error(true, "",
+                             "--health-interval : expected a duration such as 500ms, 2s, 1m or "
+                             "1h");
+    expect_health_flag_error(true, NULL,
+                             "--health-interval : expected a duration such as 500ms, 2s, 1m or "
+                             "1h");
+
+    /* A failed flag leaves an existing pool as it was; a NULL error pointer is allowed. */
+    struct conf *c = flags_conf();
+    char *err = NULL;
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_health_check_flag(c, "nope", NULL), -1);
+    assert_int_equal(conf_set_health_interval_flag(c, "nope", NULL), -1);
+    assert_int_equal(conf_finish(c, &err), 0);
+    check_pool_defaults(&c->pools[0], false);
+    conf_free(c);
+}
+
 static void test_conf_free_null(void **state)
 {
     (void)state;
@@ -1029,15 +1773,23 @@ int main(void)
         cmocka_unit_test(test_pool_reference),
         cmocka_unit_test(test_duplicate_names_and_addresses),
         cmocka_unit_test(test_many_errors_in_document_order),
+        cmocka_unit_test(test_health_full),
+        cmocka_unit_test(test_health_defaults),
+        cmocka_unit_test(test_status_sets),
+        cmocka_unit_test(test_status_set_errors),
+        cmocka_unit_test(test_health_errors),
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_encoding_errors),
         cmocka_unit_test(test_second_document),
         cmocka_unit_test(test_too_many_entries),
         cmocka_unit_test(test_mangled_input),
+        cmocka_unit_test(test_mangled_health_input),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_flags_valid),
         cmocka_unit_test(test_flags_invalid),
         cmocka_unit_test(test_flags_repeated_option_overrides),
+        cmocka_unit_test(test_health_flags),
+        cmocka_unit_test(test_health_flags_invalid),
         cmocka_unit_test(test_conf_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

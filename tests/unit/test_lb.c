@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "conf.h"
 #include "lb.h"
 
 #define MAXS 8
@@ -46,9 +47,11 @@ static void free_pool(struct fixture *f)
         server_unref(f->servers[i]);
 }
 
-static int pick_index(struct fixture *f, const struct server *avoid)
+static int pick_index(struct fixture *f, struct server *avoid)
 {
-    struct server *s = f->pool.lb->pick(&f->pool, f->state, avoid);
+    struct server *avoids[1] = {avoid};
+    const struct lb_pick ctx = {.avoid = avoids, .navoid = avoid ? 1 : 0};
+    struct server *s = f->pool.lb->pick(&f->pool, f->state, &ctx);
     if (!s)
         return -1;
     for (unsigned i = 0; i < f->pool.nservers; i++)
@@ -56,6 +59,18 @@ static int pick_index(struct fixture *f, const struct server *avoid)
             return (int)i;
     fail_msg("picked a server outside the pool");
     return -1;
+}
+
+/* Puts a server in a state the way the health thread would: through its inputs. */
+static void set_state(struct server *s, enum server_state st)
+{
+    s->h.admin = st == SERVER_MAINT      ? SERVER_ADMIN_MAINT
+                 : st == SERVER_DRAINING ? SERVER_ADMIN_DRAIN
+                                         : SERVER_ADMIN_READY;
+    s->h.check_down = st == SERVER_DOWN;
+    s->h.ejected = st == SERVER_EJECTED;
+    server_update_state(s, 0, "test");
+    assert_int_equal(server_state(s), st);
 }
 
 static void test_equal_weights_exact(void **state)
@@ -126,22 +141,72 @@ static void test_skips_unusable_and_zero_weight(void **state)
     unsigned w[] = {1, 1, 1, 0};
     struct fixture f;
     make_pool(&f, w, 4, 0);
-    server_set_state(f.servers[1], SERVER_DOWN, "test");
-    server_set_state(f.servers[2], SERVER_DRAINING, "test");
+    set_state(f.servers[1], SERVER_DOWN);
+    set_state(f.servers[2], SERVER_DRAINING);
     for (int i = 0; i < 20; i++)
         assert_int_equal(pick_index(&f, NULL), 0);
     /* avoid excludes the only candidate: nothing */
     assert_int_equal(pick_index(&f, f.servers[0]), -1);
-    server_set_state(f.servers[0], SERVER_MAINT, "test");
+    set_state(f.servers[0], SERVER_MAINT);
     assert_int_equal(pick_index(&f, NULL), -1);
     /* back up: shares even out again */
-    server_set_state(f.servers[0], SERVER_UP, "test");
-    server_set_state(f.servers[1], SERVER_UP, "test");
+    set_state(f.servers[0], SERVER_UP);
+    set_state(f.servers[1], SERVER_UP);
     int count[4] = {0};
     for (int i = 0; i < 100; i++)
         count[pick_index(&f, NULL)]++;
     assert_int_equal(count[0], 50);
     assert_int_equal(count[1], 50);
+    free_pool(&f);
+}
+
+static void test_panic_mode(void **state)
+{
+    unsigned w[] = {1, 1, 1};
+    struct fixture f;
+    make_pool(&f, w, 3, 0);
+    set_state(f.servers[0], SERVER_DOWN);
+    set_state(f.servers[1], SERVER_EJECTED);
+    set_state(f.servers[2], SERVER_MAINT);
+    const struct lb_pick normal = {0}, panic = {.panic = true};
+    assert_null(f.pool.lb->pick(&f.pool, f.state, &normal));
+    /* panic: down and ejected servers share the load; maintenance stays out */
+    int count[3] = {0};
+    for (int i = 0; i < 10; i++) {
+        struct server *s = f.pool.lb->pick(&f.pool, f.state, &panic);
+        assert_non_null(s);
+        count[s == f.servers[0] ? 0 : s == f.servers[1] ? 1 : 2]++;
+    }
+    assert_int_equal(count[0], 5);
+    assert_int_equal(count[1], 5);
+    assert_int_equal(count[2], 0);
+    free_pool(&f);
+}
+
+/* A server in slow start gets a share that grows with time. */
+static void test_slow_start_share(void **state)
+{
+    unsigned w[] = {1, 1};
+    struct fixture f;
+    make_pool(&f, w, 2, 0);
+    struct conf_pool pc = {.slow_start_ms = 10000};
+    f.pool.conf = &pc;
+    atomic_store(&f.servers[1]->up_since_ms, 100000); /* came back at t = 100 s */
+    int prev = -1;
+    for (uint64_t t = 100000; t <= 112000; t += 2000) {
+        const struct lb_pick ctx = {.now_ms = t};
+        int got = 0;
+        for (int i = 0; i < 1000; i++)
+            got += f.pool.lb->pick(&f.pool, f.state, &ctx) == f.servers[1];
+        assert_true(got >= prev); /* never shrinks */
+        prev = got;
+        if (t == 100000)
+            assert_true(got <= 2); /* about nothing at first */
+        if (t == 104000)
+            assert_in_range(got, 260, 310); /* weight 0.4 against 1: 2/7 of the picks */
+        if (t >= 110000)
+            assert_int_equal(got, 500); /* full weight: an even share */
+    }
     free_pool(&f);
 }
 
@@ -175,6 +240,8 @@ int main(void)
         cmocka_unit_test(test_proportions),
         cmocka_unit_test(test_skips_unusable_and_zero_weight),
         cmocka_unit_test(test_avoid),
+        cmocka_unit_test(test_panic_mode),
+        cmocka_unit_test(test_slow_start_share),
         cmocka_unit_test(test_seeds_start_apart),
     };
     return cmocka_run_group_tests_name("lb", tests, NULL, NULL);

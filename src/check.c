@@ -1,0 +1,510 @@
+/*
+ * check.c - the health thread (see check.h).
+ *
+ * The thread keeps one watch per server of the snapshot. A watch has two timers: the next active
+ * check (pools with a health_check) and the end of an ejection. An active check is a small state
+ * machine on its own connection, never shared with client traffic and closed when done:
+ *
+ *   IDLE --timer--> CONNECTING --writable--> SENDING --sent--> READING --verdict--> IDLE
+ *                       | tcp check: connected = pass                   |
+ *                       +--- error, or timeout at any step: fail -------+
+ *
+ * A check reads at most CHECK_BUF bytes of the response: the head, and as much of the body as
+ * fits when expect_body is set. Each verdict goes through health_record() (rise/fall), and a
+ * change goes through server_update_state(), which logs it. Intervals are shortened by up to 10%
+ * at random, so checks of many servers drift apart instead of firing together.
+ *
+ * Passive detection: a worker whose report makes a server reach its pool's consecutive_failures
+ * sets eject_wanted and wakes this thread, which ejects the server unless the pool already has
+ * max_ejected_percent of its servers out. An ejection ends when its time is over, or at once when
+ * an active check passes.
+ */
+#include "check.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http1.h"
+#include "log.h"
+#include "loop.h"
+#include "net.h"
+#include "pool.h"
+
+#define CHECK_BUF 16384
+
+enum phase { CK_IDLE, CK_CONNECTING, CK_SENDING, CK_READING };
+
+struct watch {
+    struct loop_io io;
+    struct loop_timer check_timer; /* next check, or the running check's timeout */
+    struct loop_timer eject_timer; /* end of the current ejection */
+    struct server *server;
+    const struct pool *pool;
+    struct net_addr addr; /* where checks connect */
+    char *request;
+    size_t request_len, sent;
+    char *buf;
+    size_t got;
+    enum phase phase;
+};
+
+static struct {
+    struct loop *loop;
+    pthread_t thread;
+    struct snapshot *snap;
+    struct watch *watches;
+    unsigned nwatches;
+    uint64_t rng;
+    _Atomic bool stop;
+    bool running;
+} ht;
+
+static uint64_t next_random(void)
+{
+    /* xorshift64: only for jitter, so quality matters little and speed not at all */
+    ht.rng ^= ht.rng << 13;
+    ht.rng ^= ht.rng >> 7;
+    ht.rng ^= ht.rng << 17;
+    return ht.rng;
+}
+
+static uint64_t now_ms(void)
+{
+    return loop_now_ms(ht.loop);
+}
+
+/* ---- state changes ---- */
+
+static void set_last_result(struct server *s, const char *text)
+{
+    snprintf(s->h.last_result, sizeof(s->h.last_result), "%s", text);
+}
+
+/* Ends an ejection; reason says why (time over, or a check passed). */
+static void uneject(struct watch *w, const char *reason)
+{
+    struct server *s = w->server;
+    s->h.ejected = false;
+    s->h.last_ejection_ms = now_ms();
+    loop_timer_stop(ht.loop, &w->eject_timer);
+    server_update_state(s, now_ms(), reason);
+}
+
+static void on_eject_timer(struct loop *loop, struct loop_timer *t)
+{
+    struct watch *w = (struct watch *)((char *)t - offsetof(struct watch, eject_timer));
+    char reason[96];
+    snprintf(reason, sizeof(reason), "ejection time over");
+    uneject(w, reason);
+}
+
+static unsigned ejected_in_pool(const struct pool *p)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < p->nservers; i++)
+        n += p->servers[i]->h.ejected;
+    return n;
+}
+
+static void try_eject(struct watch *w)
+{
+    struct server *s = w->server;
+    const struct conf_passive *pc = &w->pool->conf->passive;
+    unsigned failures = atomic_exchange(&s->consecutive_failures, 0);
+    unsigned status = atomic_load(&s->last_failure_status);
+
+    if (s->h.ejected || s->h.check_down || s->h.admin != SERVER_ADMIN_READY)
+        return; /* already out of rotation for another reason */
+    unsigned limit = health_max_ejected(w->pool->nservers, pc->max_ejected_percent);
+    if (ejected_in_pool(w->pool) >= limit) {
+        log_warn("pool %s server %s: %u consecutive failures, but %u of %u servers are already "
+                 "ejected (max_ejected_percent %u): kept in rotation",
+                 w->pool->name, s->name, failures, ejected_in_pool(w->pool), w->pool->nservers,
+                 pc->max_ejected_percent);
+        return;
+    }
+    /* An ejection long forgotten does not make the next one longer. */
+    if (s->h.ejections && now_ms() >= s->h.last_ejection_ms + pc->max_ejection_time_ms)
+        s->h.ejections = 0;
+    s->h.ejections++;
+    uint32_t ms = health_ejection_ms(pc, s->h.ejections);
+    s->h.ejected = true;
+    s->h.ejected_until_ms = now_ms() + ms;
+    loop_timer_set(ht.loop, &w->eject_timer, ms);
+
+    char what[32], reason[160];
+    if (status)
+        snprintf(what, sizeof(what), "status %u", status);
+    else
+        snprintf(what, sizeof(what), "connection failure");
+    snprintf(reason, sizeof(reason), "%u consecutive failures, last: %s; ejected for %u.%03us",
+             failures, what, ms / 1000, ms % 1000);
+    server_update_state(s, now_ms(), reason);
+}
+
+static void on_wake(struct loop *loop, void *arg)
+{
+    if (atomic_load(&ht.stop)) {
+        loop_stop(loop);
+        return;
+    }
+    for (unsigned i = 0; i < ht.nwatches; i++)
+        if (atomic_exchange(&ht.watches[i].server->eject_wanted, false))
+            try_eject(&ht.watches[i]);
+}
+
+/* ---- active checks ---- */
+
+static void schedule(struct watch *w)
+{
+    const struct conf_health_check *c = &w->pool->conf->check;
+    struct server *s = w->server;
+    uint32_t ms = health_next_interval(&s->h.checks, !s->h.check_down, c);
+    uint32_t jitter = ms / 10;
+    if (jitter)
+        ms -= (uint32_t)(next_random() % jitter);
+    loop_timer_set(ht.loop, &w->check_timer, ms);
+}
+
+static void check_done(struct watch *w, bool passed, const char *why)
+{
+    const struct conf_health_check *c = &w->pool->conf->check;
+    struct server *s = w->server;
+    char reason[192];
+
+    if (w->phase != CK_IDLE && w->io.fd >= 0) {
+        w->io.handler = NULL;
+        close(w->io.fd);
+        w->io.fd = -1;
+    }
+    free(w->buf);
+    w->buf = NULL;
+    w->phase = CK_IDLE;
+    set_last_result(s, why);
+
+    bool first = !s->h.checks.checked;
+    switch (health_record(&s->h.checks, !s->h.check_down, passed, c->rise, c->fall)) {
+    case HEALTH_GOES_DOWN:
+        s->h.check_down = true;
+        if (first)
+            snprintf(reason, sizeof(reason), "first check failed: %s", why);
+        else
+            snprintf(reason, sizeof(reason), "%u/%u checks failed: %s", s->h.checks.fails, c->fall,
+                     why);
+        server_update_state(s, now_ms(), reason);
+        break;
+    case HEALTH_GOES_UP:
+        s->h.check_down = false;
+        snprintf(reason, sizeof(reason), "%u/%u checks passed", s->h.checks.passes, c->rise);
+        server_update_state(s, now_ms(), reason);
+        break;
+    default:
+        break;
+    }
+    if (passed && s->h.ejected)
+        uneject(w, "a health check passed");
+    schedule(w);
+}
+
+static void fail_errno(struct watch *w, int err)
+{
+    check_done(w, false, strerror(err ? err : ECONNRESET));
+}
+
+/* Decides from what was read so far: 1 pass, 0 fail, -1 need more. */
+static int verdict(struct watch *w, bool eof, char *why, size_t whylen)
+{
+    const struct conf_health_check *c = &w->pool->conf->check;
+    const struct http1_limits limits = {.max_head_bytes = CHECK_BUF, .max_fields = 100};
+    struct http1_field fields[100];
+    size_t start = 0;
+
+    for (;;) {
+        struct http1_scan scan = {0};
+        uint16_t status;
+        const char *err;
+        int r =
+            http1_scan_head(&scan, w->buf + start, w->got - start, &limits, false, &status, &err);
+        if (r == HTTP1_AGAIN) {
+            if (!eof && w->got < CHECK_BUF)
+                return -1;
+            snprintf(why, whylen, "%s",
+                     eof ? "connection closed before a response" : "response head too large");
+            return 0;
+        }
+        struct http1_msg msg = {.fields = fields};
+        uint8_t method = strcmp(c->method, "HEAD") == 0 ? HTTP1_METHOD_HEAD : HTTP1_METHOD_GET;
+        if (r == HTTP1_ERROR ||
+            http1_parse_response(&scan, w->buf + start, &limits, method, &msg) != HTTP1_DONE) {
+            snprintf(why, whylen, "invalid response: %s", r == HTTP1_ERROR ? err : msg.error);
+            return 0;
+        }
+        if (msg.status < 200) { /* interim: the final response follows */
+            start += msg.head_end;
+            continue;
+        }
+        if (!conf_status_in(&c->expect_status, msg.status)) {
+            snprintf(why, whylen, "status %u", msg.status);
+            return 0;
+        }
+        if (!c->expect_body) {
+            snprintf(why, whylen, "status %u", msg.status);
+            return 1;
+        }
+        char *body = w->buf + start + msg.head_end;
+        size_t have = w->got - start - msg.head_end;
+        bool full = w->got >= CHECK_BUF;
+        if (msg.body == HTTP1_BODY_LENGTH) {
+            if (have < msg.content_length && !eof && !full)
+                return -1;
+            if (have > msg.content_length)
+                have = (size_t)msg.content_length;
+        } else if (msg.body == HTTP1_BODY_CHUNKED) {
+            char copy[CHECK_BUF];
+            struct http1_chunked ch = {0};
+            size_t used, produced;
+            memcpy(copy, body, have);
+            int cr = http1_chunked_parse(&ch, copy, have, true, &used, &produced);
+            if (cr == HTTP1_AGAIN && !eof && !full)
+                return -1;
+            memcpy(body, copy, produced);
+            have = produced;
+        } else if (msg.body == HTTP1_BODY_CLOSE && !eof && !full) {
+            return -1;
+        } else if (msg.body == HTTP1_BODY_NONE) {
+            have = 0;
+        }
+        if (!memmem(body, have, c->expect_body, strlen(c->expect_body))) {
+            snprintf(why, whylen, "status %u, body without \"%.40s\"", msg.status, c->expect_body);
+            return 0;
+        }
+        snprintf(why, whylen, "status %u, body matched", msg.status);
+        return 1;
+    }
+}
+
+static void check_io(struct loop *loop, struct loop_io *io)
+{
+    struct watch *w = (struct watch *)io;
+
+    if (w->phase == CK_CONNECTING) {
+        if (io->ready & (LOOP_ERR | LOOP_HUP)) {
+            fail_errno(w, net_socket_error(io->fd));
+            return;
+        }
+        if (!(io->ready & LOOP_WRITABLE))
+            return;
+        if (w->pool->conf->check.type == CONF_CHECK_TCP) {
+            check_done(w, true, "connected");
+            return;
+        }
+        w->phase = CK_SENDING;
+    }
+    if (w->phase == CK_SENDING) {
+        while (w->sent < w->request_len) {
+            ssize_t n = write(io->fd, w->request + w->sent, w->request_len - w->sent);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                fail_errno(w, errno);
+                return;
+            }
+            w->sent += (size_t)n;
+        }
+        w->phase = CK_READING;
+        if (!(w->buf = malloc(CHECK_BUF))) {
+            check_done(w, false, "out of memory");
+            return;
+        }
+        w->got = 0;
+    }
+    /* CK_READING: read what is there, then decide if we can */
+    for (;;) {
+        bool eof = false;
+        ssize_t n = read(io->fd, w->buf + w->got, CHECK_BUF - w->got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            fail_errno(w, errno);
+            return;
+        }
+        if (n == 0)
+            eof = true;
+        w->got += (size_t)n;
+        char why[128];
+        int v = verdict(w, eof, why, sizeof(why));
+        if (v >= 0) {
+            check_done(w, v == 1, why);
+            return;
+        }
+        if (eof)
+            return; /* not reached: verdict decides at EOF */
+    }
+}
+
+static void on_check_timer(struct loop *loop, struct loop_timer *t)
+{
+    struct watch *w = (struct watch *)((char *)t - offsetof(struct watch, check_timer));
+    const struct conf_health_check *c = &w->pool->conf->check;
+
+    if (w->phase != CK_IDLE) { /* the running check's time is up */
+        check_done(w, false, "timeout");
+        return;
+    }
+    if (w->server->h.admin == SERVER_ADMIN_MAINT) { /* maintenance: checks stop */
+        schedule(w);
+        return;
+    }
+    bool in_progress;
+    int fd = net_connect(&w->addr, &in_progress);
+    if (fd < 0) {
+        w->phase = CK_IDLE;
+        check_done(w, false, strerror(errno));
+        return;
+    }
+    w->io.fd = fd;
+    w->io.handler = check_io;
+    w->sent = 0;
+    w->phase = CK_CONNECTING;
+    if (loop_add(loop, &w->io, LOOP_EDGE_RW) < 0) {
+        int err = errno;
+        fail_errno(w, err);
+        return;
+    }
+    if (!in_progress)
+        w->io.ready |= LOOP_WRITABLE;
+    loop_timer_set(loop, &w->check_timer, c->timeout_ms);
+    if (!in_progress)
+        check_io(loop, &w->io);
+}
+
+/* ---- set-up ---- */
+
+static int watch_init(struct watch *w, const struct pool *p, struct server *s)
+{
+    const struct conf_health_check *c = &p->conf->check;
+    w->server = s;
+    w->pool = p;
+    w->io.fd = -1;
+    w->check_timer.fn = on_check_timer;
+    w->eject_timer.fn = on_eject_timer;
+    w->addr = s->addr;
+    if (c->port) {
+        if (w->addr.ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&w->addr.ss)->sin_port = htons((uint16_t)c->port);
+        else
+            ((struct sockaddr_in6 *)&w->addr.ss)->sin6_port = htons((uint16_t)c->port);
+    }
+    if (!c->enabled || c->type != CONF_CHECK_HTTP)
+        return 0;
+    int n = asprintf(&w->request,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fulcrum-health-check\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n",
+                     c->method, c->path, c->host ? c->host : s->addr_text);
+    if (n < 0) {
+        w->request = NULL;
+        return -1;
+    }
+    w->request_len = (size_t)n;
+    return 0;
+}
+
+static void *health_main(void *arg)
+{
+    loop_run(ht.loop);
+    return NULL;
+}
+
+static void describe(const struct pool *p)
+{
+    const struct conf_health_check *c = &p->conf->check;
+    if (!c->enabled)
+        return;
+    if (c->type == CONF_CHECK_TCP)
+        log_info("pool %s: TCP health checks every %ums (rise %u, fall %u)", p->name,
+                 c->interval_ms, c->rise, c->fall);
+    else
+        log_info("pool %s: health checks %s %s every %ums (rise %u, fall %u, timeout %ums)",
+                 p->name, c->method, c->path, c->interval_ms, c->rise, c->fall, c->timeout_ms);
+}
+
+int check_start(struct snapshot *snap)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < snap->npools; i++)
+        n += snap->pools[i].nservers;
+    ht.loop = loop_new();
+    ht.watches = calloc(n ? n : 1, sizeof(*ht.watches));
+    if (!ht.loop || !ht.watches) {
+        log_error("health thread: out of memory");
+        goto fail;
+    }
+    ht.snap = snap;
+    snapshot_ref(snap);
+    ht.rng = (uint64_t)time(NULL) * 2654435761u | 1;
+    for (unsigned i = 0; i < snap->npools; i++) {
+        const struct pool *p = &snap->pools[i];
+        describe(p);
+        for (unsigned k = 0; k < p->nservers; k++) {
+            struct watch *w = &ht.watches[ht.nwatches++];
+            if (watch_init(w, p, p->servers[k]) < 0) {
+                log_error("health thread: out of memory");
+                goto fail;
+            }
+            if (p->conf->check.enabled) /* the first check runs at once */
+                loop_timer_set(ht.loop, &w->check_timer, 0);
+        }
+    }
+    loop_set_wake_handler(ht.loop, on_wake, NULL);
+    int rc = pthread_create(&ht.thread, NULL, health_main, NULL);
+    if (rc != 0) {
+        log_error("health thread: pthread_create: %s", strerror(rc));
+        goto fail;
+    }
+    ht.running = true;
+    return 0;
+fail:
+    check_stop();
+    return -1;
+}
+
+void check_notify(void)
+{
+    if (ht.running)
+        loop_wake(ht.loop);
+}
+
+void check_stop(void)
+{
+    if (ht.running) {
+        atomic_store(&ht.stop, true);
+        loop_wake(ht.loop);
+        pthread_join(ht.thread, NULL);
+        ht.running = false;
+    }
+    for (unsigned i = 0; i < ht.nwatches; i++) {
+        struct watch *w = &ht.watches[i];
+        if (w->io.fd >= 0)
+            close(w->io.fd);
+        free(w->request);
+        free(w->buf);
+    }
+    free(ht.watches);
+    ht.watches = NULL;
+    ht.nwatches = 0;
+    if (ht.snap)
+        snapshot_unref(ht.snap);
+    ht.snap = NULL;
+    loop_free(ht.loop);
+    ht.loop = NULL;
+}
