@@ -367,6 +367,13 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
     }
     bool in_progress;
     int fd = net_connect(&w->addr, &in_progress);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+        /* Our own shortage says nothing about the server: skip this check, keep its state. */
+        log_warn("pool %s server %s: health check skipped: %s", w->pool->name, w->server->name,
+                 strerror(errno));
+        schedule(w);
+        return;
+    }
     if (fd < 0) {
         w->phase = CK_IDLE;
         check_done(w, false, strerror(errno));

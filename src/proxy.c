@@ -485,10 +485,18 @@ static int retry_elsewhere(struct session *s, struct server *failed, unsigned st
     return try_server(s);
 }
 
+/* Errors of our own process, not of the server: out of descriptors, memory or buffers. */
+static bool local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 /* Connecting to srv failed (refused, unreachable, timed out): nothing was sent on it. */
 static int connect_failed(struct session *s, struct server *srv, int err)
 {
     log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
+    if (local_shortage(err)) /* not the server's fault: do not count it, nor try others */
+        return respond_error(s, 503, "out of local resources");
     report_failure(s, srv, 0);
     unsigned status = err == ETIMEDOUT ? 504 : 502;
     const char *why = err == ETIMEDOUT ? "connect timeout" : "cannot connect to server";

@@ -71,10 +71,11 @@ def fd_count(pid):
 class Process:
     """A child process whose output goes to a log file we can read at any time."""
 
-    def __init__(self, argv, name):
+    def __init__(self, argv, name, preexec=None):
         self.log_path = tempfile.mktemp(prefix="fulcrum-e2e-%s-" % name, suffix=".log")
         self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec)
         self.pid = self.proc.pid
 
     def log(self):
@@ -150,7 +151,7 @@ class Backend(Process):
 class Fulcrum(Process):
     """build/fulcrum, from a YAML text (with {port} filled in) or from command-line flags."""
 
-    def __init__(self, config=None, args=None, port=None, wait=True):
+    def __init__(self, config=None, args=None, port=None, wait=True, preexec=None):
         self.port = port or free_port()
         self.config_path = None
         argv = [FULCRUM]
@@ -160,7 +161,7 @@ class Fulcrum(Process):
                 f.write(config.replace("{port}", str(self.port)))
             argv += ["-c", self.config_path]
         argv += args or []
-        super().__init__(argv, "fulcrum")
+        super().__init__(argv, "fulcrum", preexec)
         if wait:
             wait_for(lambda: port_open(self.port) or not self.alive(), what="fulcrum to listen")
             if not self.alive():
