@@ -679,6 +679,10 @@ int http1_parse_response(const struct http1_scan *scan, const char *buf,
         return fail(msg, 502, "both Content-Length and Transfer-Encoding in response");
     if (fr.te_seen && (fr.te.malformed || fr.te.chunked_twice || !fr.te.any))
         return fail(msg, 502, "invalid Transfer-Encoding in response");
+    /* A coding we cannot name, or chunked followed by another one, leaves the client to guess
+     * where the body ends: refuse it rather than pass the guess on. */
+    if (fr.te_seen && (fr.te.unknown || (fr.te.chunked_seen && !fr.te.chunked_last)))
+        return fail(msg, 502, "unsupported Transfer-Encoding in response");
     if (fr.te_seen && msg->version == 10)
         return fail(msg, 502, "Transfer-Encoding in an HTTP/1.0 response");
     if (fr.cl_seen) {

@@ -120,13 +120,10 @@ static int check_listen_addresses(const struct conf *conf)
     int failed = 0;
     for (unsigned i = 0; i < conf->nlisteners; i++) {
         const struct conf_listener *l = &conf->listeners[i];
-        int fd = net_listen(&l->addr, 1, false);
-        if (fd < 0) {
+        if (net_bind_probe(&l->addr) < 0) {
             log_error("listener %s: cannot listen on %s: %s", l->name, l->bind, strerror(errno));
             failed = 1;
-            continue;
         }
-        close(fd);
     }
     return failed ? -1 : 0;
 }

@@ -214,6 +214,36 @@ static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, bool
     return fd;
 }
 
+static int bind_probe(const struct sockaddr *sa, socklen_t len, bool dual_stack)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1, zero = 0, rc;
+    rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (rc == 0 && dual_stack)
+        rc = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (rc == 0)
+        rc = bind(fd, sa, len);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+int net_bind_probe(const struct net_addr *addr)
+{
+    int rc = bind_probe((const struct sockaddr *)&addr->ss, addr->len, addr->any);
+    if (rc < 0 && addr->any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+        /* the same IPv4 fallback as net_listen */
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = ((const struct sockaddr_in6 *)&addr->ss)->sin6_port,
+                                  .sin_addr.s_addr = htonl(INADDR_ANY)};
+        rc = bind_probe((const struct sockaddr *)&sin, sizeof(sin), false);
+    }
+    return rc;
+}
+
 int net_listen(const struct net_addr *addr, int backlog, bool reuseport)
 {
     int fd =

@@ -31,6 +31,10 @@ size_t net_ip_format(const struct sockaddr *sa, char *out, size_t size);
 
 bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 
+/* Can addr be bound, i.e. is nobody listening there? Binds without listening, so no client can
+ * ever connect to the probe. Returns 0, or -1 with errno set. */
+int net_bind_probe(const struct net_addr *addr);
+
 /* A listening socket; reuseport lets each worker thread bind its own. Returns fd or -1. */
 int net_listen(const struct net_addr *addr, int backlog, bool reuseport);
 

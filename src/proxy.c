@@ -86,6 +86,7 @@ struct session {
     uint32_t req_fwd;             /* in: request bytes (from in.start) validated for the server */
     uint32_t req_sent;            /* in: of those, bytes written to the server */
     uint32_t resp_fwd;            /* out: bytes (from out.start) ready for the client */
+    uint32_t interim_len;         /* out: of those, interim (1xx) bytes ahead of the final head */
     uint32_t linger_bytes;
 
     uint64_t idle_deadline, head_deadline, connect_deadline, linger_deadline;
@@ -105,6 +106,7 @@ struct session {
     bool keep_alive;        /* the client connection stays open after this response */
     bool server_keep_alive; /* the backend connection may carry another request */
     bool dechunk;           /* strip chunked framing (HTTP/1.0 client) */
+    bool final_started; /* a byte of the final response reached the client: no error answer now */
     bool client_eof, server_eof;
     int up_errno;
 
@@ -271,6 +273,12 @@ static int client_write(struct session *s)
         return IO_BLOCKED;
     ssize_t n = write(s->io.fd, s->out.data + s->out.start, s->resp_fwd);
     if (n > 0) {
+        if ((uint32_t)n > s->interim_len) {
+            s->interim_len = 0;
+            s->final_started = s->resp_state != RS_WAIT;
+        } else {
+            s->interim_len -= (uint32_t)n;
+        }
         s->out.start += (uint32_t)n;
         s->resp_fwd -= (uint32_t)n;
         if (s->resp_fwd)
@@ -387,7 +395,7 @@ static int respond_error(struct session *s, unsigned status, const char *why)
         net_addr_format(&s->peer.sa, peer, sizeof(peer));
         log_debug("client %s: %u (%s)", peer, status, why);
     }
-    if (s->resp_state != RS_WAIT)
+    if (s->final_started)
         return abort_session(s);
     if (s->up) {
         upstream_close(w, s->up, true);
@@ -395,9 +403,15 @@ static int respond_error(struct session *s, unsigned status, const char *why)
     }
     if (!s->out.data && buf_get(&w->bufs, &s->out) < 0)
         return abort_session(s);
-    /* Keep interim responses already relayed; drop whatever else the server sent. */
+    /* Keep interim responses not yet sent; drop the rest of what the server sent (a final head
+     * that was accepted but not sent yet included). */
+    if (s->resp_state != RS_WAIT)
+        s->resp_fwd = s->interim_len;
     s->out.end = s->out.start + s->resp_fwd;
-    bool keep = s->keep_alive && s->req_complete && status >= 500 && !w->stopping;
+    /* A backend error keeps a client in step only if its request was complete and the backend
+     * had not begun a response: a half-received response makes the whole exchange suspect. */
+    bool keep = s->keep_alive && s->req_complete && status >= 500 && !w->stopping &&
+                s->resp_state == RS_WAIT;
     size_t n = canned_response(s->out.data + s->out.end, w->bufs.size - s->out.end, status,
                                s->method == HTTP1_METHOD_HEAD, keep);
     if (n == 0)
@@ -548,10 +562,11 @@ static int server_failed(struct session *s, unsigned status, const char *why, bo
     log_debug("pool %s server %s: %s", srv->pool_name, srv->name, why);
     upstream_close(w, u, true);
     s->up = NULL;
-    if (s->resp_state != RS_WAIT)
+    if (s->final_started)
         return abort_session(s);
-    report_failure(s, srv, 0);
-    if (status == 502 && may_retry(s, false))
+    if (s->resp_state == RS_WAIT)
+        report_failure(s, srv, 0);
+    if (status == 502 && s->resp_state == RS_WAIT && may_retry(s, false))
         return retry_elsewhere(s, srv, status, why);
     return respond_error(s, status, why);
 }
@@ -760,6 +775,7 @@ static int process_response_head(struct session *s)
         uint32_t n = replace_response_head(s, base, &msg, flags);
         if (!n)
             return server_failed(s, 502, "response head too large once rewritten", false);
+        s->interim_len = s->resp_fwd; /* interim bytes not sent yet, ahead of the final head */
         s->resp_fwd += n;
         s->resp_state = msg.body == HTTP1_BODY_NONE ? RS_DONE : RS_BODY;
     }
@@ -836,7 +852,8 @@ static int finish_transaction(struct session *s)
     s->in.start += s->req_fwd;
     if (buf_empty(&s->in))
         buf_put(&w->bufs, &s->in);
-    s->req_fwd = s->req_sent = s->resp_fwd = 0;
+    s->req_fwd = s->req_sent = s->resp_fwd = s->interim_len = 0;
+    s->final_started = false;
     s->req_complete = false;
     s->resp_bytes = 0;
     s->resp_state = RS_WAIT;
