@@ -1,9 +1,9 @@
 /*
- * check.c - the health thread (see check.h).
+ * check.c - active health checks and passive ejections (see check.h), run by the control thread.
  *
- * The thread keeps one watch per server of the snapshot. A watch has two timers: the next active
- * check (pools with a health_check) and the end of an ejection. An active check is a small state
- * machine on its own connection, never shared with client traffic and closed when done:
+ * The checker keeps one watch per server of the current snapshot. A watch has two timers: the next
+ * active check (pools with a health_check) and the end of an ejection. An active check is a small
+ * state machine on its own connection, never shared with client traffic and closed when done:
  *
  *   IDLE --timer--> CONNECTING --writable--> SENDING --sent--> READING --verdict--> IDLE
  *                       | tcp check: connected = pass                   |
@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,8 @@
 enum phase { CK_IDLE, CK_CONNECTING, CK_SENDING, CK_READING };
 
 struct watch {
-    struct loop_io io;
+    struct loop_io io; /* first: the loop's pointer is the watch's */
+    struct watch *next;
     struct loop_timer check_timer; /* next check, or the running check's timeout */
     struct loop_timer eject_timer; /* end of the current ejection */
     struct server *server;
@@ -52,31 +52,30 @@ struct watch {
     char *buf;
     size_t got;
     enum phase phase;
+    bool seen; /* checker_sync: still in the new snapshot */
 };
 
-static struct {
+struct checker {
     struct loop *loop;
-    pthread_t thread;
-    struct snapshot *snap;
     struct watch *watches;
-    unsigned nwatches;
     uint64_t rng;
-    _Atomic bool stop;
-    bool running;
-} ht;
+};
+
+/* The control thread's checker; the callbacks below reach it through this. */
+static struct checker *ck;
 
 static uint64_t next_random(void)
 {
     /* xorshift64: only for jitter, so quality matters little and speed not at all */
-    ht.rng ^= ht.rng << 13;
-    ht.rng ^= ht.rng >> 7;
-    ht.rng ^= ht.rng << 17;
-    return ht.rng;
+    ck->rng ^= ck->rng << 13;
+    ck->rng ^= ck->rng >> 7;
+    ck->rng ^= ck->rng << 17;
+    return ck->rng;
 }
 
 static uint64_t now_ms(void)
 {
-    return loop_now_ms(ht.loop);
+    return loop_now_ms(ck->loop);
 }
 
 /* ---- state changes ---- */
@@ -92,7 +91,7 @@ static void uneject(struct watch *w, const char *reason)
     struct server *s = w->server;
     s->h.ejected = false;
     s->h.last_ejection_ms = now_ms();
-    loop_timer_stop(ht.loop, &w->eject_timer);
+    loop_timer_stop(ck->loop, &w->eject_timer);
     server_update_state(s, now_ms(), reason);
 }
 
@@ -136,7 +135,7 @@ static void try_eject(struct watch *w)
     uint32_t ms = health_ejection_ms(pc, s->h.ejections);
     s->h.ejected = true;
     s->h.ejected_until_ms = now_ms() + ms;
-    loop_timer_set(ht.loop, &w->eject_timer, ms);
+    loop_timer_set(ck->loop, &w->eject_timer, ms);
 
     char what[32], reason[160];
     if (status)
@@ -148,18 +147,27 @@ static void try_eject(struct watch *w)
     server_update_state(s, now_ms(), reason);
 }
 
-static void on_wake(struct loop *loop, void *arg)
+void checker_eject_requests(struct checker *c)
 {
-    if (atomic_load(&ht.stop)) {
-        loop_stop(loop);
-        return;
-    }
-    for (unsigned i = 0; i < ht.nwatches; i++)
-        if (atomic_exchange(&ht.watches[i].server->eject_wanted, false))
-            try_eject(&ht.watches[i]);
+    for (struct watch *w = c->watches; w; w = w->next)
+        if (atomic_exchange(&w->server->eject_wanted, false))
+            try_eject(w);
 }
 
 /* ---- active checks ---- */
+
+/* Ends the check in progress, if any, without a verdict. */
+static void abandon_check(struct watch *w)
+{
+    if (w->phase != CK_IDLE && w->io.fd >= 0) {
+        w->io.handler = NULL;
+        close(w->io.fd);
+    }
+    w->io.fd = -1;
+    free(w->buf);
+    w->buf = NULL;
+    w->phase = CK_IDLE;
+}
 
 static void schedule(struct watch *w)
 {
@@ -169,7 +177,7 @@ static void schedule(struct watch *w)
     uint32_t jitter = ms / 10;
     if (jitter)
         ms -= (uint32_t)(next_random() % jitter);
-    loop_timer_set(ht.loop, &w->check_timer, ms);
+    loop_timer_set(ck->loop, &w->check_timer, ms);
 }
 
 static void check_done(struct watch *w, bool passed, const char *why)
@@ -178,14 +186,7 @@ static void check_done(struct watch *w, bool passed, const char *why)
     struct server *s = w->server;
     char reason[192];
 
-    if (w->phase != CK_IDLE && w->io.fd >= 0) {
-        w->io.handler = NULL;
-        close(w->io.fd);
-        w->io.fd = -1;
-    }
-    free(w->buf);
-    w->buf = NULL;
-    w->phase = CK_IDLE;
+    abandon_check(w);
     set_last_result(s, why);
 
     bool first = !s->h.checks.checked;
@@ -395,16 +396,13 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
         check_io(loop, &w->io);
 }
 
-/* ---- set-up ---- */
+/* ---- the set of watches ---- */
 
-static int watch_init(struct watch *w, const struct pool *p, struct server *s)
+/* Builds the check request and address of w from its pool's configuration. */
+static int watch_configure(struct watch *w)
 {
-    const struct conf_health_check *c = &p->conf->check;
-    w->server = s;
-    w->pool = p;
-    w->io.fd = -1;
-    w->check_timer.fn = on_check_timer;
-    w->eject_timer.fn = on_eject_timer;
+    const struct conf_health_check *c = &w->pool->conf->check;
+    struct server *s = w->server;
     w->addr = s->addr;
     if (c->port) {
         if (w->addr.ss.ss_family == AF_INET)
@@ -412,6 +410,9 @@ static int watch_init(struct watch *w, const struct pool *p, struct server *s)
         else
             ((struct sockaddr_in6 *)&w->addr.ss)->sin6_port = htons((uint16_t)c->port);
     }
+    free(w->request);
+    w->request = NULL;
+    w->request_len = 0;
     if (!c->enabled || c->type != CONF_CHECK_HTTP)
         return 0;
     int n = asprintf(&w->request,
@@ -426,10 +427,13 @@ static int watch_init(struct watch *w, const struct pool *p, struct server *s)
     return 0;
 }
 
-static void *health_main(void *arg)
+static void watch_free(struct checker *c, struct watch *w)
 {
-    loop_run(ht.loop);
-    return NULL;
+    abandon_check(w);
+    loop_timer_stop(c->loop, &w->check_timer);
+    loop_timer_stop(c->loop, &w->eject_timer);
+    free(w->request);
+    free(w);
 }
 
 static void describe(const struct pool *p)
@@ -445,73 +449,117 @@ static void describe(const struct pool *p)
                  p->name, c->method, c->path, c->interval_ms, c->rise, c->fall, c->timeout_ms);
 }
 
-int check_start(struct snapshot *snap)
+static bool same_check(const struct conf_health_check *a, const struct conf_health_check *b)
 {
-    unsigned n = 0;
-    for (unsigned i = 0; i < snap->npools; i++)
-        n += snap->pools[i].nservers;
-    ht.loop = loop_new();
-    ht.watches = calloc(n ? n : 1, sizeof(*ht.watches));
-    if (!ht.loop || !ht.watches) {
-        log_error("health thread: out of memory");
-        goto fail;
+    return a->enabled == b->enabled && a->type == b->type && a->port == b->port &&
+           strcmp(a->method, b->method) == 0 && strcmp(a->path, b->path) == 0 &&
+           (a->host ? b->host && strcmp(a->host, b->host) == 0 : !b->host);
+}
+
+/* Moves an existing watch to its server's pool in the new snapshot. */
+static void watch_update(struct checker *c, struct watch *w, const struct pool *p)
+{
+    const struct conf_health_check *was = &w->pool->conf->check, *now = &p->conf->check;
+    bool changed = !same_check(was, now);
+    bool was_on = was->enabled;
+    w->pool = p;
+    if (!changed)
+        return;
+    abandon_check(w);
+    if (watch_configure(w) < 0)
+        log_error("pool %s server %s: out of memory for its health check", p->name,
+                  w->server->name);
+    if (now->enabled) {
+        loop_timer_set(c->loop, &w->check_timer, 0); /* a new kind of check starts at once */
+        return;
     }
-    ht.snap = snap;
-    snapshot_ref(snap);
-    ht.rng = (uint64_t)time(NULL) * 2654435761u | 1;
+    loop_timer_stop(c->loop, &w->check_timer);
+    if (was_on) { /* no more checks: what they said no longer holds */
+        memset(&w->server->h.checks, 0, sizeof(w->server->h.checks));
+        w->server->h.check_down = false;
+        server_update_state(w->server, now_ms(), "health checks turned off");
+    }
+}
+
+static struct watch *watch_new(struct checker *c, const struct pool *p, struct server *s)
+{
+    struct watch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->server = s;
+    w->pool = p;
+    w->io.fd = -1;
+    w->check_timer.fn = on_check_timer;
+    w->eject_timer.fn = on_eject_timer;
+    if (watch_configure(w) < 0) {
+        free(w);
+        return NULL;
+    }
+    if (p->conf->check.enabled) /* the first check runs at once */
+        loop_timer_set(c->loop, &w->check_timer, 0);
+    return w;
+}
+
+struct checker *checker_new(struct loop *loop)
+{
+    struct checker *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->loop = loop;
+    c->rng = (uint64_t)time(NULL) * 2654435761u | 1;
+    ck = c;
+    return c;
+}
+
+int checker_sync(struct checker *c, const struct snapshot *snap)
+{
+    int rc = 0;
+    for (struct watch *w = c->watches; w; w = w->next)
+        w->seen = false;
     for (unsigned i = 0; i < snap->npools; i++) {
         const struct pool *p = &snap->pools[i];
         describe(p);
         for (unsigned k = 0; k < p->nservers; k++) {
-            struct watch *w = &ht.watches[ht.nwatches++];
-            if (watch_init(w, p, p->servers[k]) < 0) {
-                log_error("health thread: out of memory");
-                goto fail;
+            struct watch *w = c->watches;
+            while (w && w->server != p->servers[k])
+                w = w->next;
+            if (w) {
+                watch_update(c, w, p);
+            } else if ((w = watch_new(c, p, p->servers[k]))) {
+                w->next = c->watches;
+                c->watches = w;
+            } else {
+                log_error("pool %s server %s: out of memory for its health check", p->name,
+                          p->servers[k]->name);
+                rc = -1;
+                continue;
             }
-            if (p->conf->check.enabled) /* the first check runs at once */
-                loop_timer_set(ht.loop, &w->check_timer, 0);
+            w->seen = true;
         }
     }
-    loop_set_wake_handler(ht.loop, on_wake, NULL);
-    int rc = pthread_create(&ht.thread, NULL, health_main, NULL);
-    if (rc != 0) {
-        log_error("health thread: pthread_create: %s", strerror(rc));
-        goto fail;
+    /* servers no longer in the configuration: stop watching them */
+    for (struct watch **pp = &c->watches; *pp;) {
+        struct watch *w = *pp;
+        if (w->seen) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        watch_free(c, w);
     }
-    ht.running = true;
-    return 0;
-fail:
-    check_stop();
-    return -1;
+    return rc;
 }
 
-void check_notify(void)
+void checker_free(struct checker *c)
 {
-    if (ht.running)
-        loop_wake(ht.loop);
-}
-
-void check_stop(void)
-{
-    if (ht.running) {
-        atomic_store(&ht.stop, true);
-        loop_wake(ht.loop);
-        pthread_join(ht.thread, NULL);
-        ht.running = false;
+    if (!c)
+        return;
+    while (c->watches) {
+        struct watch *w = c->watches;
+        c->watches = w->next;
+        watch_free(c, w);
     }
-    for (unsigned i = 0; i < ht.nwatches; i++) {
-        struct watch *w = &ht.watches[i];
-        if (w->io.fd >= 0)
-            close(w->io.fd);
-        free(w->request);
-        free(w->buf);
-    }
-    free(ht.watches);
-    ht.watches = NULL;
-    ht.nwatches = 0;
-    if (ht.snap)
-        snapshot_unref(ht.snap);
-    ht.snap = NULL;
-    loop_free(ht.loop);
-    ht.loop = NULL;
+    if (ck == c)
+        ck = NULL;
+    free(c);
 }

@@ -1,23 +1,31 @@
 /*
- * check.h - the health thread: active checks of every server, passive ejections, and every change
- * of a server's state.
+ * check.h - active health checks of every server, and passive ejections.
  *
- * One thread per process, with its own event loop, checks each server of a pool that has a
- * health_check (once per process, not once per worker). Worker threads never change a state:
- * they count failures on the server and, when a server reaches its pool's threshold, call
- * check_notify(); the health thread then decides about the ejection. Results are published
- * through the servers' atomics (pool.h), which every worker reads without locks.
+ * The control thread (control.c) owns one checker and runs it on its event loop, so servers are
+ * checked once per process, not once per worker. Worker threads never change a state: they count
+ * failures on the server and, when a server reaches its pool's threshold, ask the control thread
+ * (control_notify_eject), which calls checker_eject_requests(). Results are published through
+ * the servers' atomics (pool.h), which every worker reads without locks.
  */
 #ifndef FULCRUM_CHECK_H
 #define FULCRUM_CHECK_H
 
+#include "loop.h"
 #include "snapshot.h"
 
-/* Starts the health thread for snap. Returns 0, or -1 (logged). */
-int check_start(struct snapshot *snap);
-/* Stops it and waits for it. */
-void check_stop(void);
-/* From any thread: a server asked to be ejected (eject_wanted). */
-void check_notify(void);
+struct checker;
+
+struct checker *checker_new(struct loop *loop);
+void checker_free(struct checker *c);
+
+/*
+ * Watches the servers of snap: a server new to the configuration is checked at once; one that
+ * stays keeps its state, counters and schedule (unless its pool's check changed); one that left
+ * is no longer checked. Returns -1 if memory ran out for some server (logged).
+ */
+int checker_sync(struct checker *c, const struct snapshot *snap);
+
+/* Ejects the servers whose workers asked for it (eject_wanted), within the pools' limits. */
+void checker_eject_requests(struct checker *c);
 
 #endif

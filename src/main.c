@@ -8,7 +8,7 @@
  *
  *   SIGTERM, SIGINT  graceful stop: workers stop accepting, finish in-flight requests within
  *                    shutdown_timeout, then exit; the process exits 0. A second one stops at once.
- *   SIGHUP           reload (not implemented yet: logged and ignored)
+ *   SIGHUP           reload the configuration file (control.c); a bad file changes nothing
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "conf.h"
+#include "control.h"
 #include "log.h"
 #include "snapshot.h"
 #include "worker.h"
@@ -296,6 +296,7 @@ int main(int argc, char **argv)
         conf_free(conf);
         return 1;
     }
+    snapshot_set_workers(nthreads);
     struct snapshot *snap = snapshot_new(conf, NULL);
     if (!snap) {
         log_error("out of memory");
@@ -315,10 +316,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct worker **workers = calloc(nthreads, sizeof(*workers));
-    if (!workers || check_start(snap) < 0) {
-        if (!workers)
-            log_error("out of memory");
-        free(workers);
+    if (!workers) {
+        log_error("out of memory");
         snapshot_unref(snap);
         return 1;
     }
@@ -332,6 +331,12 @@ int main(int argc, char **argv)
         }
     }
     worker_set_all(workers, status ? 0 : nthreads, snap->conf->limits.max_connections);
+    struct control_options copts = {.config_path = opts.config,
+                                    .log_level_override =
+                                        opts.log_level ? log_level_parse(opts.log_level) : -1,
+                                    .threads = nthreads};
+    if (status == 0 && control_start(snap, workers, nthreads, &copts) < 0)
+        status = 1;
     for (unsigned i = 0; status == 0 && i < nthreads; i++) {
         if (worker_start(workers[i]) < 0)
             status = 1;
@@ -354,7 +359,8 @@ int main(int argc, char **argv)
                      sig == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_ms);
             stopping = true;
         } else if (sig == SIGHUP) {
-            log_warn("SIGHUP received: configuration reload is not supported yet");
+            log_info("SIGHUP received: reloading %s", opts.config ? opts.config : "(no file)");
+            control_request_reload();
         }
     }
     if (status == 0) {
@@ -379,7 +385,7 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < started; i++)
         worker_join(workers[i]);
-    check_stop();
+    control_stop();
     for (unsigned i = 0; i < nthreads; i++)
         worker_free(workers[i]);
     free(workers);

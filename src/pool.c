@@ -105,9 +105,28 @@ unsigned server_slot_limit(void)
     return atomic_load(&next_server_slot);
 }
 
-unsigned pool_slot_new(void)
+/* Names of the pools seen so far, by slot. Only the thread that builds snapshots uses it. */
+static char **pool_names;
+static unsigned npool_names;
+
+unsigned pool_slot_for(const char *name)
 {
-    return atomic_fetch_add(&next_pool_slot, 1);
+    for (unsigned i = 0; i < npool_names; i++)
+        if (strcmp(pool_names[i], name) == 0)
+            return i;
+    char **grown = realloc(pool_names, (npool_names + 1) * sizeof(*grown));
+    char *copy = strdup(name);
+    if (!grown || !copy) {
+        /* Without memory the pool shares slot 0's counters: wrong numbers, but no crash. */
+        free(copy);
+        if (grown)
+            pool_names = grown;
+        return 0;
+    }
+    pool_names = grown;
+    pool_names[npool_names] = copy;
+    atomic_store(&next_pool_slot, npool_names + 1);
+    return npool_names++;
 }
 
 unsigned pool_slot_limit(void)

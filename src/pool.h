@@ -17,8 +17,9 @@
  * balancing algorithm and an array of servers. Each worker keeps its own balancer state per pool
  * (lb.h).
  *
- * Each server and pool has a slot: a small integer, unique while the process runs, that indexes
- * per-thread arrays (idle connection pools, balancer state, counters).
+ * Each server has a slot: a small integer, unique while the process runs, that indexes per-thread
+ * arrays (idle connection pools, counters). A pool's slot belongs to its name, so that a reload
+ * that rebuilds the pool keeps counting in the same place.
  */
 #ifndef FULCRUM_POOL_H
 #define FULCRUM_POOL_H
@@ -85,9 +86,10 @@ struct pool {
     char *name;
     const struct conf_pool *conf;
     const struct lb_ops *lb;
+    void **lb_state; /* the balancer's state, one per worker thread (indexed by worker id) */
     struct server **servers;
     unsigned nservers;
-    unsigned slot;
+    unsigned slot; /* per-thread counters; the same for every pool of that name, across reloads */
 };
 
 struct server *server_new(const char *pool_name, const char *name, const struct net_addr *addr,
@@ -134,7 +136,8 @@ const char *server_state_name(enum server_state state);
 
 /* Highest slot handed out so far + 1: the size per-thread arrays must have. */
 unsigned server_slot_limit(void);
-unsigned pool_slot_new(void);
+/* The slot of the pool called name (a new one the first time); control thread only. */
+unsigned pool_slot_for(const char *name);
 unsigned pool_slot_limit(void);
 
 #endif

@@ -52,7 +52,7 @@
 #include "rewrite.h"
 #include "upstream.h"
 #include "worker.h"
-#include "check.h"
+#include "control.h"
 #include "lb.h"
 
 /* Rounds of work one event may do before the session yields to others. */
@@ -444,7 +444,7 @@ static void report_failure(struct session *s, struct server *srv, unsigned statu
 {
     const struct conf_passive *p = &session_pool(s)->conf->passive;
     if (p->consecutive_failures && server_report_failure(srv, p->consecutive_failures, status))
-        check_notify();
+        control_notify_eject();
 }
 
 /* Picks a server for the current attempt, avoiding those that already failed it. */
@@ -868,6 +868,26 @@ static int finish_transaction(struct session *s)
 
 /* ---- phases ---- */
 
+/*
+ * A reload happened since this connection's last request: the next one uses the new snapshot,
+ * if its listener is still there (same address). Otherwise the connection stays on the old one
+ * until it closes.
+ */
+static void follow_reload(struct session *s)
+{
+    struct snapshot *now = s->w->snap;
+    const struct net_addr *addr = &s->snap->listeners[s->listener].conf->addr;
+    for (unsigned i = 0; i < now->nlisteners; i++) {
+        if (net_addr_equal(&now->listeners[i].conf->addr, addr)) {
+            snapshot_ref(now);
+            snapshot_unref(s->snap);
+            s->snap = now;
+            s->listener = (uint16_t)i;
+            return;
+        }
+    }
+}
+
 static int step_head(struct session *s)
 {
     struct worker *w = s->w;
@@ -888,6 +908,8 @@ static int step_head(struct session *s)
     }
     if (s->phase == PH_IDLE) {
         s->phase = PH_HEAD;
+        if (s->snap != w->snap)
+            follow_reload(s);
         if (!s->head_deadline)
             s->head_deadline = now_ms(s) + timeouts(s)->client_header_ms;
     }

@@ -24,12 +24,24 @@ static struct server *find_server(const struct snapshot *prev, const char *pool,
     return NULL;
 }
 
+static unsigned nworkers = 1;
+
+void snapshot_set_workers(unsigned n)
+{
+    nworkers = n ? n : 1;
+}
+
 static void free_pools(struct pool *pools, unsigned npools)
 {
     for (unsigned i = 0; i < npools; i++) {
-        for (unsigned k = 0; k < pools[i].nservers; k++)
-            server_unref(pools[i].servers[k]);
-        free(pools[i].servers);
+        struct pool *p = &pools[i];
+        for (unsigned w = 0; p->lb_state && w < nworkers; w++)
+            if (p->lb_state[w])
+                p->lb->state_free(p->lb_state[w]);
+        free(p->lb_state);
+        for (unsigned k = 0; k < p->nservers; k++)
+            server_unref(p->servers[k]);
+        free(p->servers);
     }
     free(pools);
 }
@@ -58,9 +70,10 @@ struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev)
         p->name = cp->name; /* owned by conf, which the snapshot owns */
         p->conf = cp;
         p->lb = balance_ops(cp->balance);
-        p->slot = pool_slot_new();
+        p->slot = pool_slot_for(cp->name);
         p->servers = calloc(cp->nservers, sizeof(*p->servers));
-        if (!p->servers)
+        p->lb_state = calloc(nworkers, sizeof(*p->lb_state));
+        if (!p->servers || !p->lb_state)
             goto fail;
         for (unsigned k = 0; k < cp->nservers; k++) {
             const struct conf_server *cs = &cp->servers[k];
@@ -75,6 +88,11 @@ struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev)
             }
             p->servers[p->nservers++] = s;
         }
+        /* after the servers: the state is sized for them, and a thread's seed moves it a few
+         * picks along the cycle */
+        for (unsigned w = 0; w < nworkers; w++)
+            if (!(p->lb_state[w] = p->lb->state_new(p, w)))
+                goto fail;
         snap->npools++;
     }
     for (unsigned i = 0; i < conf->nlisteners; i++) {

@@ -5,7 +5,8 @@
  * Every connection keeps a reference to the snapshot it started on and finishes on it; a reload
  * builds a new snapshot and publishes it, and the old one is freed when its last user lets go.
  * Servers are shared between snapshots when a server stays the same (same pool, name and address),
- * which is how a reload keeps health state.
+ * which is how a reload keeps health state. Each pool also carries one balancer state per worker
+ * thread; it lives and dies with the snapshot, so a thread never picks with a freed state.
  */
 #ifndef FULCRUM_SNAPSHOT_H
 #define FULCRUM_SNAPSHOT_H
@@ -35,6 +36,10 @@ struct snapshot {
  * then still the caller's.
  */
 struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev);
+
+/* How many worker threads run: each pool gets one balancer state per worker. Set once, before
+ * the first snapshot is built. */
+void snapshot_set_workers(unsigned n);
 void snapshot_ref(struct snapshot *snap);
 void snapshot_unref(struct snapshot *snap);
 

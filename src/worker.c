@@ -1,5 +1,5 @@
 /*
- * worker.c - worker threads: listening sockets, accept, and the thread's housekeeping.
+ * worker.c - worker threads: listening sockets, accept, adopting a new snapshot, housekeeping.
  *
  * Accept is level-triggered and bounded per event, so one busy listener cannot starve the
  * connections already open. Two conditions pause it:
@@ -8,16 +8,21 @@
  *     wakes every paused worker;
  *   - accept() fails for lack of file descriptors or memory: listeners pause for 100 ms, then
  *     try again, instead of spinning on an error that will not go away by itself.
+ *
+ * A reload reaches a worker as a snapshot offered by the control thread (worker_offer) and a
+ * wake-up. The worker adopts it in its own thread, between two events: listeners whose address
+ * is unchanged keep their socket (no accept gap), new ones are opened, removed ones closed. Open
+ * connections keep the snapshot they started on (proxy.c moves idle ones at their next request).
  */
 #include "worker.h"
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "lb.h"
 #include "log.h"
 #include "proxy.h"
 #include "upstream.h"
@@ -32,31 +37,43 @@
 
 static struct worker **all_workers;
 static unsigned nall_workers;
-static unsigned max_connections = 10000;
+static _Atomic unsigned max_connections = 10000;
 static _Atomic unsigned open_connections;
 
 void worker_set_all(struct worker **workers, unsigned n, unsigned max)
 {
     all_workers = workers;
     nall_workers = n;
-    max_connections = max;
+    atomic_store(&max_connections, max);
+}
+
+void worker_set_max_connections(unsigned max)
+{
+    atomic_store(&max_connections, max);
+    for (unsigned i = 0; i < nall_workers; i++) /* a raised limit may unpause someone */
+        loop_wake(all_workers[i]->loop);
 }
 
 static bool take_connection_slot(void)
 {
     unsigned n = atomic_fetch_add(&open_connections, 1);
-    if (n < max_connections)
+    if (n < atomic_load_explicit(&max_connections, memory_order_relaxed))
         return true;
     atomic_fetch_sub(&open_connections, 1);
     return false;
 }
 
+static bool below_max(void)
+{
+    return atomic_load(&open_connections) < atomic_load(&max_connections);
+}
+
 static void listeners_pause(struct worker *w)
 {
     for (unsigned i = 0; i < w->nsocks; i++)
-        if (w->socks[i].in_epoll) {
-            loop_del(w->loop, &w->socks[i].io);
-            w->socks[i].in_epoll = false;
+        if (w->socks[i] && w->socks[i]->in_epoll) {
+            loop_del(w->loop, &w->socks[i]->io);
+            w->socks[i]->in_epoll = false;
         }
 }
 
@@ -64,13 +81,20 @@ static void listeners_resume(struct worker *w)
 {
     if (w->stopping)
         return;
-    for (unsigned i = 0; i < w->nsocks; i++)
-        if (!w->socks[i].in_epoll && w->socks[i].io.fd >= 0) {
-            if (loop_add(w->loop, &w->socks[i].io, LOOP_LEVEL_IN) == 0)
-                w->socks[i].in_epoll = true;
+    for (unsigned i = 0; i < w->nsocks; i++) {
+        struct listen_sock *ls = w->socks[i];
+        if (ls && !ls->in_epoll && ls->io.fd >= 0) {
+            if (loop_add(w->loop, &ls->io, LOOP_LEVEL_IN) == 0)
+                ls->in_epoll = true;
             else
                 log_error("worker %u: epoll_ctl: %s", w->id, strerror(errno));
         }
+    }
+}
+
+static bool accepting_paused(const struct worker *w)
+{
+    return w->accept_backoff || atomic_load(&w->paused_at_max);
 }
 
 void worker_connection_closed(struct worker *w)
@@ -98,9 +122,10 @@ static void on_accept(struct loop *loop, struct loop_io *io)
             atomic_store(&w->paused_at_max, true);
             listeners_pause(w);
             /* A connection may have closed between the check and the flag: look again. */
-            if (atomic_load(&open_connections) < max_connections) {
+            if (below_max()) {
                 atomic_store(&w->paused_at_max, false);
-                listeners_resume(w);
+                if (!w->accept_backoff)
+                    listeners_resume(w);
             }
             return;
         }
@@ -145,19 +170,167 @@ static void on_housekeeping(struct loop *loop, struct loop_timer *t)
     loop_timer_set(loop, t, HOUSEKEEPING_MS);
 }
 
+/* ---- listeners ---- */
+
+static struct listen_sock *open_listener(struct worker *w, const struct conf_listener *cl,
+                                         unsigned index)
+{
+    struct listen_sock *ls = calloc(1, sizeof(*ls));
+    if (!ls) {
+        log_error("listener %s: out of memory", cl->name);
+        return NULL;
+    }
+    ls->w = w;
+    ls->listener = index;
+    ls->io.handler = on_accept;
+    ls->io.fd = net_listen(&cl->addr, LISTEN_BACKLOG, true);
+    if (ls->io.fd < 0) {
+        log_error("listener %s: cannot listen on %s: %s", cl->name, cl->bind, strerror(errno));
+        free(ls);
+        return NULL;
+    }
+    if (!accepting_paused(w) && !w->stopping) {
+        if (loop_add(w->loop, &ls->io, LOOP_LEVEL_IN) < 0) {
+            log_error("listener %s: epoll_ctl: %s", cl->name, strerror(errno));
+            close(ls->io.fd);
+            free(ls);
+            return NULL;
+        }
+        ls->in_epoll = true;
+    }
+    return ls;
+}
+
+/* Closes a listener; its memory waits for the end of the epoll batch (it may have events). */
+static void close_listener(struct worker *w, struct listen_sock *ls)
+{
+    if (ls->io.fd >= 0)
+        close(ls->io.fd);
+    ls->io.fd = -1;
+    ls->io.handler = NULL;
+    ls->in_epoll = false;
+    ls->next_dead = w->dead_socks;
+    w->dead_socks = ls;
+}
+
 static void close_listeners(struct worker *w)
 {
     for (unsigned i = 0; i < w->nsocks; i++)
-        if (w->socks[i].io.fd >= 0) {
-            close(w->socks[i].io.fd);
-            w->socks[i].io.fd = -1;
-            w->socks[i].in_epoll = false;
+        if (w->socks[i]) {
+            close_listener(w, w->socks[i]);
+            w->socks[i] = NULL;
         }
 }
+
+static void free_dead_listeners(struct worker *w)
+{
+    while (w->dead_socks) {
+        struct listen_sock *ls = w->dead_socks;
+        w->dead_socks = ls->next_dead;
+        free(ls);
+    }
+}
+
+/*
+ * Gives w one listening socket per listener of snap. A socket whose address appears in both the
+ * old and the new snapshot is kept as it is, so the kernel never refuses a connection during a
+ * reload. Returns -1 if an array could not be allocated (the old sockets are then left alone).
+ */
+static int sync_listeners(struct worker *w, const struct snapshot *old, struct snapshot *snap)
+{
+    struct listen_sock **socks = calloc(snap->nlisteners ? snap->nlisteners : 1, sizeof(*socks));
+    if (!socks)
+        return -1;
+    for (unsigned i = 0; i < snap->nlisteners; i++) {
+        const struct conf_listener *cl = snap->listeners[i].conf;
+        for (unsigned k = 0; old && k < w->nsocks; k++) {
+            struct listen_sock *ls = w->socks[k];
+            if (ls && net_addr_equal(&old->listeners[k].conf->addr, &cl->addr)) {
+                socks[i] = ls;
+                ls->listener = i;
+                w->socks[k] = NULL;
+                break;
+            }
+        }
+        if (!socks[i] && !w->stopping)
+            socks[i] = open_listener(w, cl, i);
+    }
+    close_listeners(w); /* whatever the new snapshot did not take */
+    free(w->socks);
+    w->socks = socks;
+    w->nsocks = snap->nlisteners;
+    return 0;
+}
+
+/* ---- snapshots ---- */
+
+static int grow_server_table(struct worker *w)
+{
+    unsigned n = server_slot_limit();
+    if (n <= w->nservers)
+        return 0;
+    struct server_local *grown = realloc(w->servers, n * sizeof(*grown));
+    if (!grown)
+        return -1;
+    memset(grown + w->nservers, 0, (n - w->nservers) * sizeof(*grown));
+    w->servers = grown;
+    w->nservers = n;
+    return 0;
+}
+
+bool worker_can_adopt(const struct worker *w, const struct conf *conf, char *why, size_t len)
+{
+    const struct conf_limits *lim = &conf->limits;
+    if (lim->max_header_bytes + 2 * REWRITE_RESERVE > w->bufs.size) {
+        snprintf(why, len,
+                 "limits.max_header_bytes %u needs larger buffers than the running process has "
+                 "(at most %u without a restart)",
+                 lim->max_header_bytes, w->bufs.size - 2 * REWRITE_RESERVE);
+        return false;
+    }
+    return true;
+}
+
+static void adopt(struct worker *w, struct snapshot *snap)
+{
+    const struct conf_limits *lim = &snap->conf->limits;
+    struct snapshot *old = w->snap;
+
+    if (grow_server_table(w) < 0 || sync_listeners(w, old, snap) < 0) {
+        log_error("worker %u: out of memory: keeping the previous configuration", w->id);
+        snapshot_unref(snap);
+        return;
+    }
+    if (lim->max_headers != w->limits.max_fields) {
+        struct http1_field *fields = calloc(lim->max_headers, sizeof(*fields));
+        if (fields) {
+            free(w->fields);
+            w->fields = fields;
+            w->limits.max_fields = lim->max_headers;
+        }
+    }
+    w->limits.max_head_bytes = lim->max_header_bytes;
+    w->snap = snap; /* the offer's reference becomes the worker's */
+    snapshot_unref(old);
+}
+
+void worker_offer(struct worker *w, struct snapshot *snap)
+{
+    snapshot_ref(snap);
+    struct snapshot *previous = atomic_exchange(&w->next_snap, snap);
+    if (previous) /* never taken: the newer one replaces it */
+        snapshot_unref(previous);
+    loop_wake(w->loop);
+}
+
+/* ---- the thread ---- */
 
 static void on_wake(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
+    struct snapshot *next = atomic_exchange(&w->next_snap, NULL);
+    if (next)
+        adopt(w, next);
     int stop = atomic_load(&w->stop_request);
     if (stop && !w->stopping) {
         w->stopping = true;
@@ -167,8 +340,7 @@ static void on_wake(struct loop *loop, void *arg)
     }
     if (stop == 2)
         proxy_close_all(w);
-    if (!w->stopping && atomic_load(&w->paused_at_max) &&
-        atomic_load(&open_connections) < max_connections) {
+    if (!w->stopping && atomic_load(&w->paused_at_max) && below_max()) {
         atomic_store(&w->paused_at_max, false);
         if (!w->accept_backoff)
             listeners_resume(w);
@@ -180,56 +352,9 @@ static void before_poll(struct loop *loop, void *arg)
     struct worker *w = arg;
     proxy_recycle(w);
     upstream_recycle(w);
+    free_dead_listeners(w);
     if (w->stopping && w->nsessions == 0)
         loop_stop(loop);
-}
-
-void *worker_lb_state(struct worker *w, const struct pool *pool)
-{
-    return w->lb_state[pool->slot];
-}
-
-static int init_pool_state(struct worker *w, struct snapshot *snap)
-{
-    w->nservers = server_slot_limit();
-    w->servers = calloc(w->nservers ? w->nservers : 1, sizeof(*w->servers));
-    w->nlb_state = pool_slot_limit();
-    w->lb_state = calloc(w->nlb_state ? w->nlb_state : 1, sizeof(*w->lb_state));
-    if (!w->servers || !w->lb_state)
-        return -1;
-    for (unsigned i = 0; i < snap->npools; i++) {
-        struct pool *p = &snap->pools[i];
-        w->lb_state[p->slot] = p->lb->state_new(p, w->id);
-        if (!w->lb_state[p->slot])
-            return -1;
-    }
-    return 0;
-}
-
-static int open_listeners(struct worker *w, struct snapshot *snap)
-{
-    w->socks = calloc(snap->nlisteners, sizeof(*w->socks));
-    if (!w->socks)
-        return -1;
-    for (unsigned i = 0; i < snap->nlisteners; i++) {
-        struct listen_sock *ls = &w->socks[i];
-        const struct conf_listener *cl = snap->listeners[i].conf;
-        ls->w = w;
-        ls->listener = i;
-        ls->io.handler = on_accept;
-        ls->io.fd = net_listen(&cl->addr, LISTEN_BACKLOG, true);
-        w->nsocks++;
-        if (ls->io.fd < 0) {
-            log_error("listener %s: cannot listen on %s: %s", cl->name, cl->bind, strerror(errno));
-            return -1;
-        }
-        if (loop_add(w->loop, &ls->io, LOOP_LEVEL_IN) < 0) {
-            log_error("listener %s: epoll_ctl: %s", cl->name, strerror(errno));
-            return -1;
-        }
-        ls->in_epoll = true;
-    }
-    return 0;
 }
 
 struct worker *worker_new(unsigned id, struct snapshot *snap)
@@ -244,8 +369,6 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     uint32_t bufsize = (lim->max_header_bytes + 2 * REWRITE_RESERVE + 4095) & ~4095u;
 
     w->id = id;
-    w->snap = snap;
-    snapshot_ref(snap);
     w->limits.max_head_bytes = lim->max_header_bytes;
     w->limits.max_fields = lim->max_headers;
     w->rewrite_reserve = REWRITE_RESERVE;
@@ -253,15 +376,22 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->loop = loop_new();
     w->scratch = malloc(bufsize);
     w->fields = calloc(lim->max_headers, sizeof(*w->fields));
-    if (!w->loop || !w->scratch || !w->fields || init_pool_state(w, snap) < 0) {
+    if (!w->loop || !w->scratch || !w->fields || grow_server_table(w) < 0) {
         log_error("worker %u: out of memory", id);
         worker_free(w);
         return NULL;
     }
-    if (open_listeners(w, snap) < 0) {
+    if (sync_listeners(w, NULL, snap) < 0) {
         worker_free(w);
         return NULL;
     }
+    for (unsigned i = 0; i < w->nsocks; i++)
+        if (!w->socks[i]) { /* logged by open_listener */
+            worker_free(w);
+            return NULL;
+        }
+    w->snap = snap;
+    snapshot_ref(snap);
     w->housekeeping.fn = on_housekeeping;
     w->accept_retry.fn = on_accept_retry;
     loop_timer_set(w->loop, &w->housekeeping, HOUSEKEEPING_MS);
@@ -314,21 +444,19 @@ void worker_free(struct worker *w)
     if (!w)
         return;
     close_listeners(w);
+    free_dead_listeners(w);
     proxy_free_spares(w);
     upstream_free_spares(w);
-    if (w->lb_state && w->snap)
-        for (unsigned i = 0; i < w->snap->npools; i++) {
-            struct pool *p = &w->snap->pools[i];
-            if (p->slot < w->nlb_state && w->lb_state[p->slot])
-                p->lb->state_free(w->lb_state[p->slot]);
-        }
-    free(w->lb_state);
+    struct snapshot *pending = atomic_exchange(&w->next_snap, NULL);
+    if (pending)
+        snapshot_unref(pending);
     free(w->servers);
     free(w->socks);
     free(w->scratch);
     free(w->fields);
     buf_pool_destroy(&w->bufs);
     loop_free(w->loop);
-    snapshot_unref(w->snap);
+    if (w->snap)
+        snapshot_unref(w->snap);
     free(w);
 }

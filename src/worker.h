@@ -42,6 +42,7 @@ struct listen_sock {
     struct worker *w;
     unsigned listener; /* index in the snapshot */
     bool in_epoll;
+    struct listen_sock *next_dead;
 };
 
 struct worker {
@@ -51,8 +52,10 @@ struct worker {
     struct buf_pool bufs;
     struct snapshot *snap; /* the snapshot new connections start on */
 
-    struct listen_sock *socks;
+    struct listen_sock **socks; /* by listener index of snap; each on its own, as epoll has it */
     unsigned nsocks;
+    struct listen_sock *dead_socks;       /* closed by a reload; freed between epoll batches */
+    _Atomic(struct snapshot *) next_snap; /* offered by the control thread (worker_offer) */
 
     /* object recycling: freed objects wait in dead_* until the epoll batch is over */
     struct session *spare_sessions, *dead_sessions;
@@ -65,11 +68,9 @@ struct worker {
 
     struct server_local *servers; /* indexed by server slot */
     unsigned nservers;
-    void **lb_state; /* indexed by pool slot */
-    unsigned nlb_state;
 
     char *scratch;              /* one buffer's worth: heads are rebuilt here */
-    struct http1_field *fields; /* the parser's field array */
+    struct http1_field *fields; /* the parser's field array (limits.max_fields entries) */
     struct http1_limits limits;
     uint32_t rewrite_reserve; /* bytes a head may grow by when rewritten */
 
@@ -95,11 +96,26 @@ void worker_join(struct worker *w);
 
 /* Process-wide: every worker (for wake-ups) and the client connection limit. */
 void worker_set_all(struct worker **workers, unsigned n, unsigned max_connections);
+/* A reload changed limits.max_connections. */
+void worker_set_max_connections(unsigned max);
 /* A client connection closed on w: frees a slot and wakes a worker that paused accepting. */
 void worker_connection_closed(struct worker *w);
 
 /* The balancer state of pool for this thread. */
-void *worker_lb_state(struct worker *w, const struct pool *pool);
+static inline void *worker_lb_state(struct worker *w, const struct pool *pool)
+{
+    return pool->lb_state[w->id];
+}
+
+/*
+ * From the control thread: makes snap the snapshot that new connections of w use, at w's next
+ * loop iteration (the worker takes its own reference). A snapshot offered before and not yet
+ * taken is replaced.
+ */
+void worker_offer(struct worker *w, struct snapshot *snap);
+
+/* Can a worker take conf without a restart (its buffers are sized for the old limits)? */
+bool worker_can_adopt(const struct worker *w, const struct conf *conf, char *why, size_t len);
 static inline struct server_local *worker_server(struct worker *w, const struct server *s)
 {
     return &w->servers[s->slot];

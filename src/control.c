@@ -1,0 +1,239 @@
+/*
+ * control.c - the control thread (see control.h): health checks, ejections and reloads.
+ *
+ * A reload:
+ *   1. reads and validates the file (conf_load_file); any error leaves everything as it was;
+ *   2. checks what a running process cannot change (buffer sizes) and that every new listen
+ *      address is free;
+ *   3. builds a snapshot, sharing the servers that did not change (same pool, name and
+ *      address), so they keep their health state, ejections and counters;
+ *   4. offers it to every worker (each adopts it between two events of its own loop) and points
+ *      the health checks at it;
+ *   5. drops its reference to the old snapshot, which is freed when the last connection that
+ *      started on it is gone.
+ */
+#include "control.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "conf.h"
+#include "log.h"
+#include "loop.h"
+#include "snapshot.h"
+#include "worker.h"
+
+static struct {
+    struct loop *loop;
+    pthread_t thread;
+    bool running;
+    struct snapshot *snap; /* the running snapshot; the control thread holds one reference */
+    struct checker *checker;
+    struct worker **workers;
+    unsigned nworkers;
+    struct control_options opts;
+    _Atomic bool stop, reload_wanted, eject_wanted;
+    _Atomic uint64_t reloads_ok, reloads_failed, last_reload_ms;
+} ctl;
+
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* New listen addresses must be free; the ones we already listen on are ours. */
+static int check_new_listeners(const struct conf *conf, char **errors)
+{
+    for (unsigned i = 0; i < conf->nlisteners; i++) {
+        const struct conf_listener *l = &conf->listeners[i];
+        bool ours = false;
+        for (unsigned k = 0; k < ctl.snap->nlisteners && !ours; k++)
+            ours = net_addr_equal(&ctl.snap->listeners[k].conf->addr, &l->addr);
+        if (!ours && net_bind_probe(&l->addr) < 0) {
+            *errors =
+                format("listener %s: cannot listen on %s: %s", l->name, l->bind, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void count_servers(const struct snapshot *snap, unsigned *servers)
+{
+    *servers = 0;
+    for (unsigned i = 0; i < snap->npools; i++)
+        *servers += snap->pools[i].nservers;
+}
+
+/* Makes snap the running snapshot everywhere. Takes over the caller's reference. */
+static void publish(struct snapshot *snap)
+{
+    worker_set_max_connections(snap->conf->limits.max_connections);
+    if (ctl.opts.log_level_override < 0)
+        log_max_level = snap->conf->log_level;
+    for (unsigned i = 0; i < ctl.nworkers; i++)
+        worker_offer(ctl.workers[i], snap);
+    checker_sync(ctl.checker, snap);
+    struct snapshot *old = ctl.snap;
+    ctl.snap = snap;
+    snapshot_unref(old);
+}
+
+static int reload_failed(char *errors)
+{
+    atomic_fetch_add(&ctl.reloads_failed, 1);
+    log_error("reload failed; the running configuration stays:");
+    for (char *line = errors, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        log_error("  %s", line);
+        if (next)
+            next[-1] = '\n';
+    }
+    return -1;
+}
+
+int control_reload(char **errors)
+{
+    *errors = NULL;
+    if (!ctl.opts.config_path) {
+        *errors = format("fulcrum was started from command-line flags: there is no file to "
+                         "reload");
+        return reload_failed(*errors);
+    }
+    struct conf *conf = conf_load_file(ctl.opts.config_path, errors);
+    if (!conf)
+        return reload_failed(*errors);
+    char why[256];
+    if (!worker_can_adopt(ctl.workers[0], conf, why, sizeof(why))) {
+        *errors = format("%s", why);
+        conf_free(conf);
+        return reload_failed(*errors);
+    }
+    if (check_new_listeners(conf, errors) < 0) {
+        conf_free(conf);
+        return reload_failed(*errors);
+    }
+    if (conf->threads && conf->threads != ctl.nworkers)
+        log_warn("reload: threads %u takes effect at the next restart; %u are running",
+                 conf->threads, ctl.nworkers);
+    struct snapshot *snap = snapshot_new(conf, ctl.snap);
+    if (!snap) {
+        conf_free(conf);
+        *errors = format("out of memory");
+        return reload_failed(*errors);
+    }
+    unsigned before, after;
+    count_servers(ctl.snap, &before);
+    count_servers(snap, &after);
+    publish(snap);
+    atomic_fetch_add(&ctl.reloads_ok, 1);
+    atomic_store(&ctl.last_reload_ms, loop_now_ms(ctl.loop));
+    log_info("configuration reloaded from %s: %u listener%s, %u pool%s, %u server%s (was %u)",
+             ctl.opts.config_path, snap->nlisteners, snap->nlisteners == 1 ? "" : "s", snap->npools,
+             snap->npools == 1 ? "" : "s", after, after == 1 ? "" : "s", before);
+    return 0;
+}
+
+static void on_wake(struct loop *loop, void *arg)
+{
+    if (atomic_load(&ctl.stop)) {
+        loop_stop(loop);
+        return;
+    }
+    if (atomic_exchange(&ctl.eject_wanted, false))
+        checker_eject_requests(ctl.checker);
+    if (atomic_exchange(&ctl.reload_wanted, false)) {
+        char *errors = NULL;
+        control_reload(&errors);
+        free(errors);
+    }
+}
+
+static void *control_main(void *arg)
+{
+    loop_run(ctl.loop);
+    return NULL;
+}
+
+int control_start(struct snapshot *snap, struct worker **workers, unsigned nworkers,
+                  const struct control_options *opts)
+{
+    ctl.opts = *opts;
+    ctl.workers = workers;
+    ctl.nworkers = nworkers;
+    ctl.loop = loop_new();
+    ctl.checker = ctl.loop ? checker_new(ctl.loop) : NULL;
+    if (!ctl.loop || !ctl.checker) {
+        log_error("control thread: out of memory");
+        goto fail;
+    }
+    ctl.snap = snap;
+    snapshot_ref(snap);
+    if (checker_sync(ctl.checker, snap) < 0)
+        goto fail;
+    loop_set_wake_handler(ctl.loop, on_wake, NULL);
+    int rc = pthread_create(&ctl.thread, NULL, control_main, NULL);
+    if (rc != 0) {
+        log_error("control thread: pthread_create: %s", strerror(rc));
+        goto fail;
+    }
+    ctl.running = true;
+    return 0;
+fail:
+    control_stop();
+    return -1;
+}
+
+void control_stop(void)
+{
+    if (ctl.running) {
+        atomic_store(&ctl.stop, true);
+        loop_wake(ctl.loop);
+        pthread_join(ctl.thread, NULL);
+        ctl.running = false;
+    }
+    checker_free(ctl.checker);
+    ctl.checker = NULL;
+    if (ctl.snap)
+        snapshot_unref(ctl.snap);
+    ctl.snap = NULL;
+    loop_free(ctl.loop);
+    ctl.loop = NULL;
+}
+
+void control_request_reload(void)
+{
+    atomic_store(&ctl.reload_wanted, true);
+    if (ctl.running)
+        loop_wake(ctl.loop);
+}
+
+void control_notify_eject(void)
+{
+    atomic_store(&ctl.eject_wanted, true);
+    if (ctl.running)
+        loop_wake(ctl.loop);
+}
+
+void control_get_stats(struct control_stats *out)
+{
+    out->reloads_ok = atomic_load(&ctl.reloads_ok);
+    out->reloads_failed = atomic_load(&ctl.reloads_failed);
+    out->last_reload_ms = atomic_load(&ctl.last_reload_ms);
+}
