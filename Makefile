@@ -24,11 +24,13 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 CPPFLAGS += -D_GNU_SOURCE -Isrc -DFULCRUM_VERSION='"$(VERSION)"' -DFULCRUM_GIT_REV='"$(GIT_REV)"'
 ALL_CFLAGS = -std=c11 -pthread $(WARN) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
-LDLIBS = -lyaml -pthread
+LDLIBS = -lyaml -ljansson -pthread
 SAN_FLAGS ?=
 
 CORE_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
-CORE_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/src/%.o)
+# The dashboard page is built into the binary (admin.c serves it).
+GEN_DASHBOARD = $(1)/gen/dashboard.c
+CORE_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/src/%.o) $(BUILD)/obj/gen/dashboard.o
 BACKEND_SRC := $(wildcard backend/*.c)
 BACKEND_OBJ := $(BACKEND_SRC:%.c=$(BUILD)/obj/%.o)
 # The demo backend reuses the event loop, buffers, parser, sockets and log, nothing else.
@@ -44,6 +46,14 @@ all: $(BUILD)/fulcrum $(BUILD)/fulcrum-backend
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+%/gen/dashboard.c: src/dashboard.html
+	@mkdir -p $(dir $@)
+	xxd -i -n dashboard_html $< > $@
+
+$(BUILD)/obj/gen/dashboard.o: $(BUILD)/gen/dashboard.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-variable-declarations -c $< -o $@
 
 $(BUILD)/fulcrum: $(BUILD)/obj/src/main.o $(CORE_OBJ)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
@@ -83,10 +93,11 @@ FUZZ_CC ?= clang
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 60
-build-fuzz/%: fuzz/%.c $(CORE_SRC)
+build-fuzz/%: fuzz/%.c $(CORE_SRC) build-fuzz/gen/dashboard.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(CPPFLAGS) -DFULCRUM_NO_DNS -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined $< $(CORE_SRC) -o $@ -lyaml -pthread
+	    -fno-sanitize-recover=undefined $< $(CORE_SRC) build-fuzz/gen/dashboard.c -o $@ \
+	    -lyaml -ljansson -pthread
 fuzz: deps
 	$(MAKE) $(FUZZ_BIN)
 fuzz-run: fuzz

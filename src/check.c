@@ -132,6 +132,7 @@ static void try_eject(struct watch *w)
     if (s->h.ejections && now_ms() >= s->h.last_ejection_ms + pc->max_ejection_time_ms)
         s->h.ejections = 0;
     s->h.ejections++;
+    s->h.ejections_total++;
     uint32_t ms = health_ejection_ms(pc, s->h.ejections);
     s->h.ejected = true;
     s->h.ejected_until_ms = now_ms() + ms;
@@ -188,6 +189,10 @@ static void check_done(struct watch *w, bool passed, const char *why)
 
     abandon_check(w);
     set_last_result(s, why);
+    if (passed)
+        s->h.checks_passed++;
+    else
+        s->h.checks_failed++;
 
     bool first = !s->h.checks.checked;
     switch (health_record(&s->h.checks, !s->h.check_down, passed, c->rise, c->fall)) {

@@ -45,6 +45,7 @@
 #define HOUR_MS       3600000u
 #define CHECK_MIN_MS  10u /* shortest health-check interval or timeout */
 #define DEFAULT_POOL  "default"
+#define DEFAULT_ADMIN "127.0.0.1:9900"
 
 /* Integer handlers store through uint32_t whatever the member is declared as (unsigned). */
 _Static_assert(sizeof(unsigned) == sizeof(uint32_t), "unsigned must be 32 bits");
@@ -427,6 +428,7 @@ struct field {
     const struct number *num;            /* for parse_number */
     const struct enumeration *names;     /* for parse_enum */
     const char *(*check)(const char *s); /* for parse_string: NULL if s is valid, else why not */
+    bool secret;                         /* parse_string: never show the value in a message */
     bool required;
     const struct schema *sub; /* a nested mapping, or the entries of a sequence */
 };
@@ -554,12 +556,14 @@ static bool store_copy(struct ctx *ctx, void *obj, size_t offset, const char *s)
 static void parse_string(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
     const char *s = scalar_value(ctx, node, "a string");
-    const char *why;
+    const char *why = s && *s && f->check ? f->check(s) : NULL;
     char shown[ESC_SIZE];
 
     if (s && !*s)
         node_error(ctx, node, "must not be empty");
-    else if (s && f->check && (why = f->check(s)))
+    else if (why && f->secret)
+        node_error(ctx, node, "%s", why);
+    else if (why)
         node_error(ctx, node, "%s, found \"%s\"", why, escape(shown, sizeof(shown), s, strlen(s)));
     else if (s)
         store_copy(ctx, obj, f->offset, s);
@@ -595,6 +599,24 @@ static const char *host_problem(const char *s)
     for (; *s; s++)
         if (!is_alnum((unsigned char)*s) && !strchr("-._~%!$&'()*+,;=:[]", *s))
             return "must contain only letters, digits and -._~%!$&'()*+,;=:[]";
+    return NULL;
+}
+
+/* The admin token is compared with what a client sends in the Authorization field. */
+static const char *token_problem(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return "must contain only visible ASCII characters, no spaces or control characters "
+                   "(it is sent in an HTTP header)";
+    return NULL;
+}
+
+/* A file path, or "stderr"; "stdout" is where the access log goes, never the error log. */
+static const char *error_log_problem(const char *s)
+{
+    if (strcmp(s, "stdout") == 0)
+        return "must be a file or stderr (write ./stdout for a file of that name)";
     return NULL;
 }
 
@@ -640,11 +662,14 @@ static const struct enumeration check_type_names = {
     "a check type", {[CONF_CHECK_HTTP] = "http", [CONF_CHECK_TCP] = "tcp"}};
 static const struct enumeration all_down_names = {
     "reject or use-all", {[CONF_ALL_DOWN_REJECT] = "reject", [CONF_ALL_DOWN_USE_ALL] = "use-all"}};
+static const struct enumeration log_format_names = {
+    "a log format", {[CONF_LOG_JSON] = "json", [CONF_LOG_COMBINED] = "combined"}};
 
 /* Enum members are stored as int. */
 _Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_check_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_when_all_down) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_log_format) == sizeof(int), "enum size");
 
 static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
@@ -1050,6 +1075,36 @@ static const struct field limit_fields[] = {
 };
 static const struct schema limit_schema = SCHEMA(limit_fields);
 
+/* The admin listener's default address, for files and flags. */
+static void admin_complete(struct ctx *ctx, struct conf_admin *a)
+{
+    const char *why;
+    if (!a->enabled || a->bind)
+        return;
+    if (!(a->bind = strdup(DEFAULT_ADMIN)))
+        ctx->oom = true;
+    else if (net_parse_addr(a->bind, &a->addr, &why) < 0) /* a numeric address: cannot fail */
+        error_at(ctx, 0, 0, "admin.bind", "default %s: %s", DEFAULT_ADMIN, why);
+}
+
+static void admin_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    admin_complete(ctx, obj);
+}
+
+static const struct field admin_fields[] = {
+    FIELD("bind", parse_address, struct conf_admin, bind,
+          .offset2 = offsetof(struct conf_admin, addr)),
+    FIELD("token", parse_string, struct conf_admin, token, .check = token_problem, .secret = true),
+};
+static const struct schema admin_schema = SCHEMA(admin_fields, .finish = admin_finish);
+
+static const struct field access_log_fields[] = {
+    FIELD("path", parse_string, struct conf_access_log, path, .required = true),
+    FIELD("format", parse_enum, struct conf_access_log, format, .names = &log_format_names),
+};
+static const struct schema access_log_schema = SCHEMA(access_log_fields);
+
 static const struct field root_fields[] = {
     FIELD("threads", parse_number, struct conf, threads, .num = &num_integer, .min = 1,
           .max = 1024),
@@ -1063,6 +1118,11 @@ static const struct field root_fields[] = {
           .min = 1, .required = true, .sub = &pool_schema),
     FIELD("timeouts", parse_submapping, struct conf, timeouts, .sub = &timeout_schema),
     FIELD("limits", parse_submapping, struct conf, limits, .sub = &limit_schema),
+    FIELD("admin", parse_switch, struct conf, admin,
+          .offset2 = offsetof(struct conf, admin.enabled), .sub = &admin_schema),
+    FIELD("access_log", parse_switch, struct conf, access_log,
+          .offset2 = offsetof(struct conf, access_log.enabled), .sub = &access_log_schema),
+    FIELD("error_log", parse_string, struct conf, error_log, .check = error_log_problem),
 };
 static const struct schema root_schema = SCHEMA(root_fields);
 
@@ -1073,6 +1133,8 @@ _Static_assert(ARRAY_LEN(passive_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(listener_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(timeout_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(limit_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(admin_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(access_log_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(root_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 
 /* ---- checks across entries ---- */
@@ -1238,6 +1300,43 @@ static int pool_name_cmp(const void *name, const void *elem)
 }
 
 /*
+ * The admin listener cannot share an address with a traffic listener. Reported once, at admin.bind
+ * if the file has it (else at the admin mapping: the default address clashed).
+ */
+static void check_admin(struct ctx *ctx, const struct conf *conf, const yaml_node_t *root)
+{
+    const struct conf_admin *a = &conf->admin;
+    char shown[ESC_SIZE], other[ESC_SIZE];
+    unsigned i;
+
+    if (!a->enabled || !a->bind)
+        return;
+    for (i = 0; i < conf->nlisteners; i++)
+        if (net_addr_equal(&a->addr, &conf->listeners[i].addr))
+            break;
+    if (i == conf->nlisteners)
+        return;
+    const struct conf_listener *l = &conf->listeners[i];
+    escape(shown, sizeof(shown), a->bind, strlen(a->bind));
+    if (!ctx->file) {
+        const char *b = l->bind ? l->bind : "";
+        error_at(ctx, 0, 0, "", "--admin %s: address already used by --listen %s", shown,
+                 escape(other, sizeof(other), b, strlen(b)));
+        return;
+    }
+    const yaml_node_t *map = map_get(ctx, root, "admin"), *bind = map_get(ctx, map, "bind");
+    const yaml_node_t *at = bind ? bind : map;
+    char name[ESC_SIZE + 16];
+    if (l->name)
+        escape(name, sizeof(name), l->name, strlen(l->name));
+    else
+        snprintf(name, sizeof(name), "listeners[%u]", i);
+    error_at(ctx, at ? line_of(at) : 0, at ? column_of(at) : 0, "admin.bind",
+             "%s%s is already the address of listener %s", shown, bind ? "" : " (the default)",
+             name);
+}
+
+/*
  * The checks that span entries: unique names and addresses, and every listener's pool resolved
  * to an index. Shared by files and flags; ctx->doc, if set, only improves the positions.
  */
@@ -1264,6 +1363,7 @@ static void validate(struct ctx *ctx, struct conf *conf)
         error_at(ctx, 0, 0, "", "no address to listen on: give at least one --listen ADDR");
     if (!ctx->file && nservers == 0)
         error_at(ctx, 0, 0, "", "no backend server: give at least one --server ADDR");
+    check_admin(ctx, conf, root);
     if (most == 0)
         return;
     if (!(k = malloc(most * sizeof(*k)))) {
@@ -1615,11 +1715,51 @@ int conf_set_health_interval_flag(struct conf *conf, const char *duration, char 
     return 0;
 }
 
+/* Given twice, the last --admin or --access-log counts. */
+int conf_set_admin_flag(struct conf *conf, const char *addr, char **error)
+{
+    char shown[ESC_SIZE], *copy;
+    struct net_addr na;
+    const char *why;
+
+    if (error)
+        *error = NULL;
+    if (!addr)
+        addr = "";
+    if (net_parse_addr(addr, &na, &why) < 0)
+        return fail(error, "--admin %s: %s", escape(shown, sizeof(shown), addr, strlen(addr)), why);
+    if (!(copy = strdup(addr)))
+        return fail(error, "out of memory");
+    free(conf->admin.bind);
+    conf->admin.bind = copy;
+    conf->admin.addr = na;
+    conf->admin.enabled = true;
+    return 0;
+}
+
+int conf_set_access_log_flag(struct conf *conf, const char *path, char **error)
+{
+    char *copy;
+
+    if (error)
+        *error = NULL;
+    if (!path || !*path)
+        return fail(error, "--access-log : the path must not be empty");
+    if (!(copy = strdup(path)))
+        return fail(error, "out of memory");
+    free(conf->access_log.path);
+    conf->access_log.path = copy;
+    conf->access_log.format = CONF_LOG_JSON;
+    conf->access_log.enabled = true;
+    return 0;
+}
+
 int conf_finish(struct conf *conf, char **errors)
 {
     struct ctx ctx = {.file = conf->path};
     for (unsigned i = 0; i < conf->npools; i++)
         pool_complete(&ctx, &conf->pools[i]);
+    admin_complete(&ctx, &conf->admin);
     validate(&ctx, conf);
     return finish_errors(&ctx, errors);
 }
@@ -1648,6 +1788,10 @@ void conf_free(struct conf *conf)
     }
     free(conf->listeners);
     free(conf->pools);
+    free(conf->admin.bind);
+    free(conf->admin.token);
+    free(conf->access_log.path);
+    free(conf->error_log);
     free(conf->path);
     free(conf);
 }

@@ -118,6 +118,26 @@ struct conf_limits {
     uint32_t max_headers;      /* header field lines per head (default 100) */
 };
 
+/* The admin listener: admin API, /metrics and dashboard (the admin mapping, or --admin). */
+struct conf_admin {
+    bool enabled;         /* the mapping is present (or --admin was given) */
+    char *bind;           /* as written; default "127.0.0.1:9900" */
+    struct net_addr addr; /* bind, parsed */
+    char *token;          /* NULL: no authentication; else every call needs Bearer TOKEN */
+};
+
+enum conf_log_format {
+    CONF_LOG_JSON = 0, /* one JSON object per line (default) */
+    CONF_LOG_COMBINED, /* Apache/NGINX "combined" */
+};
+
+/* The access log (the access_log mapping, or --access-log). */
+struct conf_access_log {
+    bool enabled; /* the mapping is present (or --access-log was given) */
+    char *path;   /* a file, or "stdout" or "stderr" */
+    enum conf_log_format format;
+};
+
 struct conf {
     char *path;                   /* NULL when built from command-line flags */
     unsigned threads;             /* worker threads; 0 means one per CPU */
@@ -129,6 +149,9 @@ struct conf {
     unsigned npools;
     struct conf_timeouts timeouts;
     struct conf_limits limits;
+    struct conf_admin admin;
+    struct conf_access_log access_log;
+    char *error_log; /* NULL or "stderr": standard error; otherwise a file */
 };
 
 /*
@@ -149,6 +172,10 @@ int conf_add_server_flag(struct conf *conf, const char *spec, char **error);
 int conf_set_health_check_flag(struct conf *conf, const char *path, char **error);
 /* --health-interval DUR: their interval (implies checks of /healthcheck if no path was given). */
 int conf_set_health_interval_flag(struct conf *conf, const char *duration, char **error);
+/* --admin ADDR: the admin listener for a quick start (no token). */
+int conf_set_admin_flag(struct conf *conf, const char *addr, char **error);
+/* --access-log PATH: a JSON access log ("stdout" for standard output). */
+int conf_set_access_log_flag(struct conf *conf, const char *path, char **error);
 /* Validates a conf built with the flag helpers; same error contract as conf_load_file. */
 int conf_finish(struct conf *conf, char **errors);
 

@@ -22,11 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
+#include "admin.h"
 #include "check.h"
 #include "conf.h"
 #include "log.h"
 #include "loop.h"
 #include "snapshot.h"
+#include "stats.h"
 #include "worker.h"
 
 static struct {
@@ -40,6 +43,9 @@ static struct {
     struct control_options opts;
     _Atomic bool stop, reload_wanted, eject_wanted;
     _Atomic uint64_t reloads_ok, reloads_failed, last_reload_ms;
+    uint64_t started_ms;
+    struct stats **stats;            /* every worker's counters */
+    struct snapshot_overlay overlay; /* servers added/removed through the API */
 } ctl;
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -85,6 +91,10 @@ static void publish(struct snapshot *snap)
     worker_set_max_connections(snap->conf->limits.max_connections);
     if (ctl.opts.log_level_override < 0)
         log_max_level = snap->conf->log_level;
+    if (snap->conf != ctl.snap->conf) { /* a new file: its logging and admin settings apply */
+        accesslog_configure(&snap->conf->access_log);
+        admin_configure(&snap->conf->admin);
+    }
     for (unsigned i = 0; i < ctl.nworkers; i++)
         worker_offer(ctl.workers[i], snap);
     checker_sync(ctl.checker, snap);
@@ -106,6 +116,179 @@ static int reload_failed(char *errors)
             next[-1] = '\n';
     }
     return -1;
+}
+
+static void change_free(struct snapshot_change *c)
+{
+    free(c->pool);
+    free(c->name);
+}
+
+static void overlay_clear(void)
+{
+    for (unsigned i = 0; i < ctl.overlay.nadd; i++)
+        change_free(&ctl.overlay.add[i]);
+    for (unsigned i = 0; i < ctl.overlay.nremove; i++)
+        change_free(&ctl.overlay.remove[i]);
+    free(ctl.overlay.add);
+    free(ctl.overlay.remove);
+    memset(&ctl.overlay, 0, sizeof(ctl.overlay));
+}
+
+/* Appends a change to one of the overlay's lists. */
+static int overlay_push(struct snapshot_change **list, unsigned *n, const char *pool,
+                        const char *name, const struct net_addr *addr, unsigned weight)
+{
+    struct snapshot_change *grown = realloc(*list, (*n + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    *list = grown;
+    struct snapshot_change *c = &grown[*n];
+    memset(c, 0, sizeof(*c));
+    c->pool = strdup(pool);
+    c->name = strdup(name);
+    if (!c->pool || !c->name) {
+        change_free(c);
+        return -1;
+    }
+    if (addr)
+        c->addr = *addr;
+    c->weight = weight;
+    (*n)++;
+    return 0;
+}
+
+static void overlay_drop(struct snapshot_change *list, unsigned *n, unsigned i)
+{
+    change_free(&list[i]);
+    memmove(&list[i], &list[i + 1], (*n - i - 1) * sizeof(*list));
+    (*n)--;
+}
+
+static int find_change(const struct snapshot_change *list, unsigned n, const char *pool,
+                       const char *name)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(list[i].pool, pool) == 0 && strcmp(list[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static struct server *find_server(const char *pool, const char *name, struct pool **pool_out)
+{
+    struct pool *p = snapshot_find_pool(ctl.snap, pool);
+    if (pool_out)
+        *pool_out = p;
+    for (unsigned i = 0; p && i < p->nservers; i++)
+        if (strcmp(p->servers[i]->name, name) == 0)
+            return p->servers[i];
+    return NULL;
+}
+
+/* Builds and publishes a snapshot for the current overlay; undoes nothing on failure. */
+static int apply_overlay(char **error)
+{
+    struct snapshot *snap = snapshot_rebuild(ctl.snap, &ctl.overlay);
+    if (!snap) {
+        *error = format("out of memory");
+        return 500;
+    }
+    publish(snap);
+    return 0;
+}
+
+int control_set_server(const char *pool, const char *name, int admin, int weight, char **error)
+{
+    struct pool *p;
+    struct server *s = find_server(pool, name, &p);
+    if (!s) {
+        *error = p ? format("pool %s has no server %s", pool, name)
+                   : format("there is no pool %s", pool);
+        return 404;
+    }
+    if (weight >= 0) {
+        atomic_store(&s->weight, (unsigned)weight);
+        s->weight_pinned = true;
+        log_info("pool %s server %s: weight set to %d through the admin API", pool, name, weight);
+    }
+    if (admin >= 0 && s->h.admin != (enum server_admin)admin) {
+        static const char *const names[] = {"ready", "drain", "maint"};
+        char reason[64];
+        s->h.admin = (enum server_admin)admin;
+        snprintf(reason, sizeof(reason), "admin API: %s", names[admin]);
+        server_update_state(s, loop_now_ms(ctl.loop), reason);
+    }
+    return 0;
+}
+
+int control_add_server(const char *pool, const char *name, const char *address, unsigned weight,
+                       char **error)
+{
+    struct pool *p;
+    if (find_server(pool, name, &p)) {
+        *error = format("pool %s already has a server %s", pool, name);
+        return 409;
+    }
+    if (!p) {
+        *error = format("there is no pool %s", pool);
+        return 404;
+    }
+    struct net_addr addr;
+    const char *why;
+    if (net_parse_addr(address, &addr, &why) < 0) {
+        *error = format("address \"%s\": %s", address, why);
+        return 400;
+    }
+    int r = find_change(ctl.overlay.remove, ctl.overlay.nremove, pool, name);
+    if (r >= 0) /* a file server removed earlier comes back under its name */
+        overlay_drop(ctl.overlay.remove, &ctl.overlay.nremove, (unsigned)r);
+    if (overlay_push(&ctl.overlay.add, &ctl.overlay.nadd, pool, name, &addr, weight) < 0) {
+        *error = format("out of memory");
+        return 500;
+    }
+    log_info("pool %s: server %s (%s) added through the admin API", pool, name, address);
+    return apply_overlay(error);
+}
+
+int control_remove_server(const char *pool, const char *name, char **error)
+{
+    struct pool *p;
+    if (!find_server(pool, name, &p)) {
+        *error = p ? format("pool %s has no server %s", pool, name)
+                   : format("there is no pool %s", pool);
+        return 404;
+    }
+    int a = find_change(ctl.overlay.add, ctl.overlay.nadd, pool, name);
+    if (a >= 0)
+        overlay_drop(ctl.overlay.add, &ctl.overlay.nadd, (unsigned)a);
+    else if (overlay_push(&ctl.overlay.remove, &ctl.overlay.nremove, pool, name, NULL, 0) < 0) {
+        *error = format("out of memory");
+        return 500;
+    }
+    log_info("pool %s: server %s removed through the admin API (in-flight requests finish)", pool,
+             name);
+    return apply_overlay(error);
+}
+
+struct snapshot *control_snapshot(void)
+{
+    return ctl.snap;
+}
+
+struct stats *const *control_worker_stats(unsigned *n)
+{
+    *n = ctl.nworkers;
+    return ctl.stats;
+}
+
+uint64_t control_started_ms(void)
+{
+    return ctl.started_ms;
+}
+
+const struct control_options *control_options(void)
+{
+    return &ctl.opts;
 }
 
 int control_reload(char **errors)
@@ -132,7 +315,7 @@ int control_reload(char **errors)
     if (conf->threads && conf->threads != ctl.nworkers)
         log_warn("reload: threads %u takes effect at the next restart; %u are running",
                  conf->threads, ctl.nworkers);
-    struct snapshot *snap = snapshot_new(conf, ctl.snap);
+    struct snapshot *snap = snapshot_new(conf, ctl.snap, NULL);
     if (!snap) {
         conf_free(conf);
         *errors = format("out of memory");
@@ -141,6 +324,7 @@ int control_reload(char **errors)
     unsigned before, after;
     count_servers(ctl.snap, &before);
     count_servers(snap, &after);
+    overlay_clear(); /* the file wins over runtime additions and removals */
     publish(snap);
     atomic_fetch_add(&ctl.reloads_ok, 1);
     atomic_store(&ctl.last_reload_ms, loop_now_ms(ctl.loop));
@@ -185,7 +369,15 @@ int control_start(struct snapshot *snap, struct worker **workers, unsigned nwork
     }
     ctl.snap = snap;
     snapshot_ref(snap);
-    if (checker_sync(ctl.checker, snap) < 0)
+    ctl.started_ms = loop_now_ms(ctl.loop);
+    ctl.stats = calloc(nworkers, sizeof(*ctl.stats));
+    if (!ctl.stats) {
+        log_error("control thread: out of memory");
+        goto fail;
+    }
+    for (unsigned i = 0; i < nworkers; i++)
+        ctl.stats[i] = workers[i]->stats;
+    if (checker_sync(ctl.checker, snap) < 0 || admin_start(ctl.loop, &snap->conf->admin) < 0)
         goto fail;
     loop_set_wake_handler(ctl.loop, on_wake, NULL);
     int rc = pthread_create(&ctl.thread, NULL, control_main, NULL);
@@ -208,8 +400,12 @@ void control_stop(void)
         pthread_join(ctl.thread, NULL);
         ctl.running = false;
     }
+    admin_stop();
     checker_free(ctl.checker);
     ctl.checker = NULL;
+    overlay_clear();
+    free(ctl.stats);
+    ctl.stats = NULL;
     if (ctl.snap)
         snapshot_unref(ctl.snap);
     ctl.snap = NULL;

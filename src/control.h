@@ -46,4 +46,23 @@ void control_get_stats(struct control_stats *out);
  */
 int control_reload(char **errors);
 
+/* ---- for the admin API, in the control thread only ---- */
+
+struct stats;
+struct snapshot *control_snapshot(void);
+/* Every worker's counters (stats.h), for summing. */
+struct stats *const *control_worker_stats(unsigned *n);
+uint64_t control_started_ms(void);
+const struct control_options *control_options(void);
+
+/*
+ * Operator commands. Each returns 0, or an HTTP status (400, 404, 409) with *error set to a
+ * malloc'ed message. admin is -1 to leave the state alone, or an enum server_admin; weight is -1
+ * to leave it alone. Server additions and removals last until the next reload from the file.
+ */
+int control_set_server(const char *pool, const char *name, int admin, int weight, char **error);
+int control_add_server(const char *pool, const char *name, const char *address, unsigned weight,
+                       char **error);
+int control_remove_server(const char *pool, const char *name, char **error);
+
 #endif

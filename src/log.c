@@ -6,7 +6,11 @@
  */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -14,7 +18,9 @@
 #include <unistd.h>
 
 int log_max_level = LOG_INFO;
-static int log_fd = 2;
+/* Written by the main thread (open, reopen), read by every thread that logs. */
+static _Atomic int log_fd = 2;
+static char *log_path;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -28,7 +34,46 @@ int log_level_parse(const char *name)
 
 void log_set_fd(int fd)
 {
-    log_fd = fd;
+    atomic_store(&log_fd, fd);
+}
+
+int log_open(const char *path)
+{
+    if (!path || strcmp(path, "stderr") == 0) {
+        int old = atomic_exchange(&log_fd, 2);
+        if (old > 2)
+            close(old);
+        free(log_path);
+        log_path = NULL;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    char *copy = strdup(path);
+    if (!copy) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    free(log_path);
+    log_path = copy;
+    /* A thread that loaded the old descriptor may still write one line to it; the file is
+     * closed only after the exchange, so that line lands in the old file, not in a reused fd. */
+    int old = atomic_exchange(&log_fd, fd);
+    if (old > 2)
+        close(old);
+    return 0;
+}
+
+void log_reopen(void)
+{
+    if (!log_path)
+        return;
+    char *path = strdup(log_path);
+    if (path && log_open(path) < 0)
+        log_error("error log %s: cannot reopen: %s", path, strerror(errno));
+    free(path);
 }
 
 void log_write(enum log_level level, const char *fmt, ...)
@@ -55,6 +100,6 @@ void log_write(enum log_level level, const char *fmt, ...)
         len = sizeof(line) - 2; /* truncated: keep the newline */
     line[len++] = '\n';
     /* A failed log write has nowhere to be reported; drop it rather than block the caller. */
-    ssize_t w = write(log_fd, line, len);
+    ssize_t w = write(atomic_load_explicit(&log_fd, memory_order_relaxed), line, len);
     (void)w;
 }

@@ -23,6 +23,12 @@ int log_level_parse(const char *name);
 /* Sends further lines to fd (stderr is the default). */
 void log_set_fd(int fd);
 
+/* Sends further lines to the file at path (appended; "stderr" or NULL: standard error).
+ * Returns 0, or -1 with errno set (lines keep going where they went). */
+int log_open(const char *path);
+/* SIGUSR1: opens the same path again, for logrotate. */
+void log_reopen(void);
+
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)

@@ -9,6 +9,7 @@
  *   SIGTERM, SIGINT  graceful stop: workers stop accepting, finish in-flight requests within
  *                    shutdown_timeout, then exit; the process exits 0. A second one stops at once.
  *   SIGHUP           reload the configuration file (control.c); a bad file changes nothing
+ *   SIGUSR1          reopen the access log and the error log (for logrotate)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "conf.h"
 #include "control.h"
 #include "log.h"
@@ -146,7 +148,16 @@ struct options {
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    enum { OPT_LISTEN = 256, OPT_SERVER, OPT_THREADS, OPT_LOG_LEVEL, OPT_CHECK, OPT_INTERVAL };
+    enum {
+        OPT_LISTEN = 256,
+        OPT_SERVER,
+        OPT_THREADS,
+        OPT_LOG_LEVEL,
+        OPT_CHECK,
+        OPT_INTERVAL,
+        OPT_ADMIN,
+        OPT_ACCESS_LOG
+    };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
@@ -154,6 +165,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"server", required_argument, NULL, OPT_SERVER},
         {"health-check", required_argument, NULL, OPT_CHECK},
         {"health-interval", required_argument, NULL, OPT_INTERVAL},
+        {"admin", required_argument, NULL, OPT_ADMIN},
+        {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"version", no_argument, NULL, 'v'},
@@ -179,7 +192,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_LISTEN:
         case OPT_SERVER:
         case OPT_CHECK:
-        case OPT_INTERVAL: {
+        case OPT_INTERVAL:
+        case OPT_ADMIN:
+        case OPT_ACCESS_LOG: {
             if (!o->flags_conf && !(o->flags_conf = conf_new())) {
                 fprintf(stderr, "fulcrum: out of memory\n");
                 return -1;
@@ -187,7 +202,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             int rc = c == OPT_LISTEN   ? conf_add_listen_flag(o->flags_conf, optarg, &err)
                      : c == OPT_SERVER ? conf_add_server_flag(o->flags_conf, optarg, &err)
                      : c == OPT_CHECK  ? conf_set_health_check_flag(o->flags_conf, optarg, &err)
-                                       : conf_set_health_interval_flag(o->flags_conf, optarg, &err);
+                     : c == OPT_INTERVAL
+                         ? conf_set_health_interval_flag(o->flags_conf, optarg, &err)
+                     : c == OPT_ADMIN ? conf_set_admin_flag(o->flags_conf, optarg, &err)
+                                      : conf_set_access_log_flag(o->flags_conf, optarg, &err);
             if (rc < 0) {
                 fprintf(stderr, "fulcrum: %s\n", err ? err : "invalid argument");
                 free(err);
@@ -288,6 +306,11 @@ int main(int argc, char **argv)
         return 0;
     }
     log_max_level = conf->log_level;
+    if (conf->error_log && log_open(conf->error_log) < 0) {
+        fprintf(stderr, "fulcrum: error log %s: %s\n", conf->error_log, strerror(errno));
+        conf_free(conf);
+        return 1;
+    }
 
     unsigned nthreads = conf->threads ? conf->threads : cpu_count();
     uint32_t shutdown_ms = conf->shutdown_timeout_ms;
@@ -297,7 +320,7 @@ int main(int argc, char **argv)
         return 1;
     }
     snapshot_set_workers(nthreads);
-    struct snapshot *snap = snapshot_new(conf, NULL);
+    struct snapshot *snap = snapshot_new(conf, NULL, NULL);
     if (!snap) {
         log_error("out of memory");
         conf_free(conf);
@@ -335,6 +358,8 @@ int main(int argc, char **argv)
                                     .log_level_override =
                                         opts.log_level ? log_level_parse(opts.log_level) : -1,
                                     .threads = nthreads};
+    if (status == 0 && accesslog_start(&snap->conf->access_log) < 0)
+        status = 1;
     if (status == 0 && control_start(snap, workers, nthreads, &copts) < 0)
         status = 1;
     for (unsigned i = 0; status == 0 && i < nthreads; i++) {
@@ -358,6 +383,10 @@ int main(int argc, char **argv)
             log_info("%s received: stopping; in-flight requests have %u ms to finish",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_ms);
             stopping = true;
+        } else if (sig == SIGUSR1) {
+            log_info("SIGUSR1 received: reopening the log files");
+            log_reopen();
+            accesslog_reopen();
         } else if (sig == SIGHUP) {
             log_info("SIGHUP received: reloading %s", opts.config ? opts.config : "(no file)");
             control_request_reload();
@@ -386,6 +415,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < started; i++)
         worker_join(workers[i]);
     control_stop();
+    accesslog_stop(); /* after the workers: their last lines are queued */
     for (unsigned i = 0; i < nthreads; i++)
         worker_free(workers[i]);
     free(workers);

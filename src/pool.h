@@ -58,6 +58,7 @@ struct server_inputs {
     uint64_t last_ejection_ms; /* end of the last ejection, to forget old ones */
     enum server_admin admin;
     char last_result[64]; /* last check's outcome, e.g. "connection refused" */
+    uint64_t checks_passed, checks_failed, ejections_total; /* since the server was created */
 };
 
 struct server {
@@ -72,6 +73,9 @@ struct server {
     _Atomic unsigned weight;      /* configured weight, 0-256 */
     _Atomic uint64_t up_since_ms; /* when it came back up (slow start); 0: at full weight */
     _Atomic unsigned refs;        /* snapshots holding it */
+
+    bool runtime;       /* added through the admin API, not the file */
+    bool weight_pinned; /* weight set through the admin API: a reload keeps it */
 
     /* reported by worker threads */
     _Atomic unsigned consecutive_failures;

@@ -45,11 +45,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 #include "net.h"
 #include "rewrite.h"
+#include "stats.h"
 #include "upstream.h"
 #include "worker.h"
 #include "control.h"
@@ -92,20 +95,27 @@ struct session {
     uint64_t idle_deadline, head_deadline, connect_deadline, linger_deadline;
     uint64_t client_io_ms, server_io_ms; /* last progress on each side */
 
+    /* the request in progress, for counters and the access log */
+    uint64_t t_start_us, t_head_us, t_pick_us, t_connect_us, t_resp_us;
+    uint64_t bytes_in, bytes_out;
+    const char *term;      /* how it ended, if not normally ("ok") */
+    struct reqlog *reqlog; /* method, target and agents, copied for the access log */
+    struct server *active; /* the server counting this request as in flight */
+    int8_t client_state;   /* enum stats_client_state this session is counted in */
+    bool in_request;       /* a request began and has not been accounted yet */
+
     uint32_t requests; /* requests finished on this connection */
     uint16_t status;
     uint8_t phase, resp_state, req_body, resp_body, method, version;
     uint16_t listener;
     uint8_t nfailed, attempts; /* attempts: servers tried after the first one */
-    uint16_t fail_status;      /* what the last failed attempt would answer (502, 504) */
-    const char *fail_why;
-    bool req_complete;      /* every request byte has been validated */
-    bool idempotent;        /* the method may be sent twice (RFC 9110 section 9.2.2) */
-    bool sent_any;          /* some request byte reached a server */
-    bool replayable;        /* every request byte is still in `in` */
-    bool keep_alive;        /* the client connection stays open after this response */
-    bool server_keep_alive; /* the backend connection may carry another request */
-    bool dechunk;           /* strip chunked framing (HTTP/1.0 client) */
+    bool req_complete;         /* every request byte has been validated */
+    bool idempotent;           /* the method may be sent twice (RFC 9110 section 9.2.2) */
+    bool sent_any;             /* some request byte reached a server */
+    bool replayable;           /* every request byte is still in `in` */
+    bool keep_alive;           /* the client connection stays open after this response */
+    bool server_keep_alive;    /* the backend connection may carry another request */
+    bool dechunk;              /* strip chunked framing (HTTP/1.0 client) */
     bool final_started; /* a byte of the final response reached the client: no error answer now */
     bool client_eof, server_eof;
     int up_errno;
@@ -115,6 +125,18 @@ struct session {
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;
     } peer;
+};
+
+/* What the access log needs of a request head, copied: the head itself may be gone by the end. */
+#define REQLOG_TARGET 1024
+#define REQLOG_AGENT  256
+struct reqlog {
+    struct reqlog *next;
+    uint16_t method_len, target_len, ua_len, referer_len;
+    char method[24];
+    char target[REQLOG_TARGET];
+    char ua[REQLOG_AGENT];
+    char referer[REQLOG_AGENT];
 };
 
 static void drive(struct session *s);
@@ -127,6 +149,42 @@ static inline uint64_t now_ms(const struct session *s)
 static inline const struct conf_timeouts *timeouts(const struct session *s)
 {
     return &s->snap->conf->timeouts;
+}
+
+static int8_t phase_client_state(uint8_t phase)
+{
+    switch (phase) {
+    case PH_IDLE:
+        return STATS_CLIENT_IDLE;
+    case PH_HEAD:
+        return STATS_CLIENT_READING;
+    case PH_EXCHANGE:
+        return STATS_CLIENT_ACTIVE;
+    default:
+        return STATS_CLIENT_CLOSING;
+    }
+}
+
+static void set_phase(struct session *s, uint8_t phase)
+{
+    int8_t to = phase_client_state(phase);
+    if (to != s->client_state) {
+        stats_client_move(s->w->stats, s->client_state, to);
+        s->client_state = to;
+    }
+    s->phase = phase;
+}
+
+/* The server this request counts against as "in flight" (NULL: none). */
+static void set_active(struct session *s, struct server *srv)
+{
+    if (s->active == srv)
+        return;
+    if (s->active)
+        stats_sub(&stats_server(s->w->stats, s->active->slot)->active, 1);
+    if (srv)
+        stats_add(&stats_server(s->w->stats, srv->slot)->active, 1);
+    s->active = srv;
 }
 
 /* ---- session memory ---- */
@@ -164,6 +222,11 @@ void proxy_recycle(struct worker *w)
 void proxy_free_spares(struct worker *w)
 {
     proxy_recycle(w);
+    while (w->spare_reqlogs) {
+        struct reqlog *r = w->spare_reqlogs;
+        w->spare_reqlogs = r->next;
+        free(r);
+    }
     while (w->spare_sessions) {
         struct session *s = w->spare_sessions;
         w->spare_sessions = s->next;
@@ -172,11 +235,141 @@ void proxy_free_spares(struct worker *w)
     w->nspare_sessions = 0;
 }
 
+/* ---- accounting: counters and the access log, once per request ---- */
+
+static void reqlog_release(struct session *s)
+{
+    if (s->reqlog) {
+        s->reqlog->next = s->w->spare_reqlogs;
+        s->w->spare_reqlogs = s->reqlog;
+        s->reqlog = NULL;
+    }
+}
+
+static size_t copy_cut(char *dst, size_t cap, const char *src, size_t len)
+{
+    size_t n = len < cap ? len : cap;
+    memcpy(dst, src, n);
+    return n;
+}
+
+/* Keeps what the access log will need of a parsed head (cut to bounded sizes). */
+static void reqlog_capture(struct session *s, const char *buf, const struct http1_msg *msg)
+{
+    struct worker *w = s->w;
+    if (!accesslog_enabled())
+        return;
+    struct reqlog *r = s->reqlog;
+    if (!r && (r = w->spare_reqlogs))
+        w->spare_reqlogs = r->next;
+    if (!r && !(r = malloc(sizeof(*r))))
+        return;
+    r->method_len =
+        (uint16_t)copy_cut(r->method, sizeof(r->method), buf + msg->method_off, msg->method_len);
+    r->target_len =
+        (uint16_t)copy_cut(r->target, sizeof(r->target), buf + msg->target_off, msg->target_len);
+    r->ua_len = r->referer_len = 0;
+    for (uint32_t i = 0; i < msg->nfields; i++) {
+        const struct http1_field *f = &msg->fields[i];
+        const char *name = buf + f->name_off;
+        if (f->name_len == 10 && http1_token_eq(name, 10, "user-agent"))
+            r->ua_len = (uint16_t)copy_cut(r->ua, sizeof(r->ua), buf + f->value_off, f->value_len);
+        else if (f->name_len == 7 && http1_token_eq(name, 7, "referer"))
+            r->referer_len = (uint16_t)copy_cut(r->referer, sizeof(r->referer), buf + f->value_off,
+                                                f->value_len);
+    }
+    s->reqlog = r;
+}
+
+static double ms_between(uint64_t from_us, uint64_t to_us)
+{
+    return from_us && to_us >= from_us ? (double)(to_us - from_us) / 1000.0 : -1;
+}
+
+static void begin_request(struct session *s)
+{
+    s->in_request = true;
+    s->t_start_us = loop_now_us(s->w->loop);
+    s->t_head_us = s->t_pick_us = s->t_connect_us = s->t_resp_us = 0;
+    s->bytes_in = s->bytes_out = 0;
+    s->term = "ok";
+    s->server = NULL;
+    s->nfailed = s->attempts = 0;
+}
+
+/* Counts the request that just ended (status 0: nothing was sent) and logs it. */
+static void account_request(struct session *s, unsigned status)
+{
+    struct worker *w = s->w;
+    if (!s->in_request)
+        return;
+    s->in_request = false;
+    set_active(s, NULL);
+    uint64_t now = loop_now_us(w->loop);
+    uint64_t total = now - s->t_start_us;
+    unsigned cls = status >= 100 && status < 600 ? status / 100 : 0;
+    const struct pool *pool = s->snap->listeners[s->listener].pool;
+    struct stats_pool *ps = stats_pool(w->stats, pool->slot);
+    stats_add(&ps->requests[cls], 1);
+    stats_observe(&ps->latency, total);
+    if (s->server) {
+        struct stats_server *ss = stats_server(w->stats, s->server->slot);
+        stats_add(&ss->requests[cls], 1);
+        stats_observe(&ss->latency, total);
+    }
+    if (!s->t_head_us && status >= 400 && status < 500)
+        stats_add(&w->stats->bad_requests, 1);
+    if (accesslog_enabled()) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t wall = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        const struct reqlog *r = s->reqlog;
+        struct accesslog_entry e = {
+            .start_wall_us = wall - total,
+            .client = &s->peer.sa,
+            .method = r ? r->method : NULL,
+            .method_len = r ? r->method_len : 0,
+            .target = r ? r->target : NULL,
+            .target_len = r ? r->target_len : 0,
+            .user_agent = r ? r->ua : NULL,
+            .user_agent_len = r ? r->ua_len : 0,
+            .referer = r ? r->referer : NULL,
+            .referer_len = r ? r->referer_len : 0,
+            .version = s->version ? s->version : 11,
+            .status = (uint16_t)status,
+            .bytes_in = s->bytes_in,
+            .bytes_out = s->bytes_out,
+            .pool = pool->name,
+            .server = s->server ? s->server->name : NULL,
+            .queue_ms = ms_between(s->t_head_us, s->t_pick_us),
+            .connect_ms = ms_between(s->t_pick_us, s->t_connect_us),
+            .response_ms = ms_between(s->t_connect_us, s->t_resp_us),
+            .total_ms = (double)total / 1000.0,
+            .retries = s->attempts,
+            .termination = s->term,
+        };
+        accesslog_add(w->alog, &e, s->snap->conf->access_log.format);
+    }
+    reqlog_release(s);
+}
+
+/* Records how a request ended, unless an earlier, more precise cause was recorded. */
+static void set_term(struct session *s, const char *term)
+{
+    if (!s->term || strcmp(s->term, "ok") == 0)
+        s->term = term;
+}
+
 /* ---- closing ---- */
 
 static int close_session(struct session *s, bool reset)
 {
     struct worker *w = s->w;
+    if (s->in_request) {
+        set_term(s, w->stopping ? "shutdown" : "client_abort");
+        account_request(s, s->final_started ? s->status : 0);
+    }
+    stats_client_move(w->stats, s->client_state, -1);
     loop_timer_stop(w->loop, &s->timer);
     loop_cancel(w->loop, &s->task);
     if (s->up) {
@@ -226,7 +419,7 @@ static int close_or_linger(struct session *s)
     }
     buf_put(&s->w->bufs, &s->out);
     shutdown(s->io.fd, SHUT_WR);
-    s->phase = PH_LINGER;
+    set_phase(s, PH_LINGER);
     s->linger_deadline = now_ms(s) + LINGER_MS;
     s->linger_bytes = 0;
     return STEP_PROGRESS;
@@ -281,6 +474,7 @@ static int client_write(struct session *s)
         }
         s->out.start += (uint32_t)n;
         s->resp_fwd -= (uint32_t)n;
+        s->bytes_out += (uint64_t)n;
         if (s->resp_fwd)
             s->io.ready &= ~LOOP_WRITABLE;
         if (s->out.start == s->out.end)
@@ -395,6 +589,11 @@ static int respond_error(struct session *s, unsigned status, const char *why)
         net_addr_format(&s->peer.sa, peer, sizeof(peer));
         log_debug("client %s: %u (%s)", peer, status, why);
     }
+    set_term(s, status == 408                                     ? "client_timeout"
+                : status == 503                                   ? "no_server"
+                : status == 504                                   ? "server_timeout"
+                : status >= 500 && status != 501 && status != 505 ? "server_error"
+                                                                  : "bad_request");
     if (s->final_started)
         return abort_session(s);
     if (s->up) {
@@ -421,7 +620,7 @@ static int respond_error(struct session *s, unsigned status, const char *why)
     s->resp_state = RS_DONE;
     s->status = (uint16_t)status;
     s->keep_alive = keep;
-    s->phase = PH_EXCHANGE;
+    set_phase(s, PH_EXCHANGE);
     return STEP_PROGRESS;
 }
 
@@ -447,8 +646,8 @@ static void report_failure(struct session *s, struct server *srv, unsigned statu
         control_notify_eject();
 }
 
-/* Picks a server for the current attempt, avoiding those that already failed it. */
-static int try_server(struct session *s)
+/* Picks a server for the current attempt among those that have not failed it yet; NULL if none. */
+static struct server *pick_server(struct session *s)
 {
     const struct pool *pool = session_pool(s);
     struct lb_pick ctx = {.avoid = s->failed, .navoid = s->nfailed, .now_ms = now_ms(s)};
@@ -458,12 +657,24 @@ static int try_server(struct session *s)
         ctx.panic = true; /* nothing is up: every server not in maintenance or draining */
         srv = pool->lb->pick(pool, state, &ctx);
     }
-    if (!srv && s->nfailed) /* every candidate failed: that failure is the answer */
-        return respond_error(s, s->fail_status, s->fail_why);
+    return srv;
+}
+
+static int use_server(struct session *s, struct server *srv)
+{
+    s->server = srv;
+    if (!s->t_pick_us)
+        s->t_pick_us = loop_now_us(s->w->loop);
+    set_active(s, srv);
+    return attach_upstream(s, srv, true);
+}
+
+static int try_server(struct session *s)
+{
+    struct server *srv = pick_server(s);
     if (!srv)
         return respond_error(s, 503, "no server available");
-    s->server = srv;
-    return attach_upstream(s, srv, true);
+    return use_server(s, srv);
 }
 
 /*
@@ -481,22 +692,30 @@ static bool may_retry(const struct session *s, bool connect_failure)
     return s->idempotent;
 }
 
+/*
+ * The current server failed the request in a way that allows another try (may_retry). Another
+ * server gets it if there is one left; otherwise the client gets this failure.
+ */
 static int retry_elsewhere(struct session *s, struct server *failed, unsigned status,
-                           const char *why)
+                           const char *why, const char *term)
 {
-    s->fail_status = (uint16_t)status;
-    s->fail_why = why;
     if (s->nfailed == sizeof(s->failed) / sizeof(s->failed[0])) {
         memmove(s->failed, s->failed + 1, sizeof(s->failed) - sizeof(s->failed[0]));
         s->nfailed--;
     }
     s->failed[s->nfailed++] = failed;
+    struct server *next = pick_server(s);
+    if (!next) {
+        set_term(s, term);
+        return respond_error(s, status, why);
+    }
     s->attempts++;
+    stats_add(&stats_pool(s->w->stats, session_pool(s)->slot)->retries, 1);
     s->req_sent = 0;
     memset(&s->scan, 0, sizeof(s->scan));
-    log_debug("pool %s: retrying on another server after %s failed (attempt %u)",
-              session_pool(s)->name, failed->name, s->attempts + 1);
-    return try_server(s);
+    log_debug("pool %s: retrying on %s after %s failed (attempt %u)", session_pool(s)->name,
+              next->name, failed->name, s->attempts + 1);
+    return use_server(s, next);
 }
 
 /* Errors of our own process, not of the server: out of descriptors, memory or buffers. */
@@ -509,13 +728,17 @@ static bool local_shortage(int err)
 static int connect_failed(struct session *s, struct server *srv, int err)
 {
     log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
-    if (local_shortage(err)) /* not the server's fault: do not count it, nor try others */
+    if (local_shortage(err)) { /* not the server's fault: do not count it, nor try others */
+        set_term(s, "local_shortage");
         return respond_error(s, 503, "out of local resources");
+    }
     report_failure(s, srv, 0);
     unsigned status = err == ETIMEDOUT ? 504 : 502;
     const char *why = err == ETIMEDOUT ? "connect timeout" : "cannot connect to server";
+    const char *term = err == ETIMEDOUT ? "connect_timeout" : "connect_error";
     if (may_retry(s, true))
-        return retry_elsewhere(s, srv, status, why);
+        return retry_elsewhere(s, srv, status, why, term);
+    set_term(s, term);
     return respond_error(s, status, why);
 }
 
@@ -535,6 +758,8 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
     s->up = u;
     s->server_io_ms = now_ms(s);
     s->server_eof = false;
+    if (!u->connecting)
+        s->t_connect_us = loop_now_us(w->loop);
     return STEP_PROGRESS;
 }
 
@@ -562,12 +787,13 @@ static int server_failed(struct session *s, unsigned status, const char *why, bo
     log_debug("pool %s server %s: %s", srv->pool_name, srv->name, why);
     upstream_close(w, u, true);
     s->up = NULL;
-    if (s->final_started)
-        return abort_session(s);
     if (s->resp_state == RS_WAIT)
         report_failure(s, srv, 0);
-    if (status == 502 && s->resp_state == RS_WAIT && may_retry(s, false))
-        return retry_elsewhere(s, srv, status, why);
+    if (status == 502 && s->resp_state == RS_WAIT && !s->final_started && may_retry(s, false))
+        return retry_elsewhere(s, srv, status, why, "server_error");
+    set_term(s, status == 504 ? "server_timeout" : "server_error");
+    if (s->final_started)
+        return abort_session(s);
     return respond_error(s, status, why);
 }
 
@@ -585,6 +811,7 @@ static int check_connect(struct session *s)
         return STEP_WAIT;
     u->connecting = false;
     s->server_io_ms = now_ms(s);
+    s->t_connect_us = loop_now_us(s->w->loop);
     return STEP_PROGRESS;
 }
 
@@ -613,7 +840,9 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
                     msg->method == HTTP1_METHOD_OPTIONS || msg->method == HTTP1_METHOD_PUT ||
                     msg->method == HTTP1_METHOD_DELETE || msg->method == HTTP1_METHOD_TRACE;
     s->sent_any = false;
-    s->nfailed = s->attempts = 0;
+    s->t_head_us = loop_now_us(w->loop);
+    s->bytes_in += msg->head_end;
+    reqlog_capture(s, s->in.data + s->in.start, msg);
     if (msg->version == 11)
         s->keep_alive = !(msg->flags & HTTP1_F_CONN_CLOSE);
     else
@@ -626,7 +855,7 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
     s->req_complete = msg->body == HTTP1_BODY_NONE;
     memset(&s->req_chunk, 0, sizeof(s->req_chunk));
     s->req_chunk.max_trailer = w->limits.max_head_bytes;
-    s->phase = PH_EXCHANGE;
+    set_phase(s, PH_EXCHANGE);
     s->resp_state = RS_WAIT;
     memset(&s->scan, 0, sizeof(s->scan));
 
@@ -660,6 +889,7 @@ static int scan_request_body(struct session *s)
         return 0;
     if (s->req_body == HTTP1_BODY_LENGTH) {
         uint32_t n = avail < s->req_left ? avail : (uint32_t)s->req_left;
+        s->bytes_in += n;
         s->req_fwd += n;
         s->req_left -= n;
         s->req_complete = s->req_left == 0;
@@ -668,6 +898,7 @@ static int scan_request_body(struct session *s)
     size_t used, out_len;
     int r = http1_chunked_parse(&s->req_chunk, s->in.data + base, avail, false, &used, &out_len);
     s->req_fwd += (uint32_t)used;
+    s->bytes_in += used;
     if (r == HTTP1_ERROR)
         return -1;
     s->req_complete = r == HTTP1_DONE;
@@ -682,6 +913,7 @@ static int request_truncated(struct session *s)
         upstream_close(s->w, s->up, true);
         s->up = NULL;
     }
+    set_term(s, "client_abort");
     return respond_error(s, 400, "client closed in the middle of the request body");
 }
 
@@ -749,6 +981,7 @@ static int process_response_head(struct session *s)
         }
 
         s->status = msg.status;
+        s->t_resp_us = loop_now_us(w->loop);
         if (conf_status_in(&session_pool(s)->conf->passive.failure_status, msg.status))
             report_failure(s, s->up->server, msg.status);
         else
@@ -844,6 +1077,7 @@ static int process_response(struct session *s)
 static int finish_transaction(struct session *s)
 {
     struct worker *w = s->w;
+    account_request(s, s->status);
     s->requests++;
     buf_put(&w->bufs, &s->out);
     if (!s->keep_alive || s->client_eof || w->stopping)
@@ -860,7 +1094,7 @@ static int finish_transaction(struct session *s)
     s->status = 0;
     s->dechunk = false;
     memset(&s->scan, 0, sizeof(s->scan));
-    s->phase = PH_IDLE;
+    set_phase(s, PH_IDLE);
     s->idle_deadline = now_ms(s) + timeouts(s)->client_idle_ms;
     s->head_deadline = 0; /* starts with the next request's first byte */
     return STEP_PROGRESS;
@@ -907,7 +1141,8 @@ static int step_head(struct session *s)
         len = buf_len(&s->in);
     }
     if (s->phase == PH_IDLE) {
-        s->phase = PH_HEAD;
+        set_phase(s, PH_HEAD);
+        begin_request(s);
         if (s->snap != w->snap)
             follow_reload(s);
         if (!s->head_deadline)
@@ -1090,6 +1325,7 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
         } else if (waiting_on_server(s) && now >= s->server_io_ms + t->server_ms) {
             r = server_failed(s, 504, "server timeout", false);
         } else if (waiting_on_client(s) && now >= s->client_io_ms + t->client_ms) {
+            set_term(s, "client_timeout");
             r = s->resp_state == RS_WAIT ? respond_error(s, 408, "client timeout")
                                          : abort_session(s);
         }
@@ -1161,6 +1397,8 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
     s->task.fn = on_task;
     s->w = w;
     s->listener = (uint16_t)listener;
+    s->client_state = -1;
+    stats_add(&w->stats->accepted, 1);
     if (peer_len > sizeof(s->peer))
         peer_len = sizeof(s->peer);
     memcpy(&s->peer, peer, peer_len);
@@ -1179,7 +1417,7 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
         w->sessions->prev = s;
     w->sessions = s;
     w->nsessions++;
-    s->phase = PH_IDLE;
+    set_phase(s, PH_IDLE);
     /* A new connection must deliver its first head within client_header, counted from now. */
     s->head_deadline = loop_now_ms(w->loop) + timeouts(s)->client_header_ms;
     s->idle_deadline = s->head_deadline;

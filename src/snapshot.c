@@ -8,8 +8,8 @@
 
 #include "lb.h"
 
-static struct server *find_server(const struct snapshot *prev, const char *pool,
-                                  const struct conf_server *cs)
+static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
+                                  const struct net_addr *addr)
 {
     if (!prev)
         return NULL;
@@ -18,11 +18,41 @@ static struct server *find_server(const struct snapshot *prev, const char *pool,
         return NULL;
     for (unsigned i = 0; i < p->nservers; i++) {
         struct server *s = p->servers[i];
-        if (strcmp(s->name, cs->name) == 0 && net_addr_equal(&s->addr, &cs->addr))
+        if (strcmp(s->name, name) == 0 && net_addr_equal(&s->addr, addr))
             return s;
     }
     return NULL;
 }
+
+static bool removed(const struct snapshot_overlay *ov, const char *pool, const char *name)
+{
+    for (unsigned i = 0; ov && i < ov->nremove; i++)
+        if (strcmp(ov->remove[i].pool, pool) == 0 && strcmp(ov->remove[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* The server called name in pool: shared with prev if unchanged, otherwise new. */
+static struct server *get_server(const struct snapshot *prev, const char *pool, const char *name,
+                                 const struct net_addr *addr, unsigned weight, bool runtime)
+{
+    struct server *s = find_server(prev, pool, name, addr);
+    if (s) {
+        server_ref(s);
+        if (!s->weight_pinned)
+            atomic_store(&s->weight, weight);
+        return s;
+    }
+    s = server_new(pool, name, addr, weight);
+    if (s)
+        s->runtime = runtime;
+    return s;
+}
+
+struct conf_box {
+    struct conf *conf;
+    _Atomic unsigned refs;
+};
 
 static unsigned nworkers = 1;
 
@@ -55,7 +85,8 @@ static const struct lb_ops *balance_ops(enum conf_balance balance)
     }
 }
 
-struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev)
+static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
+                              const struct snapshot_overlay *overlay)
 {
     struct snapshot *snap = calloc(1, sizeof(*snap));
     if (!snap)
@@ -67,25 +98,33 @@ struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev)
     for (unsigned i = 0; i < conf->npools; i++) {
         const struct conf_pool *cp = &conf->pools[i];
         struct pool *p = &snap->pools[i];
+        unsigned extra = 0;
+        for (unsigned k = 0; overlay && k < overlay->nadd; k++)
+            extra += strcmp(overlay->add[k].pool, cp->name) == 0;
         p->name = cp->name; /* owned by conf, which the snapshot owns */
         p->conf = cp;
         p->lb = balance_ops(cp->balance);
         p->slot = pool_slot_for(cp->name);
-        p->servers = calloc(cp->nservers, sizeof(*p->servers));
+        p->servers = calloc(cp->nservers + extra ? cp->nservers + extra : 1, sizeof(*p->servers));
         p->lb_state = calloc(nworkers, sizeof(*p->lb_state));
         if (!p->servers || !p->lb_state)
             goto fail;
         for (unsigned k = 0; k < cp->nservers; k++) {
             const struct conf_server *cs = &cp->servers[k];
-            struct server *s = find_server(prev, cp->name, cs);
-            if (s) {
-                server_ref(s);
-                atomic_store(&s->weight, cs->weight);
-            } else {
-                s = server_new(cp->name, cs->name, &cs->addr, cs->weight);
-                if (!s)
-                    goto fail;
-            }
+            if (removed(overlay, cp->name, cs->name))
+                continue;
+            struct server *s = get_server(prev, cp->name, cs->name, &cs->addr, cs->weight, false);
+            if (!s)
+                goto fail;
+            p->servers[p->nservers++] = s;
+        }
+        for (unsigned k = 0; overlay && k < overlay->nadd; k++) {
+            const struct snapshot_change *a = &overlay->add[k];
+            if (strcmp(a->pool, cp->name) != 0 || removed(overlay, a->pool, a->name))
+                continue;
+            struct server *s = get_server(prev, a->pool, a->name, &a->addr, a->weight, true);
+            if (!s)
+                goto fail;
             p->servers[p->nservers++] = s;
         }
         /* after the servers: the state is sized for them, and a thread's seed moves it a few
@@ -111,6 +150,34 @@ fail:
     return NULL;
 }
 
+struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
+                              const struct snapshot_overlay *overlay)
+{
+    struct conf_box *box = malloc(sizeof(*box));
+    if (!box)
+        return NULL;
+    struct snapshot *snap = build(conf, prev, overlay);
+    if (!snap) {
+        free(box);
+        return NULL;
+    }
+    box->conf = conf;
+    atomic_init(&box->refs, 1);
+    snap->box = box;
+    return snap;
+}
+
+struct snapshot *snapshot_rebuild(const struct snapshot *cur,
+                                  const struct snapshot_overlay *overlay)
+{
+    struct snapshot *snap = build(cur->conf, cur, overlay);
+    if (!snap)
+        return NULL;
+    atomic_fetch_add(&cur->box->refs, 1);
+    snap->box = cur->box;
+    return snap;
+}
+
 void snapshot_ref(struct snapshot *snap)
 {
     atomic_fetch_add(&snap->refs, 1);
@@ -122,7 +189,10 @@ void snapshot_unref(struct snapshot *snap)
         return;
     free_pools(snap->pools, snap->npools);
     free(snap->listeners);
-    conf_free(snap->conf);
+    if (atomic_fetch_sub(&snap->box->refs, 1) == 1) {
+        conf_free(snap->box->conf);
+        free(snap->box);
+    }
     free(snap);
 }
 

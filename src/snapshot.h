@@ -21,8 +21,11 @@ struct snapshot_listener {
     struct pool *pool;
 };
 
+struct conf_box; /* a conf with a reference count: rebuilt snapshots share it */
+
 struct snapshot {
-    struct conf *conf; /* owned */
+    struct conf *conf; /* shared with snapshots rebuilt from this one */
+    struct conf_box *box;
     struct pool *pools;
     unsigned npools;
     struct snapshot_listener *listeners;
@@ -30,16 +33,36 @@ struct snapshot {
     _Atomic unsigned refs;
 };
 
+/* Servers added or removed through the admin API, on top of the file's (until the next reload
+ * from the file, which wins). */
+struct snapshot_change {
+    char *pool, *name;    /* owned by whoever keeps the overlay (control.c) */
+    struct net_addr addr; /* additions only */
+    unsigned weight;
+};
+
+struct snapshot_overlay {
+    struct snapshot_change *add;
+    unsigned nadd;
+    struct snapshot_change *remove;
+    unsigned nremove;
+};
+
 /*
- * Builds a snapshot from conf, taking ownership of conf on success. Servers found in prev (same
- * pool, name and address) are shared instead of created. Returns NULL if memory ran out; conf is
- * then still the caller's.
+ * Builds a snapshot from conf (and overlay, if any), taking ownership of conf on success.
+ * Servers found in prev (same pool, name and address) are shared instead of created; they keep a
+ * weight set through the API. Returns NULL if memory ran out; conf is then still the caller's.
  */
-struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev);
+struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
+                              const struct snapshot_overlay *overlay);
 
 /* How many worker threads run: each pool gets one balancer state per worker. Set once, before
  * the first snapshot is built. */
 void snapshot_set_workers(unsigned n);
+/* A snapshot with the same configuration as cur and another overlay (runtime server changes). */
+struct snapshot *snapshot_rebuild(const struct snapshot *cur,
+                                  const struct snapshot_overlay *overlay);
+
 void snapshot_ref(struct snapshot *snap);
 void snapshot_unref(struct snapshot *snap);
 

@@ -14,11 +14,22 @@
 
 #include "log.h"
 #include "net.h"
+#include "stats.h"
 #include "worker.h"
 
 /* Idle connections kept per server per thread; more than this are closed when parked. */
 #define MAX_IDLE_PER_SERVER 512
 #define MAX_SPARE_UPSTREAMS 1024
+
+/* The idle lists also feed the idle-connections gauge of each server. */
+static void idle_gauge(struct worker *w, const struct upstream *u, int delta)
+{
+    struct stats_server *ss = stats_server(w->stats, u->server->slot);
+    if (delta > 0)
+        stats_add(&ss->idle, 1);
+    else
+        stats_sub(&ss->idle, 1);
+}
 
 static void idle_list_remove(struct server_local *sl, struct upstream *u)
 {
@@ -77,6 +88,7 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s)
     if (!u)
         return NULL;
     idle_list_remove(sl, u);
+    idle_gauge(w, u, -1);
     u->reused = true;
     return u;
 }
@@ -140,12 +152,15 @@ void upstream_park(struct worker *w, struct upstream *u)
     u->io.handler = idle_event;
     u->idle_since_ms = loop_now_ms(w->loop);
     idle_list_push(sl, u);
+    idle_gauge(w, u, +1);
 }
 
 void upstream_close(struct worker *w, struct upstream *u, bool reset)
 {
-    if (!u->owner && u->io.handler == idle_event)
+    if (!u->owner && u->io.handler == idle_event) {
         idle_list_remove(worker_server(w, u->server), u);
+        idle_gauge(w, u, -1);
+    }
     u->io.handler = NULL; /* events still queued in this batch are ignored */
     if (reset)
         net_close_reset(u->io.fd);

@@ -23,8 +23,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 #include "proxy.h"
+#include "stats.h"
 #include "upstream.h"
 
 #define ACCEPTS_PER_EVENT 64
@@ -167,6 +169,7 @@ static void on_housekeeping(struct loop *loop, struct loop_timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, housekeeping));
     upstream_expire_idle(w, w->snap->conf->timeouts.server_idle_ms);
+    accesslog_flush(w->alog);
     loop_timer_set(loop, t, HOUSEKEEPING_MS);
 }
 
@@ -376,7 +379,10 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->loop = loop_new();
     w->scratch = malloc(bufsize);
     w->fields = calloc(lim->max_headers, sizeof(*w->fields));
-    if (!w->loop || !w->scratch || !w->fields || grow_server_table(w) < 0) {
+    w->stats = stats_new();
+    w->alog = accesslog_buf_new();
+    if (!w->loop || !w->scratch || !w->fields || !w->stats || !w->alog ||
+        grow_server_table(w) < 0) {
         log_error("worker %u: out of memory", id);
         worker_free(w);
         return NULL;
@@ -407,6 +413,7 @@ static void *worker_main(void *arg)
     proxy_close_all(w);
     upstream_close_all_idle(w);
     close_listeners(w);
+    accesslog_flush(w->alog);
     atomic_store(&w->exited, true);
     return NULL;
 }
@@ -454,6 +461,8 @@ void worker_free(struct worker *w)
     free(w->socks);
     free(w->scratch);
     free(w->fields);
+    stats_free(w->stats);
+    accesslog_buf_free(w->alog);
     buf_pool_destroy(&w->bufs);
     loop_free(w->loop);
     if (w->snap)

@@ -29,6 +29,9 @@
 
 struct session;
 struct upstream;
+struct reqlog;
+struct stats;
+struct accesslog_buf;
 
 /* Per-thread state of one server. */
 struct server_local {
@@ -62,6 +65,10 @@ struct worker {
     unsigned nspare_sessions;
     struct upstream *spare_upstreams, *dead_upstreams;
     unsigned nspare_upstreams;
+
+    struct reqlog *spare_reqlogs; /* access log copies of request heads, recycled */
+    struct stats *stats;          /* this thread's counters (stats.h) */
+    struct accesslog_buf *alog;   /* this thread's access log lines (accesslog.h) */
 
     struct session *sessions; /* every open client connection, for stop */
     unsigned nsessions;

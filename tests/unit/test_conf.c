@@ -567,7 +567,8 @@ static void test_unknown_keys_every_level(void **state)
                         "      - { address: 127.0.0.1:9001, wieght: 2 }\n");
     assert_int_equal(count_lines(e), 5);
     assert_true(has_line(e, "t.yaml:1:1: treads: unknown key (expected one of: threads, log_level, "
-                            "shutdown_timeout, listeners, pools, timeouts, limits)"));
+                            "shutdown_timeout, listeners, pools, timeouts, limits, admin, "
+                            "access_log, error_log)"));
     assert_true(has_line(e, "t.yaml:2:12: timeouts.conect: unknown key (expected one of: "
                             "client_header, client_idle, client, connect, server, server_idle)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
@@ -1272,6 +1273,281 @@ static void test_health_errors(void **state)
     free(e);
 }
 
+/* ---- admin listener, access log, error log ---- */
+
+/* These keys after MINIMAL (lines 1-7): the first line of body is line 8. */
+#define OPS(body) MINIMAL body
+
+static void check_ops_defaults(const struct conf *c)
+{
+    assert_false(c->admin.enabled);
+    assert_null(c->admin.bind);
+    assert_int_equal(c->admin.addr.len, 0);
+    assert_null(c->admin.token);
+    assert_false(c->access_log.enabled);
+    assert_null(c->access_log.path);
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON);
+    assert_null(c->error_log);
+}
+
+static void test_ops_full(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(OPS("admin:\n"
+                                 "  bind: 127.0.0.1:9901\n"
+                                 "  token: \"s3cret-T0ken_.~+/=:\"\n"
+                                 "access_log:\n"
+                                 "  path: /var/log/fulcrum/access.log\n"
+                                 "  format: combined\n"
+                                 "error_log: /var/log/fulcrum/error.log\n"));
+    assert_true(c->admin.enabled);
+    assert_string_equal(c->admin.bind, "127.0.0.1:9901");
+    assert_int_equal(c->admin.addr.ss.ss_family, AF_INET);
+    assert_int_equal(port_of(&c->admin.addr), 9901);
+    assert_string_equal(c->admin.token, "s3cret-T0ken_.~+/=:");
+    assert_true(c->access_log.enabled);
+    assert_string_equal(c->access_log.path, "/var/log/fulcrum/access.log");
+    assert_int_equal(c->access_log.format, CONF_LOG_COMBINED);
+    assert_string_equal(c->error_log, "/var/log/fulcrum/error.log");
+    check_defaults(c);
+    conf_free(c);
+
+    /* The special names, IPv6, and a relative path into a directory that need not exist yet. */
+    c = load_ok(OPS("admin: {bind: '[::1]:9902'}\n"
+                    "access_log: {path: stdout, format: json}\n"
+                    "error_log: stderr\n"));
+    assert_true(c->admin.enabled);
+    assert_int_equal(c->admin.addr.ss.ss_family, AF_INET6);
+    assert_int_equal(port_of(&c->admin.addr), 9902);
+    assert_null(c->admin.token);
+    assert_string_equal(c->access_log.path, "stdout");
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON);
+    assert_string_equal(c->error_log, "stderr");
+    conf_free(c);
+
+    c = load_ok(OPS("access_log: {path: stderr}\nerror_log: no/such/dir/e.log\n"));
+    assert_false(c->admin.enabled);
+    assert_true(c->access_log.enabled);
+    assert_string_equal(c->access_log.path, "stderr");
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON); /* the default */
+    assert_string_equal(c->error_log, "no/such/dir/e.log");
+    conf_free(c);
+
+    /* The example in docs/configuration.md. */
+    c = load_ok(OPS("admin:\n"
+                    "  bind: 127.0.0.1:9900\n"
+                    "  token: \"s3cret\"\n"
+                    "access_log:\n"
+                    "  path: /var/log/fulcrum/access.log\n"
+                    "  format: json\n"
+                    "error_log: /var/log/fulcrum/error.log\n"));
+    assert_string_equal(c->admin.bind, "127.0.0.1:9900");
+    assert_string_equal(c->admin.token, "s3cret");
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON);
+    conf_free(c);
+}
+
+static void test_ops_defaults(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    check_ops_defaults(c);
+    conf_free(c);
+    c = conf_new();
+    assert_non_null(c);
+    check_ops_defaults(c);
+    conf_free(c);
+
+    /* Empty values leave everything off, as for health_check. */
+    c = load_ok(OPS("admin:\naccess_log: ~\nerror_log:\n"));
+    check_ops_defaults(c);
+    conf_free(c);
+    c = load_ok(OPS("admin: null\naccess_log:\nerror_log: ~\n"));
+    check_ops_defaults(c);
+    conf_free(c);
+
+    /* A mapping turns the admin listener on; a missing or empty bind is the default address. */
+    static const char *const on[] = {
+        OPS("admin: {}\n"),
+        OPS("admin: {bind: ~}\n"),
+        OPS("admin:\n  bind:\n"),
+        OPS("admin:\n  token: abc\n"),
+    };
+    for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+        c = load_ok(on[i]);
+        assert_true(c->admin.enabled);
+        assert_string_equal(c->admin.bind, "127.0.0.1:9900");
+        assert_int_equal(c->admin.addr.ss.ss_family, AF_INET);
+        assert_false(c->admin.addr.any);
+        assert_int_equal(port_of(&c->admin.addr), 9900);
+        if (i == 3)
+            assert_string_equal(c->admin.token, "abc");
+        else
+            assert_null(c->admin.token);
+        assert_false(c->access_log.enabled);
+        conf_free(c);
+    }
+
+    /* format is optional; a quoted "null" is a file name, not an empty value. */
+    c = load_ok(OPS("access_log:\n  path: a.log\n  format:\nerror_log: 'null'\n"));
+    assert_true(c->access_log.enabled);
+    assert_string_equal(c->access_log.path, "a.log");
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON);
+    assert_string_equal(c->error_log, "null");
+    conf_free(c);
+}
+
+static void test_ops_errors(void **state)
+{
+    (void)state;
+    static const char token_why[] = "must contain only visible ASCII characters, no spaces or "
+                                    "control characters (it is sent in an HTTP header)";
+    static const struct {
+        const char *yaml, *expected;
+    } cases[] = {
+        /* admin */
+        {OPS("admin: yes\n"), "t.yaml:8:8: admin: expected a mapping, found a scalar"},
+        {OPS("admin: [127.0.0.1:9900]\n"),
+         "t.yaml:8:8: admin: expected a mapping, found a sequence"},
+        {OPS("admin:\n  bnd: 127.0.0.1:9900\n"),
+         "t.yaml:9:3: admin.bnd: unknown key (expected one of: bind, token)"},
+        {OPS("admin:\n  bind: 127.0.0.1:9900\n  bind: 127.0.0.1:9901\n"),
+         "t.yaml:10:3: admin.bind: duplicate key (first given at line 9)"},
+        {OPS("admin:\n  bind: 127.0.0.1\n"),
+         "t.yaml:9:9: admin.bind: \"127.0.0.1\": expected host:port"},
+        {OPS("admin:\n  bind: 127.0.0.1:x\n"),
+         "t.yaml:9:9: admin.bind: \"127.0.0.1:x\": invalid port (expected 0-65535)"},
+        {OPS("admin:\n  bind: ''\n"), "t.yaml:9:9: admin.bind: \"\": expected host:port"},
+        {OPS("admin:\n  bind: {host: x}\n"),
+         "t.yaml:9:9: admin.bind: expected an address (host:port), found a mapping"},
+        {OPS("admin:\n  token: \"\"\n"), "t.yaml:9:10: admin.token: must not be empty"},
+        {OPS("admin:\n  token: [a]\n"),
+         "t.yaml:9:10: admin.token: expected a string, found a sequence"},
+        {OPS("admin:\n  token: \"a\\0b\"\n"),
+         "t.yaml:9:10: admin.token: must not contain a NUL character"},
+        {OPS("admin:\n  token: a\n  token: b\n"),
+         "t.yaml:10:3: admin.token: duplicate key (first given at line 9)"},
+        /* access_log */
+        {OPS("access_log: stdout\n"),
+         "t.yaml:8:13: access_log: expected a mapping, found a scalar"},
+        {OPS("access_log: {}\n"), "t.yaml:8:13: access_log.path: required key is missing"},
+        {OPS("access_log:\n  format: json\n"),
+         "t.yaml:9:3: access_log.path: required key is missing"},
+        {OPS("access_log:\n  path:\n"), "t.yaml:9:3: access_log.path: a value is required"},
+        {OPS("access_log:\n  path: ~\n"), "t.yaml:9:3: access_log.path: a value is required"},
+        {OPS("access_log:\n  path: \"\"\n"), "t.yaml:9:9: access_log.path: must not be empty"},
+        {OPS("access_log:\n  path: \"a\\0b\"\n"),
+         "t.yaml:9:9: access_log.path: must not contain a NUL character"},
+        {OPS("access_log:\n  path: [a.log]\n"),
+         "t.yaml:9:9: access_log.path: expected a string, found a sequence"},
+        {OPS("access_log:\n  path: stdout\n  format: xml\n"),
+         "t.yaml:10:11: access_log.format: expected one of: json, combined, found \"xml\""},
+        {OPS("access_log:\n  path: stdout\n  format: JSON\n"),
+         "t.yaml:10:11: access_log.format: expected one of: json, combined, found \"JSON\""},
+        {OPS("access_log:\n  path: stdout\n  format: {a: 1}\n"),
+         "t.yaml:10:11: access_log.format: expected a log format, found a mapping"},
+        {OPS("access_log:\n  path: stdout\n  level: info\n"),
+         "t.yaml:10:3: access_log.level: unknown key (expected one of: path, format)"},
+        {OPS("access_log:\n  path: a\n  path: b\n"),
+         "t.yaml:10:3: access_log.path: duplicate key (first given at line 9)"},
+        /* error_log */
+        {OPS("error_log: \"\"\n"), "t.yaml:8:12: error_log: must not be empty"},
+        {OPS("error_log: {path: x}\n"),
+         "t.yaml:8:12: error_log: expected a string, found a mapping"},
+        {OPS("error_log: \"a\\0b\"\n"), "t.yaml:8:12: error_log: must not contain a NUL character"},
+        {OPS("error_log: stdout\n"),
+         "t.yaml:8:12: error_log: must be a file or stderr (write ./stdout for a file of that "
+         "name), found \"stdout\""},
+        {OPS("error_log: a\nerror_log: b\n"),
+         "t.yaml:9:1: error_log: duplicate key (first given at line 8)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *e = load_fail(cases[i].yaml);
+        if (strcmp(e, cases[i].expected) != 0)
+            fail_msg("case %zu: expected\n  %s\ngot:\n  %s", i, cases[i].expected, e);
+        free(e);
+    }
+
+    /* A token with a space, a control character or a non-ASCII letter: why, but never the value
+     * itself (the message may end up in a log). */
+    static const char *const tokens[] = {
+        "\"s3cret token\"", "\"s3cret\\ntoken\"", "\"s3cret\\ttoken\"", "\"s3cret\\rtoken\"",
+        "\" s3cret\"",      "\"s3cret\\x7f\"",    "\"s3cr\\u00e9t\"",   "\"s3cret\\e[0m\"",
+    };
+    char yaml[512], expected[1024];
+    for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
+        snprintf(yaml, sizeof(yaml), OPS("admin:\n  token: %s\n"), tokens[i]);
+        snprintf(expected, sizeof(expected), "t.yaml:9:10: admin.token: %s", token_why);
+        char *e = load_fail(yaml);
+        if (strcmp(e, expected) != 0)
+            fail_msg("token %s: expected\n  %s\ngot:\n  %s", tokens[i], expected, e);
+        assert_null(strstr(e, "s3cr"));
+        free(e);
+    }
+
+    /* Several problems at once, in document order; the default address is not filled in for a
+     * mapping with errors. */
+    char *e = load_fail(OPS("admin:\n  token: \"a b\"\n  port: 1\n"
+                            "access_log:\n  format: xml\n"
+                            "error_log: \"\"\n"));
+    snprintf(expected, sizeof(expected),
+             "t.yaml:9:10: admin.token: %s\n"
+             "t.yaml:10:3: admin.port: unknown key (expected one of: bind, token)\n"
+             "t.yaml:12:3: access_log.path: required key is missing\n"
+             "t.yaml:12:11: access_log.format: expected one of: json, combined, found \"xml\"\n"
+             "t.yaml:13:12: error_log: must not be empty",
+             token_why);
+    assert_string_equal(e, expected);
+    free(e);
+}
+
+/* The admin listener cannot take a traffic listener's address. */
+static void test_ops_admin_address_clash(void **state)
+{
+    (void)state;
+#define TWO_LISTENERS                                                                              \
+    "listeners:\n"                                                                                 \
+    "  - name: web\n"                                                                              \
+    "    bind: 127.0.0.1:8080\n"                                                                   \
+    "    pool: app\n"                                                                              \
+    "  - bind: 127.0.0.1:9900\n"                                                                   \
+    "    pool: app\n" POOLS /* lines 1-10 */
+    assert_only_error(TWO_LISTENERS "admin:\n  bind: 127.0.0.1:8080\n",
+                      "t.yaml:12:9: admin.bind: 127.0.0.1:8080 is already the address of "
+                      "listener web");
+    /* The default address: at the admin mapping, since there is no bind to point at. */
+    assert_only_error(TWO_LISTENERS "admin: {}\n",
+                      "t.yaml:11:8: admin.bind: 127.0.0.1:9900 (the default) is already the "
+                      "address of listener listener2");
+    assert_only_error(TWO_LISTENERS "admin:\n  token: abc\n",
+                      "t.yaml:12:3: admin.bind: 127.0.0.1:9900 (the default) is already the "
+                      "address of listener listener2");
+    /* Written before the listeners: still at admin.bind, reported once. */
+    assert_only_error("admin: {bind: '[::1]:8081'}\n"
+                      "listeners:\n"
+                      "  - {bind: '[::1]:8081', pool: app}\n"
+                      "  - {bind: '[::1]:8081', pool: app}\n" POOLS,
+                      "t.yaml:1:15: admin.bind: [::1]:8081 is already the address of listener "
+                      "listener1\n"
+                      "t.yaml:4:12: listeners[1].bind: address already used by another listener "
+                      "(first used at line 3)");
+    /* Along with other errors. */
+    char *e = load_fail(TWO_LISTENERS "admin:\n  bind: 127.0.0.1:8080\n  token: \"\"\n");
+    assert_string_equal(e, "t.yaml:12:9: admin.bind: 127.0.0.1:8080 is already the address of "
+                           "listener web\n"
+                           "t.yaml:13:10: admin.token: must not be empty");
+    free(e);
+
+    /* Other ports, or a disabled admin listener, are fine. */
+    struct conf *c = load_ok(TWO_LISTENERS "admin:\n  bind: 127.0.0.1:9901\n");
+    assert_int_equal(port_of(&c->admin.addr), 9901);
+    conf_free(c);
+    c = load_ok(TWO_LISTENERS "admin:\n");
+    assert_false(c->admin.enabled);
+    conf_free(c);
+#undef TWO_LISTENERS
+}
+
 /* ---- YAML level problems ---- */
 
 static void test_syntax_error(void **state)
@@ -1316,7 +1592,8 @@ static void test_encoding_errors(void **state)
     /* Control characters in keys are shown escaped, so each error stays one line. */
     assert_only_error("\"thr\\neads\": 1\n" MINIMAL,
                       "t.yaml:1:1: thr\\x0aeads: unknown key (expected one of: threads, "
-                      "log_level, shutdown_timeout, listeners, pools, timeouts, limits)");
+                      "log_level, shutdown_timeout, listeners, pools, timeouts, limits, admin, "
+                      "access_log, error_log)");
 }
 
 static void test_second_document(void **state)
@@ -1420,6 +1697,20 @@ static void test_mangled_health_input(void **state)
         "fast_interval: 100ms, down_interval: 9s, timeout: 500ms, rise: 2, fall: 3}\n"
         "    passive: {consecutive_failures: 5, failure_status: 500-504, ejection_time: 10s, "
         "max_ejection_time: 1m, max_ejected_percent: 10}\n";
+    int loaded = load_mangled(base, 3000);
+    assert_true(loaded > 0 && loaded < 3000);
+}
+
+/* And for the admin listener and the logs: the switch mappings, the token check, the address
+ * clash and the defaults filled in by a finish hook. */
+static void test_mangled_ops_input(void **state)
+{
+    (void)state;
+    static const char base[] = "listeners: [{name: web, bind: '127.0.0.1:8080', pool: app}]\n"
+                               "pools:\n  - name: app\n    servers: [{address: 127.0.0.1:9001}]\n"
+                               "admin:\n  bind: '127.0.0.1:9900'\n  token: s3cret\n"
+                               "access_log: {path: /var/log/a.log, format: combined}\n"
+                               "error_log: stderr\n";
     int loaded = load_mangled(base, 3000);
     assert_true(loaded > 0 && loaded < 3000);
 }
@@ -1743,6 +2034,143 @@ static void test_health_flags_invalid(void **state)
     conf_free(c);
 }
 
+static void test_ops_flags(void **state)
+{
+    (void)state;
+    char *err = (char *)"untouched";
+
+    /* Before --listen and --server. */
+    struct conf *c = conf_new();
+    assert_non_null(c);
+    assert_int_equal(conf_set_admin_flag(c, "127.0.0.1:9901", &err), 0);
+    assert_null(err);
+    err = (char *)"untouched";
+    assert_int_equal(conf_set_access_log_flag(c, "stdout", &err), 0);
+    assert_null(err);
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_null(err);
+    assert_true(c->admin.enabled);
+    assert_string_equal(c->admin.bind, "127.0.0.1:9901");
+    assert_int_equal(port_of(&c->admin.addr), 9901);
+    assert_null(c->admin.token);
+    assert_true(c->access_log.enabled);
+    assert_string_equal(c->access_log.path, "stdout");
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON);
+    assert_null(c->error_log);
+    check_defaults(c);
+    conf_free(c);
+
+    /* After them; given twice, the last counts. */
+    c = flags_conf();
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_admin_flag(c, "127.0.0.1:9901", &err), 0);
+    assert_int_equal(conf_set_admin_flag(c, "[::1]:9902", &err), 0);
+    assert_int_equal(conf_set_access_log_flag(c, "stderr", &err), 0);
+    assert_int_equal(conf_set_access_log_flag(c, "/tmp/no/such/dir/access.log", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_string_equal(c->admin.bind, "[::1]:9902");
+    assert_int_equal(c->admin.addr.ss.ss_family, AF_INET6);
+    assert_int_equal(port_of(&c->admin.addr), 9902);
+    assert_string_equal(c->access_log.path, "/tmp/no/such/dir/access.log");
+    assert_int_equal(c->access_log.format, CONF_LOG_JSON);
+    conf_free(c);
+
+    /* Without them, both stay off. */
+    c = flags_conf();
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    check_ops_defaults(c);
+    conf_free(c);
+
+    /* An enabled admin listener without an address gets the default one from conf_finish(). */
+    c = flags_conf();
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    c->admin.enabled = true;
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_string_equal(c->admin.bind, "127.0.0.1:9900");
+    assert_int_equal(port_of(&c->admin.addr), 9900);
+    conf_free(c);
+}
+
+static void expect_ops_flag_error(bool admin, const char *value, const char *expected)
+{
+    struct conf *c = conf_new();
+    char *err = NULL;
+    assert_non_null(c);
+    int rc = admin ? conf_set_admin_flag(c, value, &err) : conf_set_access_log_flag(c, value, &err);
+    assert_int_equal(rc, -1);
+    assert_non_null(err);
+    if (strcmp(err, expected) != 0)
+        fail_msg("expected\n  %s\ngot\n  %s", expected, err);
+    free(err);
+    check_ops_defaults(c); /* nothing half-set */
+    conf_free(c);
+}
+
+static void test_ops_flags_invalid(void **state)
+{
+    (void)state;
+    expect_ops_flag_error(true, "nope", "--admin nope: expected host:port");
+    expect_ops_flag_error(true, "9900", "--admin 9900: expected host:port");
+    expect_ops_flag_error(true, "127.0.0.1:x",
+                          "--admin 127.0.0.1:x: invalid port (expected 0-65535)");
+    expect_ops_flag_error(true, "::1:9900",
+                          "--admin ::1:9900: an IPv6 address must be written in brackets: "
+                          "[::1]:8080");
+    expect_ops_flag_error(true, "127.0.0.1:\n",
+                          "--admin 127.0.0.1:\\x0a: invalid port (expected 0-65535)");
+    expect_ops_flag_error(true, "", "--admin : expected host:port");
+    expect_ops_flag_error(true, NULL, "--admin : expected host:port");
+    expect_ops_flag_error(false, "", "--access-log : the path must not be empty");
+    expect_ops_flag_error(false, NULL, "--access-log : the path must not be empty");
+
+    /* A failed flag keeps the earlier value; a NULL error pointer is allowed. */
+    struct conf *c = flags_conf();
+    char *err = NULL;
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_admin_flag(c, "127.0.0.1:9901", &err), 0);
+    assert_int_equal(conf_set_access_log_flag(c, "a.log", &err), 0);
+    assert_int_equal(conf_set_admin_flag(c, "nope", NULL), -1);
+    assert_int_equal(conf_set_access_log_flag(c, "", NULL), -1);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_string_equal(c->admin.bind, "127.0.0.1:9901");
+    assert_string_equal(c->access_log.path, "a.log");
+    conf_free(c);
+
+    /* The admin address is a listener's: found by conf_finish() whichever flag came first. */
+    for (int admin_first = 0; admin_first < 2; admin_first++) {
+        c = conf_new();
+        assert_non_null(c);
+        if (admin_first)
+            assert_int_equal(conf_set_admin_flag(c, "127.0.0.1:8080", &err), 0);
+        assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8081", &err), 0);
+        assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8080", &err), 0);
+        assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+        if (!admin_first)
+            assert_int_equal(conf_set_admin_flag(c, "127.0.0.1:8080", &err), 0);
+        assert_int_equal(conf_finish(c, &err), -1);
+        assert_string_equal(err, "--admin 127.0.0.1:8080: address already used by --listen "
+                                 "127.0.0.1:8080");
+        free(err);
+        conf_free(c);
+    }
+
+    /* The default admin address too, along with the other flag errors. */
+    c = flags_conf();
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:9900", &err), 0);
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:9900", &err), 0);
+    c->admin.enabled = true;
+    assert_int_equal(conf_finish(c, &err), -1);
+    assert_string_equal(err, "no backend server: give at least one --server ADDR\n"
+                             "--admin 127.0.0.1:9900: address already used by --listen "
+                             "127.0.0.1:9900\n"
+                             "--listen 127.0.0.1:9900: address already used by another listener");
+    free(err);
+    conf_free(c);
+}
+
 static void test_conf_free_null(void **state)
 {
     (void)state;
@@ -1778,18 +2206,25 @@ int main(void)
         cmocka_unit_test(test_status_sets),
         cmocka_unit_test(test_status_set_errors),
         cmocka_unit_test(test_health_errors),
+        cmocka_unit_test(test_ops_full),
+        cmocka_unit_test(test_ops_defaults),
+        cmocka_unit_test(test_ops_errors),
+        cmocka_unit_test(test_ops_admin_address_clash),
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_encoding_errors),
         cmocka_unit_test(test_second_document),
         cmocka_unit_test(test_too_many_entries),
         cmocka_unit_test(test_mangled_input),
         cmocka_unit_test(test_mangled_health_input),
+        cmocka_unit_test(test_mangled_ops_input),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_flags_valid),
         cmocka_unit_test(test_flags_invalid),
         cmocka_unit_test(test_flags_repeated_option_overrides),
         cmocka_unit_test(test_health_flags),
         cmocka_unit_test(test_health_flags_invalid),
+        cmocka_unit_test(test_ops_flags),
+        cmocka_unit_test(test_ops_flags_invalid),
         cmocka_unit_test(test_conf_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
