@@ -472,8 +472,8 @@ static void route_server(struct admin_conn *c, uint8_t method, const char *pool,
         respond_error(c, 400, "nothing to change: give \"state\" and/or \"weight\"", NULL);
         return;
     }
-    answer_command(c, control_set_server(pool, name, admin, weight, &error), error, 200, pool,
-                   name);
+    int status = control_set_server(pool, name, admin, weight, &error); /* sets error */
+    answer_command(c, status, error, 200, pool, name);
 }
 
 static void route_add(struct admin_conn *c, uint8_t method, const char *pool, const char *body,

@@ -28,6 +28,7 @@
 #include "conf.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "worker.h"
@@ -344,7 +345,9 @@ static void on_wake(struct loop *loop, void *arg)
         checker_eject_requests(ctl.checker);
     if (atomic_exchange(&ctl.reload_wanted, false)) {
         char *errors = NULL;
+        notify_send("RELOADING=1");
         control_reload(&errors);
+        notify_send("READY=1");
         free(errors);
     }
 }

@@ -26,6 +26,7 @@
 #include "conf.h"
 #include "control.h"
 #include "log.h"
+#include "notify.h"
 #include "snapshot.h"
 #include "worker.h"
 
@@ -368,8 +369,10 @@ int main(int argc, char **argv)
         else
             started++;
     }
-    if (status == 0)
+    if (status == 0) {
         describe(snap->conf, nthreads);
+        notify_send("READY=1");
+    }
 
     bool stopping = status != 0;
     for (unsigned i = 0; stopping && i < started; i++)
@@ -393,6 +396,7 @@ int main(int argc, char **argv)
         }
     }
     if (status == 0) {
+        notify_send("STOPPING=1");
         for (unsigned i = 0; i < started; i++)
             worker_request_stop(workers[i]);
         /* Wait for graceful completion, but let a second signal cut it short. */

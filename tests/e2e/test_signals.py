@@ -63,3 +63,62 @@ class SignalTest(FulcrumTestCase):
         self.assertEqual(f.wait(10), 0)
         self.assertLess(time.monotonic() - t0, 3)
         s.close()
+
+
+class StopUnderLoadTest(FulcrumTestCase):
+    def test_no_response_cut_by_a_stop(self):
+        """SIGTERM during a load of downloads: every response that began is completed. (A
+        request sent on a keep-alive connection just as it closes gets no response at all,
+        which clients retry; a response cut in the middle is what must never happen.)"""
+        import http.client
+        bs = [self.backend("b%d" % i) for i in range(2)]
+        f = self.fulcrum(config([("s%d" % i, b.address) for i, b in enumerate(bs)], threads=2))
+        stop = threading.Event()
+        counts = {"complete": 0, "cut": 0, "no_response": 0}
+        lock = threading.Lock()
+
+        def client(i):
+            size = 300000 + 1000 * i
+            while not stop.is_set():
+                try:
+                    s = connect(f.port)
+                except OSError:
+                    with lock:
+                        counts["no_response"] += 1
+                    return  # the listener is gone
+                r = Reader(s)
+                try:
+                    for _ in range(5):
+                        s.sendall(b"GET /?size=%d HTTP/1.1\r\nHost: h\r\n\r\n" % size)
+                        head = __import__("harness").Response()
+                        try:
+                            r.read_head(head)
+                        except (EOFError, OSError, ValueError):
+                            with lock:
+                                counts["no_response"] += 1
+                            break
+                        # the response began: it must complete
+                        r.buf = head.raw_head + r.buf
+                        try:
+                            resp = r.read_response()
+                            ok = resp.status == 200 and len(resp.body) == size
+                        except (EOFError, OSError):
+                            ok = False
+                        with lock:
+                            counts["complete" if ok else "cut"] += 1
+                        if not ok or resp.header("Connection") == "close":
+                            break
+                finally:
+                    s.close()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: counts["complete"] >= 30, what="load to run")
+        f.signal(signal.SIGTERM)
+        self.assertEqual(f.wait(15), 0)
+        stop.set()
+        for t in threads:
+            t.join()
+        print("\n    stop under load: %s" % counts)
+        self.assertEqual(counts["cut"], 0)
+        self.assertGreater(counts["complete"], 30)
