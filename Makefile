@@ -118,10 +118,46 @@ fmt:
 fmt-check:
 	clang-format --dry-run --Werror src/*.c src/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
 
+# make install [PREFIX=/usr/local] [DESTDIR=staging dir]: binaries, man pages, the systemd unit,
+# the example configuration and the documentation. An existing fulcrum.yaml is never overwritten,
+# and make uninstall leaves it in place.
 PREFIX ?= /usr/local
+ifeq ($(patsubst %/,%,$(PREFIX)),/usr)
+SYSCONFDIR ?= /etc
+else
+SYSCONFDIR ?= $(PREFIX)/etc
+endif
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/fulcrum
+INSTALL_DOCS := README.md $(wildcard docs/*.md)
+
+.PHONY: uninstall
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BUILD)/fulcrum $(BUILD)/fulcrum-backend $(DESTDIR)$(PREFIX)/bin/
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(MANDIR)/man5" \
+	    "$(DESTDIR)$(SYSCONFDIR)/fulcrum" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(DOCDIR)"
+	install -m 755 $(BUILD)/fulcrum $(BUILD)/fulcrum-backend "$(DESTDIR)$(BINDIR)/"
+	gzip -9nc docs/man/fulcrum.8 > "$(DESTDIR)$(MANDIR)/man8/fulcrum.8.gz"
+	gzip -9nc docs/man/fulcrum.yaml.5 > "$(DESTDIR)$(MANDIR)/man5/fulcrum.yaml.5.gz"
+	chmod 644 "$(DESTDIR)$(MANDIR)/man8/fulcrum.8.gz" "$(DESTDIR)$(MANDIR)/man5/fulcrum.yaml.5.gz"
+	install -m 644 packaging/fulcrum.yaml "$(DESTDIR)$(SYSCONFDIR)/fulcrum/fulcrum.yaml.example"
+	test -e "$(DESTDIR)$(SYSCONFDIR)/fulcrum/fulcrum.yaml" || \
+	    install -m 644 packaging/fulcrum.yaml "$(DESTDIR)$(SYSCONFDIR)/fulcrum/fulcrum.yaml"
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/fulcrum.service \
+	    > "$(DESTDIR)$(UNITDIR)/fulcrum.service"
+	chmod 644 "$(DESTDIR)$(UNITDIR)/fulcrum.service"
+	install -m 644 $(INSTALL_DOCS) "$(DESTDIR)$(DOCDIR)/"
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/fulcrum" "$(DESTDIR)$(BINDIR)/fulcrum-backend" \
+	    "$(DESTDIR)$(MANDIR)/man8/fulcrum.8.gz" "$(DESTDIR)$(MANDIR)/man5/fulcrum.yaml.5.gz" \
+	    "$(DESTDIR)$(SYSCONFDIR)/fulcrum/fulcrum.yaml.example" \
+	    "$(DESTDIR)$(UNITDIR)/fulcrum.service" \
+	    $(patsubst %,"$(DESTDIR)$(DOCDIR)/%",$(notdir $(INSTALL_DOCS)))
+	! test -d "$(DESTDIR)$(DOCDIR)" || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$(DOCDIR)"
+	! test -d "$(DESTDIR)$(SYSCONFDIR)/fulcrum" || \
+	    rmdir --ignore-fail-on-non-empty "$(DESTDIR)$(SYSCONFDIR)/fulcrum"
 
 clean:
 	rm -rf build build-asan build-fuzz
