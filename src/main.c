@@ -22,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <yaml.h>
+
 #include "accesslog.h"
 #include "conf.h"
 #include "control.h"
@@ -56,8 +59,13 @@ static void usage(FILE *out)
         "  --listen ADDR         accept clients on ADDR (repeatable): 127.0.0.1:8080,\n"
         "                        [::1]:8080, or :8080 for every address\n"
         "  --server ADDR[,weight=N][,name=NAME]\n"
-        "                        add a backend server to the pool (repeatable); weight 0-256,\n"
-        "                        default 1\n"
+        "                        add a backend server to the pool (repeatable); weight\n"
+        "                        0-256, default 1\n"
+        "  --health-check PATH   check every server with GET PATH (2xx-3xx passes)\n"
+        "  --health-interval DUR time between checks (default 2s), e.g. 500ms, 5s\n"
+        "  --admin ADDR          admin API, metrics and dashboard on ADDR\n"
+        "                        (e.g. 127.0.0.1:9900)\n"
+        "  --access-log PATH     JSON access log to PATH, or stdout\n"
         "\n"
         "Options:\n"
         "  --threads N           worker threads (default: one per CPU); overrides the file\n"
@@ -65,7 +73,8 @@ static void usage(FILE *out)
         "  -v, --version         print the version and build options\n"
         "  -h, --help            print this help\n"
         "\n"
-        "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
+        "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish); SIGHUP\n"
+        "reloads the configuration file; SIGUSR1 reopens the log files.\n"
         "\n"
         "Example:\n"
         "  fulcrum --listen 127.0.0.1:8080 --server 127.0.0.1:9001 --server "
@@ -75,15 +84,17 @@ static void usage(FILE *out)
 static void version(void)
 {
     printf("fulcrum %s (git %s)\n", FULCRUM_VERSION, FULCRUM_GIT_REV);
-    printf("built with: %s, libyaml, epoll, SO_REUSEPORT\n",
+    printf("compiler: %s\n",
 #if defined(__clang__)
            "clang " __clang_version__
 #elif defined(__GNUC__)
            "gcc " __VERSION__
 #else
-           "unknown compiler"
+           "unknown"
 #endif
     );
+    printf("libraries: libyaml %s, jansson %s\n", yaml_get_version_string(), jansson_version_str());
+    printf("features: epoll, SO_REUSEPORT, sd_notify, admin API, Prometheus metrics, access log\n");
 #if defined(__SANITIZE_ADDRESS__)
     printf("sanitizers: address\n");
 #endif
