@@ -364,10 +364,14 @@ static void stats_json(struct conn *c)
         name[j++] = *p;
     }
     name[j] = '\0';
+    /* requests read and not answered yet: held by delay= or hang= (tests wait on this) */
+    uint64_t held = 0;
+    for (const struct conn *k = srv.conns; k; k = k->next)
+        held += k->state == ST_WAIT || k->state == ST_HANG;
     text_set(c,
              "{\"name\":\"%s\",\"connections\":%" PRIu64 ",\"active_connections\":%" PRIu64
-             ",\"requests\":%" PRIu64 ",\"healthy\":%s}\n",
-             name, srv.connections, srv.active, srv.requests, srv.healthy ? "true" : "false");
+             ",\"requests\":%" PRIu64 ",\"held_requests\":%" PRIu64 ",\"healthy\":%s}\n",
+             name, srv.connections, srv.active, srv.requests, held, srv.healthy ? "true" : "false");
 }
 
 /* The final head; all of it fits since HEAD_ROOM was free when the request was parsed. */

@@ -427,91 +427,114 @@ static int close_or_linger(struct session *s)
 
 /* ---- socket I/O: one read or write per call ---- */
 
-static int client_read(struct session *s, uint32_t limit)
+/*
+ * One read into b, up to limit, keeping io->ready true to the socket (edge-triggered epoll
+ * reports nothing new for bytes already there): a short read drained it, unless a FIN is
+ * pending, which one more read must see. Returns the byte count with IO_DONE, or IO_BLOCKED
+ * (no room, or nothing to read), IO_EOF, IO_ERROR (errno set).
+ */
+static int io_read(struct loop_io *io, struct buf *b, uint32_t limit, size_t *got)
 {
-    struct worker *w = s->w;
-    if (!(s->io.ready & LOOP_READABLE))
+    if (!(io->ready & LOOP_READABLE))
         return IO_BLOCKED;
-    if (!s->in.data && buf_get(&w->bufs, &s->in) < 0)
-        return IO_ERROR;
-    if (s->in.end >= limit && s->in.start > 0)
-        buf_compact(&s->in);
-    if (s->in.end >= limit)
+    if (b->end >= limit && b->start > 0)
+        buf_compact(b);
+    if (b->end >= limit)
         return IO_BLOCKED;
-    size_t room = limit - s->in.end;
-    ssize_t n = read(s->io.fd, s->in.data + s->in.end, room);
+    size_t room = limit - b->end;
+    ssize_t n = read(io->fd, b->data + b->end, room);
+    *got = n > 0 ? (size_t)n : 0;
     if (n > 0) {
-        s->in.end += (uint32_t)n;
-        /* A short read drained the socket; with a pending FIN one more read must see it. */
-        if ((size_t)n < room && !(s->io.ready & LOOP_RDHUP))
-            s->io.ready &= ~LOOP_READABLE;
-        s->client_io_ms = now_ms(s);
+        b->end += (uint32_t)n;
+        if ((size_t)n < room && !(io->ready & LOOP_RDHUP))
+            io->ready &= ~LOOP_READABLE;
         return IO_DONE;
     }
     if (n == 0) {
-        s->io.ready &= ~LOOP_READABLE;
-        s->client_eof = true;
+        io->ready &= ~LOOP_READABLE;
         return IO_EOF;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        s->io.ready &= ~LOOP_READABLE;
+        io->ready &= ~LOOP_READABLE;
         return IO_BLOCKED;
     }
     return errno == EINTR ? IO_DONE : IO_ERROR;
 }
 
-static int client_write(struct session *s)
+/* One write of len bytes at p; a short write means the socket's buffer is full. Same results as
+ * io_read; *sent is the count. */
+static int io_write(struct loop_io *io, const char *p, size_t len, size_t *sent)
 {
-    if (!s->resp_fwd || !(s->io.ready & LOOP_WRITABLE))
+    *sent = 0;
+    if (!len || !(io->ready & LOOP_WRITABLE))
         return IO_BLOCKED;
-    ssize_t n = write(s->io.fd, s->out.data + s->out.start, s->resp_fwd);
+    ssize_t n = write(io->fd, p, len);
     if (n > 0) {
-        if ((uint32_t)n > s->interim_len) {
-            s->interim_len = 0;
-            s->final_started = s->resp_state != RS_WAIT;
-        } else {
-            s->interim_len -= (uint32_t)n;
-        }
-        s->out.start += (uint32_t)n;
-        s->resp_fwd -= (uint32_t)n;
-        s->bytes_out += (uint64_t)n;
-        if (s->resp_fwd)
-            s->io.ready &= ~LOOP_WRITABLE;
-        if (s->out.start == s->out.end)
-            s->out.start = s->out.end = 0;
-        s->client_io_ms = now_ms(s);
+        *sent = (size_t)n;
+        if ((size_t)n < len)
+            io->ready &= ~LOOP_WRITABLE;
         return IO_DONE;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        s->io.ready &= ~LOOP_WRITABLE;
+        io->ready &= ~LOOP_WRITABLE;
         return IO_BLOCKED;
     }
-    return (n < 0 && errno == EINTR) ? IO_DONE : IO_ERROR;
+    if (n < 0 && errno == EINTR)
+        return IO_DONE;
+    if (n == 0)
+        errno = EPIPE;
+    return IO_ERROR;
+}
+
+static int client_read(struct session *s, uint32_t limit)
+{
+    if (!s->in.data && (s->io.ready & LOOP_READABLE) && buf_get(&s->w->bufs, &s->in) < 0)
+        return IO_ERROR;
+    size_t n;
+    int r = io_read(&s->io, &s->in, limit, &n);
+    if (r == IO_DONE)
+        s->client_io_ms = now_ms(s);
+    else if (r == IO_EOF)
+        s->client_eof = true;
+    return r;
+}
+
+static int client_write(struct session *s)
+{
+    size_t n;
+    int r = io_write(&s->io, s->out.data + s->out.start, s->resp_fwd, &n);
+    if (!n)
+        return r;
+    if (n > s->interim_len) {
+        s->interim_len = 0;
+        s->final_started = s->resp_state != RS_WAIT;
+    } else {
+        s->interim_len -= (uint32_t)n;
+    }
+    s->out.start += (uint32_t)n;
+    s->resp_fwd -= (uint32_t)n;
+    s->bytes_out += n;
+    if (s->out.start == s->out.end)
+        s->out.start = s->out.end = 0;
+    s->client_io_ms = now_ms(s);
+    return r;
 }
 
 static int server_write(struct session *s)
 {
     struct upstream *u = s->up;
-    uint32_t len = s->req_fwd - s->req_sent;
-    if (!len || u->connecting || !(u->io.ready & LOOP_WRITABLE))
+    if (u->connecting)
         return IO_BLOCKED;
-    ssize_t n = write(u->io.fd, s->in.data + s->in.start + s->req_sent, len);
-    if (n > 0) {
+    size_t n;
+    int r = io_write(&u->io, s->in.data + s->in.start + s->req_sent, s->req_fwd - s->req_sent, &n);
+    if (r == IO_ERROR)
+        s->up_errno = errno;
+    if (n) {
         s->req_sent += (uint32_t)n;
         s->sent_any = true;
-        if ((uint32_t)n < len)
-            u->io.ready &= ~LOOP_WRITABLE;
         s->server_io_ms = now_ms(s);
-        return IO_DONE;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        u->io.ready &= ~LOOP_WRITABLE;
-        return IO_BLOCKED;
-    }
-    if (n < 0 && errno == EINTR)
-        return IO_DONE;
-    s->up_errno = n < 0 ? errno : EPIPE;
-    return IO_ERROR;
+    return r;
 }
 
 static int server_read(struct session *s)
@@ -526,33 +549,17 @@ static int server_read(struct session *s)
     }
     /* While a head is awaited, leave room for rewriting it in place. */
     uint32_t limit = s->resp_state == RS_WAIT ? w->bufs.size - w->rewrite_reserve : w->bufs.size;
-    if (s->out.end >= limit && s->out.start > 0)
-        buf_compact(&s->out);
-    if (s->out.end >= limit)
-        return IO_BLOCKED;
-    size_t room = limit - s->out.end;
-    ssize_t n = read(u->io.fd, s->out.data + s->out.end, room);
-    if (n > 0) {
-        s->out.end += (uint32_t)n;
-        s->resp_bytes += (uint64_t)n;
-        if ((size_t)n < room && !(u->io.ready & LOOP_RDHUP))
-            u->io.ready &= ~LOOP_READABLE;
+    size_t n;
+    int r = io_read(&u->io, &s->out, limit, &n);
+    if (r == IO_DONE) {
+        s->resp_bytes += n;
         s->server_io_ms = now_ms(s);
-        return IO_DONE;
-    }
-    if (n == 0) {
-        u->io.ready &= ~LOOP_READABLE;
+    } else if (r == IO_EOF) {
         s->server_eof = true;
-        return IO_EOF;
+    } else if (r == IO_ERROR) {
+        s->up_errno = errno;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        u->io.ready &= ~LOOP_READABLE;
-        return IO_BLOCKED;
-    }
-    if (errno == EINTR)
-        return IO_DONE;
-    s->up_errno = errno;
-    return IO_ERROR;
+    return r;
 }
 
 /* ---- responses fulcrum writes itself ---- */

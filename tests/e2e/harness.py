@@ -493,3 +493,72 @@ class FulcrumTestCase(unittest.TestCase):
             b.close()
         if problems:
             self.fail("\n".join(problems))
+
+
+def served_by(port, n, path="/"):
+    """Sends n GETs on one keep-alive connection; returns the X-Backend of each answer (all
+    must be 200)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    seen = []
+    try:
+        for _ in range(n):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, "status %d" % r.status
+            seen.append(r.getheader("X-Backend"))
+    finally:
+        conn.close()
+    return seen
+
+
+class Load:
+    """GET clients in threads, each on its own keep-alive connection (or a new connection per
+    request, for every second client when mix_new is set), until stop(). Counts what they saw."""
+
+    def __init__(self, port, clients=4, mix_new=False):
+        self.port = port
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.counts = {"ok": 0, "bad_status": 0, "errors": 0}
+        self.served = {}
+        self.threads = [threading.Thread(target=self._run, args=(not (mix_new and i % 2),))
+                        for i in range(clients)]
+
+    def _run(self, keep_alive):
+        conn = None
+        while not self.stopping.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                r.read()
+                with self.lock:
+                    if r.status == 200:
+                        self.counts["ok"] += 1
+                        name = r.getheader("X-Backend")
+                        self.served[name] = self.served.get(name, 0) + 1
+                    else:
+                        self.counts["bad_status"] += 1
+                if not keep_alive:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.counts["errors"] += 1
+                    self.counts.setdefault("first_error", repr(e))
+                conn = None
+        if conn:
+            conn.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join()
+        return self.counts

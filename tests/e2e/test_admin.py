@@ -15,8 +15,8 @@ import tempfile
 import threading
 import time
 
-from harness import (FulcrumTestCase, config, connect, free_port, get, port_open, wait_for,
-                     Reader)
+from harness import (FulcrumTestCase, Reader, config, connect, free_port, get, port_open,
+                     served_by, wait_for)
 
 
 def api(port, method, path, body=None, token=None, raw_auth=None):
@@ -44,18 +44,6 @@ def api(port, method, path, body=None, token=None, raw_auth=None):
 def admin_extra(port, token=None):
     return "admin:\n  bind: 127.0.0.1:%d\n%s" % (port, "  token: \"%s\"\n" % token if token
                                                   else "")
-
-
-def served_by(port, n):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    seen = []
-    for _ in range(n):
-        conn.request("GET", "/")
-        r = conn.getresponse()
-        r.read()
-        seen.append(r.getheader("X-Backend"))
-    conn.close()
-    return seen
 
 
 def server(state, pool, name):
@@ -259,6 +247,7 @@ class MetricsTest(FulcrumTestCase):
         aport = free_port()
         f = self.fulcrum(config([("s0", b.address)], extra=admin_extra(aport),
                                 pool_extra="    health_check:\n      interval: 100ms\n"))
+        wait_for(lambda: port_open(aport), what="admin listener")
         wait_for(lambda: (self.value(self.scrape(aport), 'fulcrum_health_checks_total{pool='
                                      '"app",server="s0",result="pass"}') or 0) >= 3,
                  what="three passing checks")

@@ -6,27 +6,14 @@ import socket
 import threading
 import time
 
-from harness import FulcrumTestCase, Reader, config, connect, get, wait_for
-
-
-def backends_seen(port, n, path="/"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    seen = []
-    for _ in range(n):
-        conn.request("GET", path)
-        r = conn.getresponse()
-        r.read()
-        assert r.status == 200, r.status
-        seen.append(r.getheader("X-Backend"))
-    conn.close()
-    return seen
+from harness import FulcrumTestCase, Reader, config, connect, get, served_by, wait_for
 
 
 class BalanceTest(FulcrumTestCase):
     def test_equal_weights_exact_share(self):
         bs = [self.backend("b%d" % i) for i in range(3)]
         f = self.fulcrum(config([("s%d" % i, b.address) for i, b in enumerate(bs)]))
-        seen = backends_seen(f.port, 3 * 50)
+        seen = served_by(f.port, 3 * 50)
         for b in bs:
             self.assertEqual(seen.count(b.name), 50)
         # what the backends counted agrees with what the client saw
@@ -37,7 +24,7 @@ class BalanceTest(FulcrumTestCase):
         bs = [self.backend("b%d" % i) for i in range(3)]
         f = self.fulcrum(config([("s0", bs[0].address, 1), ("s1", bs[1].address, 1),
                                  ("s2", bs[2].address, 2)]))
-        seen = backends_seen(f.port, 200)
+        seen = served_by(f.port, 200)
         for start in range(len(seen) - 3):
             window = seen[start:start + 4]
             self.assertEqual((window.count("b0"), window.count("b1"), window.count("b2")),

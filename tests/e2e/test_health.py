@@ -13,8 +13,8 @@ import struct
 import threading
 import time
 
-from harness import (SANITIZED, Backend, FulcrumTestCase, Reader, config, connect, exchange,
-                     free_port, get, wait_for)
+from harness import (SANITIZED, Backend, FulcrumTestCase, Load, Reader, config, connect,
+                     exchange, free_port, get, served_by, wait_for)
 
 SLACK = 0.4 if SANITIZED else 0.25
 
@@ -33,19 +33,6 @@ def wait_log(f, pattern, timeout=10.0, after=0):
     def found():
         return re.search(pattern, f.log()[after:])
     return wait_for(found, timeout=timeout, interval=0.005, what="log line /%s/" % pattern)
-
-
-def served_by(port, n, path="/"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    seen = []
-    for _ in range(n):
-        conn.request("GET", path)
-        r = conn.getresponse()
-        r.read()
-        assert r.status == 200, r.status
-        seen.append(r.getheader("X-Backend"))
-    conn.close()
-    return seen
 
 
 def check_conf(interval="300ms", fast="100ms", timeout="200ms", rise=2, fall=3, extra=""):
@@ -192,34 +179,7 @@ class KillUnderLoadTest(FulcrumTestCase):
         f = self.fulcrum(config([("s%d" % i, b.address) for i, b in enumerate(bs)], threads=2,
                                 pool_extra=check_conf(interval="500ms", fast="200ms",
                                                       timeout="300ms")))
-        stop = threading.Event()
-        counts = {"ok": 0, "bad_status": 0, "errors": 0}
-        served = {}
-        lock = threading.Lock()
-
-        def client():
-            conn = None
-            while not stop.is_set():
-                try:
-                    if conn is None:
-                        conn = http.client.HTTPConnection("127.0.0.1", f.port, timeout=10)
-                    conn.request("GET", "/")
-                    r = conn.getresponse()
-                    r.read()
-                    with lock:
-                        if r.status == 200:
-                            counts["ok"] += 1
-                            name = r.getheader("X-Backend")
-                            served[name] = served.get(name, 0) + 1
-                        else:
-                            counts["bad_status"] += 1
-                except (OSError, http.client.HTTPException):
-                    with lock:
-                        counts["errors"] += 1
-                    conn = None
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
+        load = Load(f.port, clients=4).start()
         try:
             start = time.monotonic()
             wait_for(lambda: time.monotonic() - start >= 3, timeout=5, what="3 s of load")
@@ -227,15 +187,14 @@ class KillUnderLoadTest(FulcrumTestCase):
             victim.stop(signal.SIGKILL)
             killed_at = time.monotonic()
             wait_for(lambda: time.monotonic() - killed_at >= 10, timeout=12, what="10 s down")
-            with lock:
-                before_restart = served.get("b1", 0)
+            with load.lock:
+                before_restart = load.served.get("b1", 0)
             restarted = self.backend("b1", port=victim.port)
             wait_log(f, r"server s1: DOWN -> UP", timeout=8)
             wait_for(lambda: time.monotonic() - start >= 20, timeout=12, what="20 s of load")
         finally:
-            stop.set()
-            for t in threads:
-                t.join()
+            counts = load.stop()
+        served = load.served
         print("\n    %s; served: %s" % (counts, served))
         self.assertEqual(counts["bad_status"], 0)
         self.assertEqual(counts["errors"], 0)
