@@ -54,13 +54,7 @@
 #include "log.h"
 #include "loop.h"
 #include "net.h"
-
-#ifndef FULCRUM_VERSION
-#define FULCRUM_VERSION "unknown"
-#endif
-#ifndef FULCRUM_GIT_REV
-#define FULCRUM_GIT_REV "unknown"
-#endif
+#include "version.h"
 
 #define MAX_HEAD_BYTES (64u * 1024)
 #define MAX_FIELDS     200

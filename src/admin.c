@@ -38,6 +38,7 @@
 #include "pool.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "version.h"
 
 #ifndef FULCRUM_VERSION
 #define FULCRUM_VERSION "0.0.0"

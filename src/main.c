@@ -31,14 +31,8 @@
 #include "log.h"
 #include "notify.h"
 #include "snapshot.h"
+#include "version.h"
 #include "worker.h"
-
-#ifndef FULCRUM_VERSION
-#define FULCRUM_VERSION "0.0.0"
-#endif
-#ifndef FULCRUM_GIT_REV
-#define FULCRUM_GIT_REV "unknown"
-#endif
 
 static void usage(FILE *out)
 {

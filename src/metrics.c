@@ -33,13 +33,7 @@
 #include "pool.h"
 #include "snapshot.h"
 #include "stats.h"
-
-#ifndef FULCRUM_VERSION
-#define FULCRUM_VERSION "0.0.0"
-#endif
-#ifndef FULCRUM_GIT_REV
-#define FULCRUM_GIT_REV "unknown"
-#endif
+#include "version.h"
 
 static const char *const class_names[STATS_CLASSES] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 static const char *const state_names[] = {"up", "down", "ejected", "draining", "maint"};
