@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import threading
-import time
 
 from harness import (SANITIZED, FulcrumTestCase, Load, Reader, config, connect, fd_count,
                      free_port, get, port_open, rss_kib, served_by, wait_for)
@@ -140,18 +139,26 @@ class ReloadUnderLoadTest(FulcrumTestCase):
         f = self.fulcrum(two)
         path = f.config_path
         load = Load(f.port, clients=4, mix_new=True).start()
+
+        def reload_with(text, log_line):
+            n = f.log().count(log_line)
+            with open(path, "w") as fh:
+                fh.write(text.replace("{port}", str(f.port)))
+            f.signal(signal.SIGHUP)
+            wait_for(lambda: f.log().count(log_line) > n, what=log_line)
+            # let some traffic run on what is now in force before the next change
+            ok = load.counts["ok"]
+            wait_for(lambda: load.counts["ok"] >= ok + 25, what="traffic after the reload")
+
         try:
             for i in range(20):
-                n = f.log().count("configuration reloaded")
-                with open(path, "w") as fh:
-                    fh.write((three if i % 2 == 0 else two).replace("{port}", str(f.port)))
-                f.signal(signal.SIGHUP)
-                wait_for(lambda: f.log().count("configuration reloaded") > n,
-                         what="reload %d" % (i + 1))
-                time.sleep(0.1)  # let traffic run on this configuration for a moment
+                reload_with(three if i % 2 == 0 else two, "configuration reloaded")
+                if i % 5 == 4:  # a bad file in between changes nothing and drops nothing
+                    reload_with(two.replace("servers:", "servrs:"), "reload failed")
         finally:
             counts = load.stop()
-        print("\n    20 reloads under load: %s" % counts)
+        print("\n    20 reloads and 4 refused bad files under load: %s" % counts)
+        self.assertEqual(f.log().count("reload failed"), 4)
         self.assertEqual(counts["bad_status"], 0)
         self.assertEqual(counts["errors"], 0)
         self.assertGreater(counts["ok"], 500)
