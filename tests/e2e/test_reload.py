@@ -131,12 +131,17 @@ class ReloadTest(FulcrumTestCase):
 
 
 class ReloadUnderLoadTest(FulcrumTestCase):
-    def test_twenty_reloads_under_load_drop_nothing(self):
+    def start_with_two_of_three(self):
+        """Three backends; fulcrum starts on the config with two of them. Returns it and both
+        configs, which the tests alternate between to add and remove a server."""
         bs = [self.backend("b%d" % i) for i in range(3)]
         two = config([("s0", bs[0].address), ("s1", bs[1].address)], threads=2)
         three = config([("s0", bs[0].address), ("s1", bs[1].address), ("s2", bs[2].address)],
                        threads=2)
-        f = self.fulcrum(two)
+        return self.fulcrum(two), two, three
+
+    def test_twenty_reloads_under_load_drop_nothing(self):
+        f, two, three = self.start_with_two_of_three()
         path = f.config_path
         load = Load(f.port, clients=4, mix_new=True).start()
 
@@ -164,11 +169,7 @@ class ReloadUnderLoadTest(FulcrumTestCase):
         self.assertGreater(counts["ok"], 500)
 
     def test_memory_and_fds_flat_across_200_reloads(self):
-        bs = [self.backend("b%d" % i) for i in range(3)]
-        two = config([("s0", bs[0].address), ("s1", bs[1].address)], threads=2)
-        three = config([("s0", bs[0].address), ("s1", bs[1].address), ("s2", bs[2].address)],
-                       threads=2)
-        f = self.fulcrum(two)
+        f, two, three = self.start_with_two_of_three()
         path = f.config_path
 
         def reload_n(count, start):
