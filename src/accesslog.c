@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "wbuf.h"
 
 #define CHUNK_SIZE     (64 * 1024)
 #define LINE_MAX_BYTES 8192 /* targets and agents are cut before, see proxy.c */
@@ -56,69 +57,49 @@ static struct {
 
 /* ---- formatting ---- */
 
-struct out {
-    char *p, *end;
-    bool full;
-};
+static void putf(struct wbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void put(struct out *o, const char *s, size_t n)
+static void putf(struct wbuf *o, const char *fmt, ...)
 {
-    if (o->full || (size_t)(o->end - o->p) < n) {
-        o->full = true;
-        return;
-    }
-    memcpy(o->p, s, n);
-    o->p += n;
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void putf(struct out *o, const char *fmt, ...)
-{
-    if (o->full)
+    if (o->overflow)
         return;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(o->p, (size_t)(o->end - o->p), fmt, ap);
     va_end(ap);
     if (n < 0 || n >= o->end - o->p)
-        o->full = true;
+        o->overflow = true;
     else
         o->p += n;
 }
 
 /* A JSON string; bytes outside printable ASCII are escaped, so any input gives valid JSON. */
-static void put_json_string(struct out *o, const char *s, size_t n)
+static void put_json_string(struct wbuf *o, const char *s, size_t n)
 {
     if (!s) {
-        puts_(o, "null");
+        wbuf_puts(o, "null");
         return;
     }
-    put(o, "\"", 1);
+    wbuf_put(o, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
-            put(o, esc, 2);
+            wbuf_put(o, esc, 2);
         } else if (c < 0x20 || c >= 0x7f) {
             putf(o, "\\u%04x", c);
         } else {
-            put(o, (const char *)&c, 1);
+            wbuf_put(o, (const char *)&c, 1);
         }
     }
-    put(o, "\"", 1);
+    wbuf_put(o, "\"", 1);
 }
 
 /* Text inside a quoted field of the combined format: quotes and controls become escapes. */
-static void put_quoted_text(struct out *o, const char *s, size_t n)
+static void put_quoted_text(struct wbuf *o, const char *s, size_t n)
 {
     if (!s || !n) {
-        put(o, "-", 1);
+        wbuf_put(o, "-", 1);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -126,11 +107,11 @@ static void put_quoted_text(struct out *o, const char *s, size_t n)
         if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f)
             putf(o, "\\x%02X", c);
         else
-            put(o, (const char *)&c, 1);
+            wbuf_put(o, (const char *)&c, 1);
     }
 }
 
-static void put_ms(struct out *o, const char *key, double ms)
+static void put_ms(struct wbuf *o, const char *key, double ms)
 {
     if (ms < 0)
         putf(o, ",\"%s\":null", key);
@@ -141,7 +122,7 @@ static void put_ms(struct out *o, const char *key, double ms)
 size_t accesslog_format(char *buf, size_t cap, const struct accesslog_entry *e,
                         enum conf_log_format format)
 {
-    struct out o = {buf, buf + cap, false};
+    struct wbuf o = wbuf_init(buf, cap);
     char client[NET_ADDR_TEXT];
     time_t sec = (time_t)(e->start_wall_us / 1000000);
     struct tm tm;
@@ -158,32 +139,32 @@ size_t accesslog_format(char *buf, size_t cap, const struct accesslog_entry *e,
         putf(&o, "%s - - [%02d/%s/%04d:%02d:%02d:%02d +0000] \"", client, tm.tm_mday,
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
         put_quoted_text(&o, e->method, e->method_len);
-        put(&o, " ", 1);
+        wbuf_put(&o, " ", 1);
         put_quoted_text(&o, e->target, e->target_len);
         putf(&o, " %s\" %u ", proto, e->status);
         if (e->bytes_out)
             putf(&o, "%llu", (unsigned long long)e->bytes_out);
         else
-            put(&o, "-", 1);
-        puts_(&o, " \"");
+            wbuf_put(&o, "-", 1);
+        wbuf_puts(&o, " \"");
         put_quoted_text(&o, e->referer, e->referer_len);
-        puts_(&o, "\" \"");
+        wbuf_puts(&o, "\" \"");
         put_quoted_text(&o, e->user_agent, e->user_agent_len);
-        puts_(&o, "\"\n");
+        wbuf_puts(&o, "\"\n");
     } else {
         putf(&o, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\",\"client\":", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (unsigned)(e->start_wall_us / 1000 % 1000));
         put_json_string(&o, client, strlen(client));
-        puts_(&o, ",\"method\":");
+        wbuf_puts(&o, ",\"method\":");
         put_json_string(&o, e->method, e->method_len);
-        puts_(&o, ",\"target\":");
+        wbuf_puts(&o, ",\"target\":");
         put_json_string(&o, e->target, e->target_len);
         putf(&o, ",\"protocol\":\"%s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu", proto,
              e->status, (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out);
-        puts_(&o, ",\"pool\":");
+        wbuf_puts(&o, ",\"pool\":");
         put_json_string(&o, e->pool, e->pool ? strlen(e->pool) : 0);
-        puts_(&o, ",\"server\":");
+        wbuf_puts(&o, ",\"server\":");
         put_json_string(&o, e->server, e->server ? strlen(e->server) : 0);
         put_ms(&o, "queue_ms", e->queue_ms);
         put_ms(&o, "connect_ms", e->connect_ms);
@@ -191,9 +172,9 @@ size_t accesslog_format(char *buf, size_t cap, const struct accesslog_entry *e,
         put_ms(&o, "total_ms", e->total_ms);
         putf(&o, ",\"retries\":%u,\"termination\":", e->retries);
         put_json_string(&o, e->termination, strlen(e->termination));
-        puts_(&o, "}\n");
+        wbuf_puts(&o, "}\n");
     }
-    return o.full ? 0 : (size_t)(o.p - buf);
+    return wbuf_len(&o);
 }
 
 /* ---- the writer thread ---- */
