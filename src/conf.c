@@ -664,12 +664,17 @@ static const struct enumeration all_down_names = {
     "reject or use-all", {[CONF_ALL_DOWN_REJECT] = "reject", [CONF_ALL_DOWN_USE_ALL] = "use-all"}};
 static const struct enumeration log_format_names = {
     "a log format", {[CONF_LOG_JSON] = "json", [CONF_LOG_COMBINED] = "combined"}};
+static const struct enumeration underscores_names = {"drop, allow or reject",
+                                                     {[CONF_UNDERSCORES_DROP] = "drop",
+                                                      [CONF_UNDERSCORES_ALLOW] = "allow",
+                                                      [CONF_UNDERSCORES_REJECT] = "reject"}};
 
 /* Enum members are stored as int. */
 _Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_check_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_when_all_down) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_log_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_underscores) == sizeof(int), "enum size");
 
 static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
@@ -690,6 +695,17 @@ static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, cons
             o = o + (size_t)n < sizeof(list) ? o + (size_t)n : sizeof(list) - 1;
     }
     quoted_error(ctx, node, list, s);
+}
+
+static void parse_bool(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
+{
+    const char *s = scalar_value(ctx, node, "true or false");
+    if (!s)
+        return;
+    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)
+        store(obj, f->offset, &(bool){s[0] == 't'}, sizeof(bool));
+    else
+        quoted_error(ctx, node, "true or false", s);
 }
 
 /* One status code or range, as a sequence entry or the whole value. */
@@ -1036,6 +1052,7 @@ static const struct field pool_fields[] = {
     FIELD("slow_start", parse_number, struct conf_pool, slow_start_ms, .num = &num_duration,
           .min = 0, .max = HOUR_MS),
     FIELD("when_all_down", parse_enum, struct conf_pool, when_all_down, .names = &all_down_names),
+    FIELD("ignore_client_abort", parse_bool, struct conf_pool, ignore_client_abort),
     FIELD("health_check", parse_switch, struct conf_pool, check,
           .offset2 = offsetof(struct conf_pool, check.enabled), .sub = &check_schema),
     FIELD("passive", parse_submapping, struct conf_pool, passive, .sub = &passive_schema),
@@ -1062,6 +1079,7 @@ static const struct field timeout_fields[] = {
     TIMEOUT("connect", connect_ms),
     TIMEOUT("server", server_ms),
     TIMEOUT("server_idle", server_idle_ms),
+    TIMEOUT("server_body_idle", server_body_idle_ms),
 };
 static const struct schema timeout_schema = SCHEMA(timeout_fields);
 
@@ -1074,6 +1092,12 @@ static const struct field limit_fields[] = {
           .min = 1, .max = 10000),
 };
 static const struct schema limit_schema = SCHEMA(limit_fields);
+
+static const struct field http_fields[] = {
+    FIELD("underscores_in_headers", parse_enum, struct conf_http, underscores_in_headers,
+          .names = &underscores_names),
+};
+static const struct schema http_schema = SCHEMA(http_fields);
 
 /* The admin listener's default address, for files and flags. */
 static void admin_complete(struct ctx *ctx, struct conf_admin *a)
@@ -1102,6 +1126,8 @@ static const struct schema admin_schema = SCHEMA(admin_fields, .finish = admin_f
 static const struct field access_log_fields[] = {
     FIELD("path", parse_string, struct conf_access_log, path, .required = true),
     FIELD("format", parse_enum, struct conf_access_log, format, .names = &log_format_names),
+    FIELD("max_backlog", parse_number, struct conf_access_log, max_backlog, .num = &num_size,
+          .min = 65536, .max = 1u << 30),
 };
 static const struct schema access_log_schema = SCHEMA(access_log_fields);
 
@@ -1118,6 +1144,7 @@ static const struct field root_fields[] = {
           .min = 1, .required = true, .sub = &pool_schema),
     FIELD("timeouts", parse_submapping, struct conf, timeouts, .sub = &timeout_schema),
     FIELD("limits", parse_submapping, struct conf, limits, .sub = &limit_schema),
+    FIELD("http", parse_submapping, struct conf, http, .sub = &http_schema),
     FIELD("admin", parse_switch, struct conf, admin,
           .offset2 = offsetof(struct conf, admin.enabled), .sub = &admin_schema),
     FIELD("access_log", parse_switch, struct conf, access_log,
@@ -1133,6 +1160,7 @@ _Static_assert(ARRAY_LEN(passive_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(listener_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(timeout_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(limit_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(http_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(admin_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(access_log_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(root_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
@@ -1353,6 +1381,9 @@ static void validate(struct ctx *ctx, struct conf *conf)
     size_t nservers = 0;
     struct ukey *k;
 
+    /* Not given (0): a body may stay silent as long as a head may take. */
+    if (!conf->timeouts.server_body_idle_ms)
+        conf->timeouts.server_body_idle_ms = conf->timeouts.server_ms;
     for (unsigned i = 0; i < conf->npools; i++) {
         most = conf->pools[i].nservers > most ? conf->pools[i].nservers : most;
         nservers += conf->pools[i].nservers;
@@ -1545,6 +1576,7 @@ struct conf *conf_new(void)
                                             .connect_ms = SECONDS(3),
                                             .server_ms = SECONDS(30),
                                             .server_idle_ms = SECONDS(15)};
+    conf->access_log.max_backlog = 16u << 20;
     conf->limits = (struct conf_limits){
         .max_connections = 10000, .max_header_bytes = 16384, .max_headers = 100};
     return conf;

@@ -91,6 +91,7 @@ struct conf_pool {
     unsigned retries;       /* other servers tried after a failure (default 2) */
     uint32_t slow_start_ms; /* weight ramp after a server comes back (default 0: off) */
     enum conf_when_all_down when_all_down;
+    bool ignore_client_abort; /* finish a request whose client went away (default false: abort) */
     int line, column;
 };
 
@@ -108,8 +109,11 @@ struct conf_timeouts {
     uint32_t client_idle_ms;   /* keep-alive wait for the next request (default 60s) */
     uint32_t client_ms;        /* client stalls mid-request: body upload or reading (default 60s) */
     uint32_t connect_ms;       /* backend connect (default 3s) */
-    uint32_t server_ms;        /* backend response head, and between body bytes (default 30s) */
-    uint32_t server_idle_ms;   /* pooled idle backend connection lifetime (default 15s) */
+    uint32_t server_ms;        /* deadline for the whole response head, from the request's last byte
+                                * sent (default 30s) */
+    uint32_t server_body_idle_ms; /* silence allowed from a server mid-body, either direction
+                                   * (default: server) */
+    uint32_t server_idle_ms;      /* pooled idle backend connection lifetime (default 15s) */
 };
 
 struct conf_limits {
@@ -126,6 +130,18 @@ struct conf_admin {
     char *token;          /* NULL: no authentication; else every call needs Bearer TOKEN */
 };
 
+/* Request fields whose name contains '_' (the http mapping's underscores_in_headers). */
+enum conf_underscores {
+    CONF_UNDERSCORES_DROP = 0, /* not forwarded, counted (default, as nginx does) */
+    CONF_UNDERSCORES_ALLOW,    /* forwarded unchanged */
+    CONF_UNDERSCORES_REJECT,   /* the request gets a 400 */
+};
+
+/* How client requests are read (the http mapping). */
+struct conf_http {
+    enum conf_underscores underscores_in_headers;
+};
+
 enum conf_log_format {
     CONF_LOG_JSON = 0, /* one JSON object per line (default) */
     CONF_LOG_COMBINED, /* Apache/NGINX "combined" */
@@ -136,6 +152,7 @@ struct conf_access_log {
     bool enabled; /* the mapping is present (or --access-log was given) */
     char *path;   /* a file, or "stdout" or "stderr" */
     enum conf_log_format format;
+    uint32_t max_backlog; /* bytes of lines that may wait for a slow disk (default 16 MiB) */
 };
 
 struct conf {
@@ -149,6 +166,7 @@ struct conf {
     unsigned npools;
     struct conf_timeouts timeouts;
     struct conf_limits limits;
+    struct conf_http http;
     struct conf_admin admin;
     struct conf_access_log access_log;
     char *error_log; /* NULL or "stderr": standard error; otherwise a file */

@@ -302,7 +302,32 @@ static bool for_each_list_element(const char *v, uint32_t len, list_fn fn, void 
     return true;
 }
 
+/*
+ * Calls fn on every member of a comma-separated list, empty ones included (len 0): for fields where
+ * an empty element is not noise but a sign that two parsers may read the list differently. An
+ * empty value is one empty member.
+ */
+static void for_each_list_member(const char *v, uint32_t len, list_fn fn, void *arg)
+{
+    uint32_t i = 0;
+    for (;;) {
+        uint32_t start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        uint32_t end = i;
+        while (start < end && is_ows(v[start]))
+            start++;
+        while (end > start && is_ows(v[end - 1]))
+            end--;
+        if (!fn(v + start, end - start, arg) || i == len)
+            return;
+        i++; /* past the comma */
+    }
+}
+
 struct te_state {
+    unsigned count;     /* codings, over every Transfer-Encoding line */
+    bool empty;         /* an empty list element (",chunked", "chunked,", an empty value) */
     bool any;           /* at least one coding */
     bool chunked_seen;  /* chunked appeared */
     bool chunked_last;  /* the last coding so far is chunked */
@@ -314,6 +339,11 @@ struct te_state {
 static bool te_element(const char *e, uint32_t len, void *arg)
 {
     struct te_state *te = arg;
+    if (len == 0) {
+        te->empty = true;
+        return true;
+    }
+    te->count++;
     for (uint32_t i = 0; i < len; i++)
         if (!is_class((unsigned char)e[i], C_TCHAR)) {
             te->malformed = true;
@@ -407,7 +437,7 @@ static void classify_fields(const char *buf, struct http1_msg *msg, struct frami
         }
         case HTTP1_FIELD_TRANSFER_ENCODING:
             fr->te_seen = true;
-            for_each_list_element(v, f->value_len, te_element, &fr->te);
+            for_each_list_member(v, f->value_len, te_element, &fr->te);
             break;
         case HTTP1_FIELD_CONNECTION:
         case HTTP1_FIELD_KEEP_ALIVE:
@@ -525,6 +555,67 @@ static int parse_absolute_form(const char *buf, struct http1_msg *msg)
     return HTTP1_DONE;
 }
 
+/* Marks every field with this id as not to be forwarded. */
+static void drop_fields(struct http1_msg *msg, uint8_t id)
+{
+    for (uint32_t i = 0; i < msg->nfields; i++)
+        if (msg->fields[i].id == id)
+            msg->fields[i].drop = 1;
+}
+
+/*
+ * A request's transfer codings must be exactly "chunked": fulcrum decodes no other, and passing
+ * one on would leave the backend to frame a body that fulcrum framed differently (RFC 9112 section
+ * 6.1 lets a server answer 501 to a coding it does not implement). A list that is not clean is a
+ * 400: ",chunked" read as chunked here may not be read so by the server behind us.
+ */
+static int check_request_te(const struct te_state *te, struct http1_msg *msg)
+{
+    if (te->malformed || te->empty || !te->any)
+        return fail(msg, 400, "invalid Transfer-Encoding");
+    if (te->chunked_twice)
+        return fail(msg, 400, "chunked applied more than once");
+    if (te->unknown)
+        return fail(msg, 501, "unknown transfer coding");
+    if (te->chunked_seen && !te->chunked_last)
+        return fail(msg, 400, "chunked is not the final transfer coding");
+    if (te->count != 1 || !te->chunked_seen)
+        return fail(msg, 501, "transfer coding other than chunked");
+    return HTTP1_DONE;
+}
+
+static bool name_has_underscore(const char *buf, const struct http1_field *f)
+{
+    return memchr(buf + f->name_off, '_', f->name_len) != NULL;
+}
+
+/*
+ * Applies limits->underscores to the request fields whose name contains '_'. Called last, so that
+ * only the drops of a request that is forwarded are counted.
+ */
+static int apply_underscore_rule(const char *buf, const struct http1_limits *limits,
+                                 struct http1_msg *msg)
+{
+    if (limits->underscores == HTTP1_UNDERSCORES_ALLOW)
+        return HTTP1_DONE;
+    uint64_t dropped = 0;
+    for (uint32_t i = 0; i < msg->nfields; i++) {
+        struct http1_field *f = &msg->fields[i];
+        if (!name_has_underscore(buf, f))
+            continue;
+        if (limits->underscores == HTTP1_UNDERSCORES_REJECT)
+            return fail(msg, 400, "underscore in a field name");
+        f->drop = 1;
+        dropped++;
+    }
+    _Atomic uint64_t *counter = limits->underscore_drops;
+    if (dropped && counter) /* one writer (the caller's thread): no locked add needed */
+        atomic_store_explicit(counter,
+                              atomic_load_explicit(counter, memory_order_relaxed) + dropped,
+                              memory_order_relaxed);
+    return HTTP1_DONE;
+}
+
 int http1_parse_request(const struct http1_scan *scan, const char *buf,
                         const struct http1_limits *limits, struct http1_msg *msg)
 {
@@ -597,15 +688,11 @@ int http1_parse_request(const struct http1_scan *scan, const char *buf,
             return fail(msg, 400, "Transfer-Encoding in an HTTP/1.0 request");
         if (fr.cl_seen)
             return fail(msg, 400, "both Content-Length and Transfer-Encoding");
-        if (fr.te.malformed || !fr.te.any)
-            return fail(msg, 400, "invalid Transfer-Encoding");
-        if (fr.te.chunked_twice)
-            return fail(msg, 400, "chunked applied more than once");
-        if (fr.te.unknown)
-            return fail(msg, 501, "unknown transfer coding");
-        if (!fr.te.chunked_last)
-            return fail(msg, 400, "chunked is not the final transfer coding");
+        if (check_request_te(&fr.te, msg) != HTTP1_DONE)
+            return HTTP1_ERROR;
         msg->body = HTTP1_BODY_CHUNKED;
+        /* re-emitted once, in canonical form, whatever the client wrote */
+        drop_fields(msg, HTTP1_FIELD_TRANSFER_ENCODING);
     } else if (fr.cl_seen) {
         msg->flags |= HTTP1_F_HAS_LENGTH;
         msg->content_length = fr.cl;
@@ -616,11 +703,9 @@ int http1_parse_request(const struct http1_scan *scan, const char *buf,
     /* An HTTP/1.0 client cannot take part in 100-continue (RFC 9110 section 10.1.1). */
     if (msg->version == 10) {
         msg->flags &= ~HTTP1_F_EXPECT_CONTINUE;
-        for (uint32_t k = 0; k < msg->nfields; k++)
-            if (msg->fields[k].id == HTTP1_FIELD_EXPECT)
-                msg->fields[k].drop = 1;
+        drop_fields(msg, HTTP1_FIELD_EXPECT);
     }
-    return HTTP1_DONE;
+    return apply_underscore_rule(buf, limits, msg);
 }
 
 /* ---- status line ---- */
@@ -677,7 +762,7 @@ int http1_parse_response(const struct http1_scan *scan, const char *buf,
         return fail(msg, 502, "invalid Content-Length in response");
     if (fr.te_seen && fr.cl_seen)
         return fail(msg, 502, "both Content-Length and Transfer-Encoding in response");
-    if (fr.te_seen && (fr.te.malformed || fr.te.chunked_twice || !fr.te.any))
+    if (fr.te_seen && (fr.te.malformed || fr.te.empty || fr.te.chunked_twice || !fr.te.any))
         return fail(msg, 502, "invalid Transfer-Encoding in response");
     /* A coding we cannot name, or chunked followed by another one, leaves the client to guess
      * where the body ends: refuse it rather than pass the guess on. */
@@ -710,14 +795,15 @@ int http1_parse_response(const struct http1_scan *scan, const char *buf,
 enum chunk_state {
     CS_SIZE_FIRST = 0, /* first hex digit of chunk-size */
     CS_SIZE,           /* further hex digits */
-    CS_EXT_BWS,        /* whitespace after size or extension, before ';' or CR */
+    CS_EXT_BWS,        /* whitespace after the size or a value: only ';' may end it */
     CS_EXT_NAME_START, /* after ';': BWS, then the first tchar of a name */
     CS_EXT_NAME,       /* inside a name */
-    CS_EXT_AFTER_NAME, /* BWS after a name: '=' or ';' or CR */
+    CS_EXT_AFTER_NAME, /* whitespace after a name: only '=' or ';' may end it */
     CS_EXT_VAL_START,  /* after '=': BWS, then a token or a quoted string */
     CS_EXT_VAL_TOKEN,
     CS_EXT_VAL_QUOTED,
     CS_EXT_VAL_QPAIR, /* after a backslash in a quoted string */
+    CS_EXT_VAL_END,   /* after a quoted string: ';', CR or whitespace */
     CS_SIZE_LF,       /* CR seen at end of the size line */
     CS_DATA,
     CS_DATA_CR,
@@ -759,7 +845,7 @@ int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool dec
                 c->state = CS_DATA_CR;
             continue;
         }
-        if (c->state >= CS_EXT_BWS && c->state <= CS_EXT_VAL_QPAIR && ++c->ext_len > MAX_CHUNK_EXT)
+        if (c->state >= CS_EXT_BWS && c->state <= CS_EXT_VAL_END && ++c->ext_len > MAX_CHUNK_EXT)
             goto invalid;
         if (c->state >= CS_TRAILER_START && c->state <= CS_FINAL_LF &&
             ++c->trailer_len > max_trailer)
@@ -790,10 +876,11 @@ int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool dec
             }
             break;
         case CS_EXT_BWS:
+            /* chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ) (RFC 9112 section 7.1.1):
+             * whitespace may only come before a ';'. "5 \r\n" is read as 5 by some servers and
+             * refused by others, so it is refused here. */
             if (ch == ';')
                 c->state = CS_EXT_NAME_START;
-            else if (ch == '\r')
-                c->state = CS_SIZE_LF;
             else if (!is_ows((char)ch))
                 goto invalid;
             break;
@@ -811,7 +898,7 @@ int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool dec
                 c->state = CS_EXT_VAL_START;
             else if (ch == ';')
                 c->state = CS_EXT_NAME_START;
-            else if (ch == '\r')
+            else if (ch == '\r' && c->state == CS_EXT_NAME) /* not after whitespace */
                 c->state = CS_SIZE_LF;
             else if (is_ows((char)ch))
                 c->state = CS_EXT_AFTER_NAME;
@@ -840,7 +927,7 @@ int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool dec
             break;
         case CS_EXT_VAL_QUOTED:
             if (ch == '"')
-                c->state = CS_EXT_BWS;
+                c->state = CS_EXT_VAL_END;
             else if (ch == '\\')
                 c->state = CS_EXT_VAL_QPAIR;
             else if (!is_class(ch, C_VALUE)) /* CR, LF and other controls end nothing here */
@@ -850,6 +937,16 @@ int http1_chunked_parse(struct http1_chunked *c, char *buf, size_t len, bool dec
             if (!is_class(ch, C_VALUE))
                 goto invalid;
             c->state = CS_EXT_VAL_QUOTED;
+            break;
+        case CS_EXT_VAL_END:
+            if (ch == ';')
+                c->state = CS_EXT_NAME_START;
+            else if (ch == '\r')
+                c->state = CS_SIZE_LF;
+            else if (is_ows((char)ch))
+                c->state = CS_EXT_BWS;
+            else
+                goto invalid;
             break;
         case CS_SIZE_LF:
             if (ch != '\n')

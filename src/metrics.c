@@ -18,6 +18,7 @@
  *   health_checks_total{pool,server,result}       counter, result pass|fail
  *   client_connections{state}                     gauge, idle|reading|active|closing
  *   client_connections_accepted_total             counter
+ *   header_fields_dropped_total{reason}           counter, reason underscore
  *   config_reloads_total{result}                  counter, ok|failed
  *   access_log_dropped_total                      counter
  */
@@ -235,6 +236,10 @@ char *metrics_render(size_t *len)
                 (long long)(g.clients[st] > 0 ? g.clients[st] : 0));
     family(f, "client_connections_accepted_total", "counter", "Client connections accepted.");
     fprintf(f, "fulcrum_client_connections_accepted_total %llu\n", (unsigned long long)g.accepted);
+    family(f, "header_fields_dropped_total", "counter",
+           "Request header fields not forwarded, by reason (underscore: '_' in the name).");
+    fprintf(f, "fulcrum_header_fields_dropped_total{reason=\"underscore\"} %llu\n",
+            (unsigned long long)g.underscore_fields_dropped);
     struct control_stats cs;
     control_get_stats(&cs);
     family(f, "config_reloads_total", "counter", "Configuration reloads, by result.");

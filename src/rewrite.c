@@ -58,6 +58,10 @@ size_t rewrite_request(const char *buf, const struct http1_msg *msg, const char 
         wbuf_u64(&w, msg->content_length);
         WBUF_LITERAL(&w, "\r\n");
     }
+    /* The parser accepts only "chunked" and drops the client's lines: one canonical line leaves
+     * the backend nothing to read differently (case, whitespace, commas, several lines). */
+    if (msg->body == HTTP1_BODY_CHUNKED)
+        WBUF_LITERAL(&w, "Transfer-Encoding: chunked\r\n");
 
     /* X-Forwarded-For: every value the client sent, in order, then the client's own address. */
     WBUF_LITERAL(&w, "X-Forwarded-For: ");

@@ -1,10 +1,12 @@
 /*
  * rewrite.h - builds the heads fulcrum forwards, from heads the parser checked.
  *
- * Requests go to the backend as HTTP/1.1 in origin-form, without hop-by-hop fields, with one
- * canonical Content-Length when the client sent one, X-Forwarded-For extended by the client's
- * address, and X-Forwarded-Proto / X-Forwarded-Host set. Host is kept as the client sent it
- * (replaced by the target's authority for an absolute-form target, as RFC 9112 section 3.2.2 asks).
+ * Requests go to the backend as HTTP/1.1 in origin-form, without the fields the parser marked
+ * drop (hop-by-hop fields, names with '_' by default), with one canonical Content-Length when the
+ * client sent one, one canonical "Transfer-Encoding: chunked" for a chunked body, X-Forwarded-For
+ * extended by the client's address, and X-Forwarded-Proto / X-Forwarded-Host set. Host is kept as
+ * the client sent it (replaced by the target's authority for an absolute-form target, as RFC 9112
+ * section 3.2.2 asks).
  *
  * Responses go to the client as HTTP/1.1 without hop-by-hop fields, with the Connection field
  * fulcrum decides on, and without Transfer-Encoding when the body is being de-chunked for an

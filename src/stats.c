@@ -133,6 +133,7 @@ void stats_sum_global(struct stats *const *all, unsigned n, struct stats_global_
             out->clients[k] += atomic_load_explicit(&all[w]->clients[k], memory_order_relaxed);
         out->accepted += load(&all[w]->accepted);
         out->bad_requests += load(&all[w]->bad_requests);
+        out->underscore_fields_dropped += load(&all[w]->underscore_fields_dropped);
     }
 }
 

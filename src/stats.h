@@ -60,6 +60,9 @@ struct stats {
     _Atomic int64_t clients[STATS_CLIENT_STATES];
     _Atomic uint64_t accepted;
     _Atomic uint64_t bad_requests; /* answered by fulcrum before any pool was involved */
+    /* request fields not forwarded because their name has '_' (http.underscores_in_headers);
+     * the parser adds to it through http1_limits.underscore_drops */
+    _Atomic uint64_t underscore_fields_dropped;
 };
 
 struct stats *stats_new(void);
@@ -120,6 +123,7 @@ struct stats_pool_sum {
 struct stats_global_sum {
     int64_t clients[STATS_CLIENT_STATES];
     uint64_t accepted, bad_requests;
+    uint64_t underscore_fields_dropped;
 };
 
 void stats_sum_server(struct stats *const *all, unsigned n, unsigned slot,

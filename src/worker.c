@@ -281,6 +281,19 @@ static int grow_server_table(struct worker *w)
     return 0;
 }
 
+/* The parser's rule for request field names with '_', from the configuration. */
+static uint8_t underscore_rule(const struct conf *conf)
+{
+    switch (conf->http.underscores_in_headers) {
+    case CONF_UNDERSCORES_ALLOW:
+        return HTTP1_UNDERSCORES_ALLOW;
+    case CONF_UNDERSCORES_REJECT:
+        return HTTP1_UNDERSCORES_REJECT;
+    default:
+        return HTTP1_UNDERSCORES_DROP;
+    }
+}
+
 bool worker_can_adopt(const struct worker *w, const struct conf *conf, char *why, size_t len)
 {
     const struct conf_limits *lim = &conf->limits;
@@ -313,6 +326,7 @@ static void adopt(struct worker *w, struct snapshot *snap)
         }
     }
     w->limits.max_head_bytes = lim->max_header_bytes;
+    w->limits.underscores = underscore_rule(snap->conf);
     w->snap = snap; /* the offer's reference becomes the worker's */
     snapshot_unref(old);
 }
@@ -374,6 +388,7 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->id = id;
     w->limits.max_head_bytes = lim->max_header_bytes;
     w->limits.max_fields = lim->max_headers;
+    w->limits.underscores = underscore_rule(snap->conf);
     w->rewrite_reserve = REWRITE_RESERVE;
     buf_pool_init(&w->bufs, bufsize, MAX_SPARE_BUFFERS);
     w->loop = loop_new();
@@ -387,6 +402,7 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
         worker_free(w);
         return NULL;
     }
+    w->limits.underscore_drops = &w->stats->underscore_fields_dropped;
     if (sync_listeners(w, NULL, snap) < 0) {
         worker_free(w);
         return NULL;

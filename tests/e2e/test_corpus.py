@@ -949,6 +949,13 @@ def forwarded_raw_line_absent(r, line):
             return "the raw line %r was forwarded" % line
 
 
+def forwarded_raw_line_present(r, line):
+    """The forwarded head has exactly this field line, byte for byte (a canonical form)."""
+    if r.first:
+        if line.encode("latin-1") not in LINE_SPLIT.split(r.first.head):
+            return "the forwarded head has no line %r: %r" % (line, r.first.head[:400])
+
+
 def all_heads(r):
     return [q.head or q.raw for q in r.requests] + \
         [b"\r\n".join(q.trailers) for q in r.requests if q.trailers]
@@ -1068,8 +1075,9 @@ CHECKS = {f.__name__: f for f in (
     backend_targets_in_order, backend_conn_reused, forwarded_header_absent,
     forwarded_header_count, forwarded_header_section_absent, forwarded_body_b64,
     forwarded_request_line, forwarded_path, forwarded_host_if_passthrough,
-    forwarded_version_not, forwarded_raw_line_absent, forwarded_no_bare_lf,
-    forwarded_no_bare_cr, forwarded_no_nul, forwarded_no_obs_fold, forwarded_chunk_ext_absent,
+    forwarded_version_not, forwarded_raw_line_absent, forwarded_raw_line_present,
+    forwarded_no_bare_lf, forwarded_no_bare_cr, forwarded_no_nul, forwarded_no_obs_fold,
+    forwarded_chunk_ext_absent,
     client_body_b64, client_must_not_see, client_header_absent, client_sees_complete_message,
     client_final_status, client_interim_statuses, client_no_obs_fold,
     client_no_space_before_colon, client_transfer_encoding_unambiguous, max_latency_ms)}

@@ -235,7 +235,8 @@ class InstallTest(unittest.TestCase):
                     "client_idle", "server_idle", "max_connections", "max_header_bytes",
                     "max_headers", "consecutive_failures", "failure_status", "ejection_time",
                     "max_ejection_time", "max_ejected_percent", "expect_status", "expect_body",
-                    "fast_interval", "down_interval", "token"):
+                    "fast_interval", "down_interval", "token", "http",
+                    "underscores_in_headers"):
             self.assertRegex(pages["man5/fulcrum.yaml.5.gz"], r"(?m)^\.BR? %s\b" % key)
         if not shutil.which("groff"):
             self.skipTest("groff is not installed: the pages were not rendered "

@@ -1,13 +1,15 @@
 """
 test_proxy.py - forwarding: headers, keep-alive, pipelining, Connection handling, HTTP/1.0,
-bodiless responses, interim responses and 100-continue.
+bodiless responses, interim responses and 100-continue, and header names with an underscore.
 """
 import http.client
+import re
+import signal
 import socket
 import time
 
-from harness import (FulcrumTestCase, Reader, config, connect, echo_headers, exchange, get,
-                     wait_for)
+from harness import (FulcrumTestCase, Reader, config, connect, echo_headers, exchange, free_port,
+                     get, port_open, wait_for)
 
 
 class ProxyTest(FulcrumTestCase):
@@ -224,3 +226,111 @@ class ProxyTest(FulcrumTestCase):
     def test_host_kept_as_sent(self):
         _, _, fields, _ = self.echo(b"GET /?echo=1 HTTP/1.1\r\nHost: MiXeD.Example\r\n\r\n")
         self.assertIn(("Host", "MiXeD.Example"), fields)
+
+
+def metrics_value(port, series):
+    """One series' value from the admin listener's /metrics, or None if it is not there."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    m = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+UNDERSCORE_DROPS = 'fulcrum_header_fields_dropped_total{reason="underscore"}'
+# CGI and WSGI backends read these as Transfer-Encoding, Content-Length and X-Forwarded-For
+UNDERSCORE_FIELDS = (b"Transfer_Encoding: chunked\r\nContent_Length: 40\r\n"
+                     b"X-Forwarded_For: 203.0.113.9\r\n")
+
+
+class UnderscoreHeaderTest(FulcrumTestCase):
+    """http.underscores_in_headers: request field names with '_' are dropped and counted (the
+    default), forwarded (allow) or refused (reject)."""
+
+    def start(self, mode=None):
+        self.b = self.backend("b1")
+        self.aport = free_port()
+        extra = "admin:\n  bind: 127.0.0.1:%d\n" % self.aport
+        if mode:
+            extra += "http:\n  underscores_in_headers: %s\n" % mode
+        self.f = self.fulcrum(config([("s1", self.b.address)], threads=2, extra=extra))
+        wait_for(lambda: port_open(self.aport), what="admin listener")
+
+    def echoed_names(self, extra_fields, path=b"/?echo=1"):
+        """Sends a request with extra_fields on a new connection; returns the response and the
+        field names the backend received (lower-case)."""
+        resp = exchange(self.f.port, b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n" +
+                        extra_fields + b"\r\n")
+        if resp.status != 200:
+            return resp, None
+        _, fields, _ = echo_headers(resp.body)
+        return resp, [n.lower() for n, _ in fields]
+
+    def test_dropped_and_counted_exactly(self):
+        self.start()
+        self.assertEqual(metrics_value(self.aport, UNDERSCORE_DROPS), 0)
+        # 5 requests x 3 fields, on separate connections so both workers take some
+        for _ in range(5):
+            resp, names = self.echoed_names(UNDERSCORE_FIELDS + b"X-Kept: a_b\r\n")
+            self.assertEqual(resp.status, 200)
+            for name in ("transfer_encoding", "content_length", "x-forwarded_for"):
+                self.assertNotIn(name, names)
+            self.assertIn("x-kept", names)  # an underscore in a value is fine
+            self.assertEqual(names.count("x-forwarded-for"), 1)
+        # 4 pipelined requests x 1 field on one connection, the last one /after: a backend that
+        # read Content_Length would have swallowed it
+        with connect(self.f.port) as s:
+            s.sendall(b"".join(b"GET /p%d?echo=1 HTTP/1.1\r\nHost: h\r\nContent_Length: 40\r\n"
+                               b"\r\n" % i for i in range(3)) +
+                      b"GET /after?echo=1 HTTP/1.1\r\nHost: h\r\nA_B: 1\r\n\r\n")
+            r = Reader(s)
+            for path in (b"/p0", b"/p1", b"/p2", b"/after"):
+                resp = r.read_response()
+                self.assertEqual(resp.status, 200)
+                self.assertTrue(resp.body.startswith(b"GET " + path + b"?echo=1 "), resp.body)
+                self.assertNotIn(b"_", resp.body.split(b"\r\n\r\n")[0])
+        # not counted: no underscore in a name, and a request refused for another reason
+        self.assertEqual(exchange(self.f.port, b"GET / HTTP/1.1\r\nHost: h\r\nX-A: _\r\n\r\n")
+                         .status, 200)
+        self.assertEqual(exchange(self.f.port, b"POST / HTTP/1.1\r\nHost: h\r\nX_Y: 1\r\n"
+                                  b"Content-Length: 1x\r\n\r\n").status, 400)
+        self.assertEqual(self.b.stats()["requests"], 10)
+        wait_for(lambda: metrics_value(self.aport, UNDERSCORE_DROPS) == 19,
+                 what="19 drops to be counted")
+
+    def test_allow_forwards_unchanged(self):
+        self.start("allow")
+        resp, names = self.echoed_names(UNDERSCORE_FIELDS)
+        self.assertEqual(resp.status, 200)
+        _, fields, _ = echo_headers(resp.body)
+        for field in (("Transfer_Encoding", "chunked"), ("Content_Length", "40"),
+                      ("X-Forwarded_For", "203.0.113.9")):
+            self.assertIn(field, fields)
+        # the forwarded X-Forwarded-For is fulcrum's own, not the client's underscore one
+        self.assertIn(("X-Forwarded-For", "127.0.0.1"), fields)
+        self.assertEqual(metrics_value(self.aport, UNDERSCORE_DROPS), 0)
+
+    def test_reject_answers_400(self):
+        self.start("reject")
+        with connect(self.f.port) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nX-Api_Key: k\r\n\r\n")
+            r = Reader(s)
+            self.assertEqual(r.read_response().status, 400)
+            self.assertTrue(r.closed())
+        resp, names = self.echoed_names(b"X-Kept: a_b\r\n")  # values may still have '_'
+        self.assertEqual(resp.status, 200)
+        self.assertIn("x-kept", names)
+        self.assertEqual(self.b.stats()["requests"], 1)
+        self.assertEqual(metrics_value(self.aport, UNDERSCORE_DROPS), 0)
+
+    def test_reload_changes_the_rule(self):
+        self.start("reject")
+        raw = b"GET / HTTP/1.1\r\nHost: h\r\nX_Y: 1\r\n\r\n"
+        self.assertEqual(exchange(self.f.port, raw).status, 400)
+        with open(self.f.config_path) as fh:
+            text = fh.read()
+        with open(self.f.config_path, "w") as fh:
+            fh.write(text.replace("in_headers: reject", "in_headers: allow"))
+        self.f.signal(signal.SIGHUP)
+        wait_for(lambda: exchange(self.f.port, raw).status == 200, what="allow after the reload")

@@ -286,6 +286,44 @@ static void test_minimal_file_defaults(void **state)
     conf_free(c);
 }
 
+/* Issue 9's keys: the body idle timeout follows `server` unless given, the client-abort switch is
+ * a boolean, and the access log backlog is a size. */
+static void test_timeout_abort_backlog_keys(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL "timeouts:\n  server: 7s\n");
+    assert_int_equal(c->timeouts.server_ms, 7000);
+    assert_int_equal(c->timeouts.server_body_idle_ms, 7000);
+    assert_false(c->pools[0].ignore_client_abort);
+    conf_free(c);
+
+    c = load_ok(MINIMAL "timeouts:\n  server: 2s\n  server_body_idle: 90s\n"
+                        "access_log:\n  path: stdout\n  max_backlog: 1m\n");
+    assert_int_equal(c->timeouts.server_ms, 2000);
+    assert_int_equal(c->timeouts.server_body_idle_ms, 90000);
+    assert_int_equal(c->access_log.max_backlog, 1u << 20);
+    conf_free(c);
+
+    c = load_ok(LISTENERS POOLS "    ignore_client_abort: true\n");
+    assert_true(c->pools[0].ignore_client_abort);
+    conf_free(c);
+
+    c = load_ok(MINIMAL "access_log:\n  path: stdout\n");
+    assert_int_equal(c->access_log.max_backlog, 16u << 20);
+    conf_free(c);
+
+    char *e = load_fail(LISTENERS POOLS "    ignore_client_abort: yes\n");
+    assert_true(has_line(e, "t.yaml:8:26: pools[0].ignore_client_abort: expected true or false, "
+                            "found \"yes\""));
+    free(e);
+    e = load_fail(MINIMAL "timeouts:\n  server_body_idle: 0\n");
+    assert_true(has_line(e, "t.yaml:9:21: timeouts.server_body_idle: "));
+    free(e);
+    e = load_fail(MINIMAL "access_log:\n  path: stdout\n  max_backlog: 1k\n");
+    assert_true(has_line(e, "t.yaml:10:16: access_log.max_backlog: "));
+    free(e);
+}
+
 static void test_example_schema(void **state)
 {
     (void)state;
@@ -567,15 +605,16 @@ static void test_unknown_keys_every_level(void **state)
                         "      - { address: 127.0.0.1:9001, wieght: 2 }\n");
     assert_int_equal(count_lines(e), 5);
     assert_true(has_line(e, "t.yaml:1:1: treads: unknown key (expected one of: threads, log_level, "
-                            "shutdown_timeout, listeners, pools, timeouts, limits, admin, "
+                            "shutdown_timeout, listeners, pools, timeouts, limits, http, admin, "
                             "access_log, error_log)"));
     assert_true(has_line(e, "t.yaml:2:12: timeouts.conect: unknown key (expected one of: "
-                            "client_header, client_idle, client, connect, server, server_idle)"));
+                            "client_header, client_idle, client, connect, server, server_idle, "
+                            "server_body_idle)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
     assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
-                            "balance, servers, retries, slow_start, when_all_down, health_check, "
-                            "passive)"));
+                            "balance, servers, retries, slow_start, when_all_down, "
+                            "ignore_client_abort, health_check, passive)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -1447,7 +1486,8 @@ static void test_ops_errors(void **state)
         {OPS("access_log:\n  path: stdout\n  format: {a: 1}\n"),
          "t.yaml:10:11: access_log.format: expected a log format, found a mapping"},
         {OPS("access_log:\n  path: stdout\n  level: info\n"),
-         "t.yaml:10:3: access_log.level: unknown key (expected one of: path, format)"},
+         "t.yaml:10:3: access_log.level: unknown key (expected one of: path, format, "
+         "max_backlog)"},
         {OPS("access_log:\n  path: a\n  path: b\n"),
          "t.yaml:10:3: access_log.path: duplicate key (first given at line 9)"},
         /* error_log */
@@ -1592,8 +1632,8 @@ static void test_encoding_errors(void **state)
     /* Control characters in keys are shown escaped, so each error stays one line. */
     assert_only_error("\"thr\\neads\": 1\n" MINIMAL,
                       "t.yaml:1:1: thr\\x0aeads: unknown key (expected one of: threads, "
-                      "log_level, shutdown_timeout, listeners, pools, timeouts, limits, admin, "
-                      "access_log, error_log)");
+                      "log_level, shutdown_timeout, listeners, pools, timeouts, limits, http, "
+                      "admin, access_log, error_log)");
 }
 
 static void test_second_document(void **state)
@@ -2171,6 +2211,56 @@ static void test_ops_flags_invalid(void **state)
     conf_free(c);
 }
 
+/* http.underscores_in_headers: drop by default (file and flags), each word, and its errors. */
+static void test_http_underscores(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    assert_int_equal(c->http.underscores_in_headers, CONF_UNDERSCORES_DROP);
+    conf_free(c);
+    c = conf_new();
+    assert_non_null(c);
+    assert_int_equal(c->http.underscores_in_headers, CONF_UNDERSCORES_DROP);
+    conf_free(c);
+    c = load_ok(MINIMAL "http:\n"); /* an empty mapping keeps the default */
+    assert_int_equal(c->http.underscores_in_headers, CONF_UNDERSCORES_DROP);
+    conf_free(c);
+
+    static const struct {
+        const char *word;
+        enum conf_underscores value;
+    } words[] = {{"drop", CONF_UNDERSCORES_DROP},
+                 {"allow", CONF_UNDERSCORES_ALLOW},
+                 {"reject", CONF_UNDERSCORES_REJECT}};
+    char yaml[512];
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        snprintf(yaml, sizeof(yaml), MINIMAL "http:\n  underscores_in_headers: %s\n",
+                 words[i].word);
+        c = load_ok(yaml);
+        assert_int_equal(c->http.underscores_in_headers, words[i].value);
+        conf_free(c);
+    }
+
+    assert_only_error(MINIMAL "http:\n  underscores_in_headers: yes\n",
+                      "t.yaml:9:27: http.underscores_in_headers: expected one of: drop, allow, "
+                      "reject, found \"yes\"");
+    assert_only_error(MINIMAL "http:\n  underscores_in_headers: Allow\n",
+                      "t.yaml:9:27: http.underscores_in_headers: expected one of: drop, allow, "
+                      "reject, found \"Allow\"");
+    assert_only_error(MINIMAL "http:\n  underscores_in_headers: [drop]\n",
+                      "t.yaml:9:27: http.underscores_in_headers: expected drop, allow or reject, "
+                      "found a sequence");
+    assert_only_error(MINIMAL "http:\n  underscores: allow\n",
+                      "t.yaml:9:3: http.underscores: unknown key (expected one of: "
+                      "underscores_in_headers)");
+    assert_only_error(MINIMAL "http: allow\n",
+                      "t.yaml:8:7: http: expected a mapping, found a scalar");
+    assert_only_error(MINIMAL "http:\n  underscores_in_headers: drop\n"
+                              "  underscores_in_headers: allow\n",
+                      "t.yaml:10:3: http.underscores_in_headers: duplicate key (first given at "
+                      "line 9)");
+}
+
 static void test_conf_free_null(void **state)
 {
     (void)state;
@@ -2182,6 +2272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_minimal_file_defaults),
+        cmocka_unit_test(test_timeout_abort_backlog_keys),
         cmocka_unit_test(test_example_schema),
         cmocka_unit_test(test_unused_pool_and_zero_weights),
         cmocka_unit_test(test_empty_optional_values_keep_defaults),
@@ -2210,6 +2301,7 @@ int main(void)
         cmocka_unit_test(test_ops_defaults),
         cmocka_unit_test(test_ops_errors),
         cmocka_unit_test(test_ops_admin_address_clash),
+        cmocka_unit_test(test_http_underscores),
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_encoding_errors),
         cmocka_unit_test(test_second_document),

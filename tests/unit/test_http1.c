@@ -49,6 +49,8 @@ static void unguard(struct guarded *g)
 /* ---- request helpers ---- */
 
 static const struct http1_limits limits = {.max_head_bytes = 8192, .max_fields = 64};
+/* What feed() parses requests with; the underscore tests point it elsewhere for a while. */
+static const struct http1_limits *feed_limits = &limits;
 static struct http1_field fields[64];
 
 struct outcome {
@@ -76,11 +78,11 @@ static struct outcome feed(const char *raw, size_t len, const size_t *pieces, bo
             step = len - have;
         have += step;
         struct guarded g = guard(raw, have);
-        r = http1_scan_head(&scan, g.data, have, &limits, request, &o.status, &why);
+        r = http1_scan_head(&scan, g.data, have, feed_limits, request, &o.status, &why);
         if (r == HTTP1_DONE) {
             o.msg.fields = fields;
-            r = request ? http1_parse_request(&scan, g.data, &limits, &o.msg)
-                        : http1_parse_response(&scan, g.data, &limits, method, &o.msg);
+            r = request ? http1_parse_request(&scan, g.data, feed_limits, &o.msg)
+                        : http1_parse_response(&scan, g.data, feed_limits, method, &o.msg);
             if (r == HTTP1_ERROR)
                 o.status = o.msg.error_status;
         }
@@ -223,16 +225,62 @@ static void test_content_length_body(void **state)
 
 static void test_chunked_request(void **state)
 {
-    struct outcome o =
-        req_all_ways("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", true);
-    assert_int_equal(o.result, HTTP1_DONE);
-    assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
-    o = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
-    assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
-    o = req(
-        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
-        "\r\n");
-    assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
+    const char *ok[] = {
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\t\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct outcome o = req_all_ways(ok[i], true);
+        if (o.result != HTTP1_DONE)
+            fail_msg("rejected chunked request %zu: %s", i, ok[i]);
+        assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
+        /* the client's line is never forwarded: the rewriter writes a canonical one */
+        assert_true(field(&o, ok[i], "transfer-encoding")->drop);
+    }
+}
+
+/* Exactly one coding, chunked, over all Transfer-Encoding lines: anything else is refused. */
+static void test_te_variants_rejected(void **state)
+{
+    static const struct {
+        const char *te; /* the Transfer-Encoding field lines */
+        uint16_t status;
+    } cases[] = {
+        /* empty list elements: a recipient that skips them and one that does not disagree */
+        {"Transfer-Encoding: ,chunked\r\n", 400},
+        {"Transfer-Encoding: , chunked\r\n", 400},
+        {"Transfer-Encoding: chunked,\r\n", 400},
+        {"Transfer-Encoding: chunked ,\r\n", 400},
+        {"Transfer-Encoding: chunked,,\r\n", 400},
+        {"Transfer-Encoding: ,\r\n", 400},
+        {"Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n", 400},
+        {"Transfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n", 400},
+        {"Transfer-Encoding:\r\nTransfer-Encoding: chunked\r\n", 400},
+        {"Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n", 400},
+        /* chunked twice, or not last */
+        {"Transfer-Encoding: chunked, chunked\r\n", 400},
+        {"Transfer-Encoding: chunked, gzip\r\n", 400},
+        /* any other coding, alone or before chunked */
+        {"Transfer-Encoding: gzip, chunked\r\n", 501},
+        {"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", 501},
+        {"Transfer-Encoding: deflate,chunked\r\n", 501},
+        {"Transfer-Encoding: gzip\r\n", 501},
+        {"Transfer-Encoding: deflate\r\n", 501},
+        {"Transfer-Encoding: identity\r\n", 501},
+        {"Transfer-Encoding: identity, chunked\r\n", 501},
+        {"Transfer-Encoding: x-gzip\r\n", 501},
+        {"Transfer-Encoding: chunkedx\r\n", 501},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char raw[256];
+        snprintf(raw, sizeof(raw), "POST / HTTP/1.1\r\nHost: a\r\n%s\r\n", cases[i].te);
+        struct outcome o = req_all_ways(raw, true);
+        if (o.result != HTTP1_ERROR || o.status != cases[i].status)
+            fail_msg("case %zu (%s): result %d status %u, expected %u", i, cases[i].te, o.result,
+                     o.status, cases[i].status);
+    }
 }
 
 static void test_framing_attacks_rejected(void **state)
@@ -402,6 +450,90 @@ static void test_expect(void **state)
     assert_true(field(&o, raw, "expect")->drop);
 }
 
+/* ---- field names with '_' ---- */
+
+static const char underscore_req[] =
+    "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n"
+    "Content_Length: 48\r\nX-Forwarded_For: 203.0.113.9\r\nX-Value: a_b\r\n\r\n";
+
+/* Parses raw once with the given underscore rule; *counter receives the drops it counted. */
+static struct outcome req_with(const char *raw, uint8_t rule, _Atomic uint64_t *counter)
+{
+    struct http1_limits l = limits;
+    l.underscores = rule;
+    l.underscore_drops = counter;
+    feed_limits = &l;
+    struct outcome o = req(raw);
+    feed_limits = &limits;
+    return o;
+}
+
+static void test_underscore_dropped_by_default(void **state)
+{
+    /* the rule does not depend on how the head arrived */
+    struct outcome o = req_all_ways(underscore_req, true);
+    assert_int_equal(o.result, HTTP1_DONE);
+
+    _Atomic uint64_t dropped = 0;
+    o = req_with(underscore_req, HTTP1_UNDERSCORES_DROP, &dropped);
+    assert_int_equal(o.result, HTTP1_DONE);
+    assert_int_equal(dropped, 3);
+    /* a name with '_' is nothing to the parser: the framing comes from Content-Length alone */
+    assert_int_equal(o.msg.body, HTTP1_BODY_LENGTH);
+    assert_int_equal(o.msg.content_length, 5);
+    assert_true(field(&o, underscore_req, "transfer_encoding")->drop);
+    assert_true(field(&o, underscore_req, "content_length")->drop);
+    assert_true(field(&o, underscore_req, "x-forwarded_for")->drop);
+    assert_int_equal(field(&o, underscore_req, "transfer_encoding")->id, HTTP1_FIELD_OTHER);
+    /* an underscore in a value is fine */
+    assert_false(field(&o, underscore_req, "x-value")->drop);
+    assert_false(field(&o, underscore_req, "host")->drop);
+
+    /* counted per accepted request, so a rejected one adds nothing */
+    o = req_with("GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\nContent-Length: x\r\n\r\n",
+                 HTTP1_UNDERSCORES_DROP, &dropped);
+    assert_int_equal(o.result, HTTP1_ERROR);
+    assert_int_equal(dropped, 3);
+    o = req_with("GET / HTTP/1.1\r\nHost: a\r\n_: 1\r\n\r\n", HTTP1_UNDERSCORES_DROP, &dropped);
+    assert_int_equal(o.result, HTTP1_DONE);
+    assert_int_equal(dropped, 4);
+    /* no counter is fine */
+    o = req_with(underscore_req, HTTP1_UNDERSCORES_DROP, NULL);
+    assert_int_equal(o.result, HTTP1_DONE);
+}
+
+static void test_underscore_allow_and_reject(void **state)
+{
+    _Atomic uint64_t dropped = 0;
+    struct outcome o = req_with(underscore_req, HTTP1_UNDERSCORES_ALLOW, &dropped);
+    assert_int_equal(o.result, HTTP1_DONE);
+    assert_false(field(&o, underscore_req, "transfer_encoding")->drop);
+    assert_false(field(&o, underscore_req, "content_length")->drop);
+    assert_false(field(&o, underscore_req, "x-forwarded_for")->drop);
+    assert_int_equal(o.msg.content_length, 5);
+    assert_int_equal(dropped, 0);
+
+    o = req_with(underscore_req, HTTP1_UNDERSCORES_REJECT, &dropped);
+    assert_int_equal(o.result, HTTP1_ERROR);
+    assert_int_equal(o.status, 400);
+    assert_int_equal(dropped, 0);
+    o = req_with("GET / HTTP/1.1\r\nHost: a\r\nX-Value: a_b\r\n\r\n", HTTP1_UNDERSCORES_REJECT,
+                 &dropped);
+    assert_int_equal(o.result, HTTP1_DONE);
+
+    /* responses are not affected, whatever the rule */
+    struct http1_limits l = limits;
+    l.underscores = HTTP1_UNDERSCORES_REJECT;
+    l.underscore_drops = &dropped;
+    feed_limits = &l;
+    const char *raw = "HTTP/1.1 200 OK\r\nX_Backend: 1\r\nContent-Length: 0\r\n\r\n";
+    o = resp(raw, HTTP1_METHOD_GET);
+    feed_limits = &limits;
+    assert_int_equal(o.result, HTTP1_DONE);
+    assert_false(field(&o, raw, "x_backend")->drop);
+    assert_int_equal(dropped, 0);
+}
+
 static void test_limits(void **state)
 {
     /* a request line that does not end within the head limit: 414 */
@@ -450,6 +582,15 @@ static void test_response_framing(void **state)
     assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
     o = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", HTTP1_METHOD_GET);
     assert_int_equal(o.msg.body, HTTP1_BODY_CLOSE);
+    /* a response may carry another coding before chunked; it is relayed as it is */
+    const char *gz = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+    o = req_all_ways(gz, false);
+    assert_int_equal(o.result, HTTP1_DONE);
+    assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
+    assert_false(field(&o, gz, "transfer-encoding")->drop);
+    o = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+             HTTP1_METHOD_GET);
+    assert_int_equal(o.msg.body, HTTP1_BODY_CHUNKED);
     o = resp("HTTP/1.1 200 OK\r\n\r\n", HTTP1_METHOD_GET);
     assert_int_equal(o.msg.body, HTTP1_BODY_CLOSE);
     o = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", HTTP1_METHOD_HEAD);
@@ -497,6 +638,12 @@ static void test_response_rejected(void **state)
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: xyz\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        /* empty list elements */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: ,chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,,chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct outcome o = req_all_ways(bad[i], false);
@@ -570,6 +717,18 @@ static void test_chunked_valid(void **state)
     check_chunked("0\r\n\r\n", "", 5);
 }
 
+/* body is refused whole, byte by byte and in pieces of 2 and 3, passed through and decoded. */
+static void assert_chunked_rejected(const char *body)
+{
+    char out[256];
+    size_t out_len, consumed;
+    for (size_t piece = 0; piece <= 3; piece++) {
+        int r = chunked_run(body, strlen(body), piece & 1, piece, out, &out_len, &consumed);
+        if (r != HTTP1_ERROR)
+            fail_msg("accepted bad chunked body (piece %zu): %s", piece, body);
+    }
+}
+
 static void test_chunked_invalid(void **state)
 {
     const char *bad[] = {
@@ -580,15 +739,8 @@ static void test_chunked_invalid(void **state)
         "0\r\nX: a\nY: b\r\n\r\n",        "11111111111111111\r\n",    "\r\n",
         "5\r\nhello\r\n0\r\n\n",
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char out[256];
-        size_t out_len, consumed;
-        for (size_t piece = 0; piece <= 3; piece++) {
-            int r = chunked_run(bad[i], strlen(bad[i]), piece & 1, piece, out, &out_len, &consumed);
-            if (r != HTTP1_ERROR)
-                fail_msg("accepted bad chunked body %zu (piece %zu): %s", i, piece, bad[i]);
-        }
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_chunked_rejected(bad[i]);
     /* an endless chunk extension is cut off */
     static char ext[5016], ext_out[5016];
     memcpy(ext, "5;", 2);
@@ -605,6 +757,28 @@ static void test_chunked_invalid(void **state)
     size_t used, produced;
     assert_int_equal(http1_chunked_parse(&c, trailer, strlen(trailer), false, &used, &produced),
                      HTTP1_ERROR);
+}
+
+/* Whitespace in a chunk-size line is BWS: only around the ';' and '=' of an extension (RFC 9112
+ * section 7.1.1). "5 \r\n" is read as 5 by some servers and refused by others. */
+static void test_chunk_size_whitespace(void **state)
+{
+    check_chunked("5 ;ext\r\nhello\r\n0\r\n\r\n", "hello", 20);
+    check_chunked("5\t;ext\r\nhello\r\n0\r\n\r\n", "hello", 20);
+    check_chunked("5; ext=1\r\nhello\r\n0\r\n\r\n", "hello", 22);
+    check_chunked("5;a=\"x\"\r\nhello\r\n0\r\n\r\n", "hello", 21);
+    check_chunked("5;a=\"x\";b\r\nhello\r\n0\r\n\r\n", "hello", 23);
+    check_chunked("5;a=\"x\" ;b\r\nhello\r\n0\r\n\r\n", "hello", 24);
+
+    static const char *const bad[] = {
+        "5 \r\nhello\r\n0\r\n\r\n",         "5\t\r\nhello\r\n0\r\n\r\n",
+        "5  \r\nhello\r\n0\r\n\r\n",        " 5\r\nhello\r\n0\r\n\r\n",
+        "5 5\r\nhello\r\n0\r\n\r\n",        "5\r\nhello\r\n0 \r\n\r\n",
+        "5;a \r\nhello\r\n0\r\n\r\n",       "5;a=1 \r\nhello\r\n0\r\n\r\n",
+        "5;a=\"x\" \r\nhello\r\n0\r\n\r\n", "5;a=\"x\"b\r\nhello\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_chunked_rejected(bad[i]);
 }
 
 static void test_chunked_large_sizes(void **state)
@@ -633,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_leading_empty_line_skipped),
         cmocka_unit_test(test_content_length_body),
         cmocka_unit_test(test_chunked_request),
+        cmocka_unit_test(test_te_variants_rejected),
         cmocka_unit_test(test_framing_attacks_rejected),
         cmocka_unit_test(test_field_syntax_rejected),
         cmocka_unit_test(test_request_line_rejected),
@@ -640,11 +815,14 @@ int main(void)
         cmocka_unit_test(test_absolute_form),
         cmocka_unit_test(test_connection_options),
         cmocka_unit_test(test_expect),
+        cmocka_unit_test(test_underscore_dropped_by_default),
+        cmocka_unit_test(test_underscore_allow_and_reject),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_response_framing),
         cmocka_unit_test(test_response_rejected),
         cmocka_unit_test(test_chunked_valid),
         cmocka_unit_test(test_chunked_invalid),
+        cmocka_unit_test(test_chunk_size_whitespace),
         cmocka_unit_test(test_chunked_large_sizes),
     };
     return cmocka_run_group_tests_name("http1", tests, NULL, NULL);

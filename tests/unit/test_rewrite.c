@@ -97,6 +97,25 @@ static void test_request_version_and_forms(void **state)
                    "X-Forwarded-Host: h\r\n\r\n");
 }
 
+static void test_request_te_canonical(void **state)
+{
+    /* whatever the client wrote, the backend gets one canonical line */
+    expect_request("POST / HTTP/1.1\r\nTransfer-Encoding:  CHUNKED \r\nHost: h\r\nX-A: b\r\n\r\n",
+                   "POST / HTTP/1.1\r\nHost: h\r\nX-A: b\r\nTransfer-Encoding: chunked\r\n"
+                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                   "X-Forwarded-Host: h\r\n\r\n");
+}
+
+static void test_request_underscore_names_dropped(void **state)
+{
+    /* the default rule: names with '_' are not forwarded, values with '_' are */
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\n"
+                   "X-Forwarded_For: 10.9.9.9\r\nX-Ok: a_b\r\nContent_Length: 5\r\n\r\n",
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Ok: a_b\r\n"
+                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                   "X-Forwarded-Host: h\r\n\r\n");
+}
+
 static void test_request_does_not_fit(void **state)
 {
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -130,6 +149,8 @@ int main(void)
         cmocka_unit_test(test_request_hop_by_hop_removed),
         cmocka_unit_test(test_request_forwarded_headers),
         cmocka_unit_test(test_request_version_and_forms),
+        cmocka_unit_test(test_request_te_canonical),
+        cmocka_unit_test(test_request_underscore_names_dropped),
         cmocka_unit_test(test_request_does_not_fit),
         cmocka_unit_test(test_response),
     };
