@@ -26,7 +26,6 @@
 #define CHUNK_SIZE     (64 * 1024)
 #define LINE_MAX_BYTES 8192 /* targets and agents are cut before, see proxy.c */
 #define CHUNK_HANDOFF  (CHUNK_SIZE - LINE_MAX_BYTES) /* hand a chunk off once it is this full */
-#define MAX_QUEUED     256 /* 16 MiB waiting for the disk: drop beyond this */
 #define MAX_FREE       32
 
 struct chunk {
@@ -47,6 +46,7 @@ static struct {
     bool running, stop, reopen;
     struct chunk *head, *tail; /* queue, oldest first */
     unsigned queued;
+    unsigned max_queued; /* access_log.max_backlog in chunks: beyond it, lines are dropped */
     struct chunk *free;
     unsigned nfree;
     char *path; /* owned; "stdout"/"stderr" name the standard streams */
@@ -258,10 +258,17 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static unsigned backlog_chunks(const struct conf_access_log *conf)
+{
+    unsigned n = conf->max_backlog / CHUNK_SIZE;
+    return n ? n : 1;
+}
+
 int accesslog_start(const struct conf_access_log *conf)
 {
     if (!conf->enabled)
         return 0;
+    al.max_queued = backlog_chunks(conf);
     al.path = strdup(conf->path);
     if (!al.path) {
         log_error("access log: out of memory");
@@ -294,6 +301,7 @@ void accesslog_configure(const struct conf_access_log *conf)
         return;
     }
     pthread_mutex_lock(&al.lock);
+    al.max_queued = backlog_chunks(conf);
     if (!al.path || strcmp(al.path, conf->path) != 0) {
         char *path = strdup(conf->path);
         if (path) {
@@ -366,12 +374,15 @@ void accesslog_buf_free(struct accesslog_buf *b)
     free(b);
 }
 
+/* A recycled chunk comes back empty: its old lines were written already. */
 static struct chunk *take_chunk_locked(void)
 {
     struct chunk *c = al.free;
     if (c) {
         al.free = c->next;
         al.nfree--;
+        c->len = 0;
+        c->lines = 0;
     }
     return c;
 }
@@ -382,7 +393,7 @@ void accesslog_flush(struct accesslog_buf *b)
     if (!c || !c->len || !al.running)
         return;
     pthread_mutex_lock(&al.lock);
-    if (al.queued >= MAX_QUEUED) {
+    if (al.queued >= al.max_queued) {
         /* the writer is stuck: keep the buffer, lose its lines */
         atomic_fetch_add(&al.dropped, c->lines);
         c->len = 0;
