@@ -16,8 +16,8 @@
  *
  * Passive detection: a worker whose report makes a server reach its pool's consecutive_failures
  * sets eject_wanted and wakes this thread, which ejects the server unless the pool already has
- * max_ejected_percent of its servers out. An ejection ends when its time is over, or at once when
- * an active check passes.
+ * max_ejected_percent of its servers out. An ejection ends when its time is over, or after `rise`
+ * passing active checks in a row that began after the ejection (readmit_on_checks).
  */
 #include "check.h"
 
@@ -52,7 +52,8 @@ struct watch {
     char *buf;
     size_t got;
     enum phase phase;
-    bool seen; /* checker_sync: still in the new snapshot */
+    uint64_t started_ms; /* when the running (or last) check began */
+    bool seen;           /* checker_sync: still in the new snapshot */
 };
 
 struct checker {
@@ -85,14 +86,19 @@ static void set_last_result(struct server *s, const char *text)
     snprintf(s->h.last_result, sizeof(s->h.last_result), "%s", text);
 }
 
-/* Ends an ejection; reason says why (time over, or a check passed). */
+/* Ends an ejection; the caller publishes the new state. */
+static void end_ejection(struct watch *w)
+{
+    w->server->h.ejected = false;
+    w->server->h.last_ejection_ms = now_ms();
+    loop_timer_stop(ck->loop, &w->eject_timer);
+}
+
+/* Ends an ejection; reason says why (time over, or checks passed). */
 static void uneject(struct watch *w, const char *reason)
 {
-    struct server *s = w->server;
-    s->h.ejected = false;
-    s->h.last_ejection_ms = now_ms();
-    loop_timer_stop(ck->loop, &w->eject_timer);
-    server_update_state(s, now_ms(), reason);
+    end_ejection(w);
+    server_update_state(w->server, now_ms(), reason);
 }
 
 static void on_eject_timer(struct loop *loop, struct loop_timer *t)
@@ -116,16 +122,18 @@ static void try_eject(struct watch *w)
     struct server *s = w->server;
     const struct conf_passive *pc = &w->pool->conf->passive;
     unsigned failures = atomic_exchange(&s->consecutive_failures, 0);
-    unsigned status = atomic_load(&s->last_failure_status);
+    unsigned failure = atomic_load(&s->last_failure);
 
     if (s->h.ejected || s->h.check_down || s->h.admin != SERVER_ADMIN_READY)
         return; /* already out of rotation for another reason */
+    char what[40];
+    server_failure_text(failure, what, sizeof(what));
     unsigned limit = health_max_ejected(w->pool->nservers, pc->max_ejected_percent);
     if (ejected_in_pool(w->pool) >= limit) {
-        log_warn("pool %s server %s: %u consecutive failures, but %u of %u servers are already "
-                 "ejected (max_ejected_percent %u): kept in rotation",
-                 w->pool->name, s->name, failures, ejected_in_pool(w->pool), w->pool->nservers,
-                 pc->max_ejected_percent);
+        log_warn("pool %s server %s: %u consecutive failures, last: %s, but %u of %u servers are "
+                 "already ejected (max_ejected_percent %u): kept in rotation",
+                 w->pool->name, s->name, failures, what, ejected_in_pool(w->pool),
+                 w->pool->nservers, pc->max_ejected_percent);
         return;
     }
     /* An ejection long forgotten does not make the next one longer. */
@@ -135,14 +143,12 @@ static void try_eject(struct watch *w)
     s->h.ejections_total++;
     uint32_t ms = health_ejection_ms(pc, s->h.ejections);
     s->h.ejected = true;
+    s->h.ejected_at_ms = now_ms();
     s->h.ejected_until_ms = now_ms() + ms;
+    s->h.passes_since_ejection = 0;
     loop_timer_set(ck->loop, &w->eject_timer, ms);
 
-    char what[32], reason[160];
-    if (status)
-        snprintf(what, sizeof(what), "status %u", status);
-    else
-        snprintf(what, sizeof(what), "connection failure");
+    char reason[160];
     snprintf(reason, sizeof(reason), "%u consecutive failures, last: %s; ejected for %u.%03us",
              failures, what, ms / 1000, ms % 1000);
     server_update_state(s, now_ms(), reason);
@@ -156,6 +162,26 @@ void checker_eject_requests(struct checker *c)
 }
 
 /* ---- active checks ---- */
+
+/*
+ * An ejected server comes back early only after `rise` passing checks in a row that all began
+ * after the ejection: a check can pass while real requests fail (a server that answers its
+ * health path but hangs on everything else), so one pass proves little, and a check already
+ * running when the server was ejected proves nothing about what came after. Returns true when
+ * this check ended the ejection.
+ */
+static bool readmit_on_checks(struct watch *w, bool passed, unsigned rise)
+{
+    struct server *s = w->server;
+    if (!passed) {
+        s->h.passes_since_ejection = 0;
+        return false;
+    }
+    if (w->started_ms < s->h.ejected_at_ms || ++s->h.passes_since_ejection < rise)
+        return false;
+    end_ejection(w);
+    return true;
+}
 
 /* Ends the check in progress, if any, without a verdict. */
 static void abandon_check(struct watch *w)
@@ -195,6 +221,9 @@ static void check_done(struct watch *w, bool passed, const char *why)
         s->h.checks_failed++;
 
     bool first = !s->h.checks.checked;
+    /* Decided before the state is published, so that a down server whose checks also end its
+     * ejection goes DOWN -> UP in one step. */
+    bool readmitted = s->h.ejected && readmit_on_checks(w, passed, c->rise);
     switch (health_record(&s->h.checks, !s->h.check_down, passed, c->rise, c->fall)) {
     case HEALTH_GOES_DOWN:
         s->h.check_down = true;
@@ -213,8 +242,11 @@ static void check_done(struct watch *w, bool passed, const char *why)
     default:
         break;
     }
-    if (passed && s->h.ejected)
-        uneject(w, "a health check passed");
+    if (readmitted) {
+        snprintf(reason, sizeof(reason), "%u/%u health checks passed", s->h.passes_since_ejection,
+                 c->rise);
+        server_update_state(s, now_ms(), reason); /* no change if already published above */
+    }
     schedule(w);
 }
 
@@ -388,6 +420,7 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
     w->io.fd = fd;
     w->io.handler = check_io;
     w->sent = 0;
+    w->started_ms = now_ms();
     w->phase = CK_CONNECTING;
     if (loop_add(loop, &w->io, LOOP_EDGE_RW) < 0) {
         int err = errno;

@@ -9,6 +9,7 @@
  */
 #include "pool.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,9 +91,27 @@ void server_update_state(struct server *s, uint64_t now_ms, const char *reason)
              server_state_name((enum server_state)old), server_state_name(state), reason);
 }
 
-bool server_report_failure(struct server *s, unsigned threshold, unsigned status)
+const char *server_failure_text(unsigned failure, char *buf, size_t size)
 {
-    atomic_store_explicit(&s->last_failure_status, status, memory_order_relaxed);
+    static const char *const kinds[] = {
+        [SERVER_FAIL_CONNECT] = "connect failure",
+        [SERVER_FAIL_CLOSED] = "closed before response",
+        [SERVER_FAIL_TIMEOUT] = "response timeout",
+        [SERVER_FAIL_INVALID] = "invalid response",
+        [SERVER_FAIL_CUT_SHORT] = "response cut short",
+    };
+    if (failure >= 100)
+        snprintf(buf, size, "status %u", failure);
+    else if (failure < sizeof(kinds) / sizeof(kinds[0]) && kinds[failure])
+        snprintf(buf, size, "%s", kinds[failure]);
+    else
+        snprintf(buf, size, "failure");
+    return buf;
+}
+
+bool server_report_failure(struct server *s, unsigned threshold, unsigned failure)
+{
+    atomic_store_explicit(&s->last_failure, failure, memory_order_relaxed);
     unsigned n = atomic_fetch_add_explicit(&s->consecutive_failures, 1, memory_order_relaxed) + 1;
     if (!threshold || n != threshold)
         return false;

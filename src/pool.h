@@ -8,8 +8,8 @@
  * Who writes what:
  *   - Worker threads only report: a failed or successful request (consecutive_failures,
  *     eject_wanted). They never change a state.
- *   - The health thread (check.c) owns `h`, the inputs a state is derived from: what active
- *     checks say, whether passive detection ejected the server, and the operator's choice
+ *   - The control thread's checker (check.c) owns `h`, the inputs a state is derived from: what
+ * active checks say, whether passive detection ejected the server, and the operator's choice
  *     (ready, drain, maintenance). After changing an input it calls server_update_state(), the
  *     single place where a state changes; that function also logs the change, once.
  *
@@ -26,6 +26,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "health.h"
@@ -48,14 +49,16 @@ enum server_admin {
     SERVER_ADMIN_MAINT,
 };
 
-/* The inputs of a server's state; written by the health thread only. */
+/* The inputs of a server's state; written by the control thread only. */
 struct server_inputs {
-    bool check_down;           /* active checks count the server as down */
-    struct health checks;      /* consecutive check results */
-    bool ejected;              /* passive detection took it out */
-    unsigned ejections;        /* times ejected: multiplies the ejection time */
-    uint64_t ejected_until_ms; /* end of the current ejection */
-    uint64_t last_ejection_ms; /* end of the last ejection, to forget old ones */
+    bool check_down;                /* active checks count the server as down */
+    struct health checks;           /* consecutive check results */
+    bool ejected;                   /* passive detection took it out */
+    unsigned ejections;             /* times ejected: multiplies the ejection time */
+    uint64_t ejected_at_ms;         /* start of the current ejection */
+    uint64_t ejected_until_ms;      /* end of the current ejection */
+    unsigned passes_since_ejection; /* passing checks in a row that began after it */
+    uint64_t last_ejection_ms;      /* end of the last ejection, to forget old ones */
     enum server_admin admin;
     char last_result[64]; /* last check's outcome, e.g. "connection refused" */
     uint64_t checks_passed, checks_failed, ejections_total; /* since the server was created */
@@ -79,10 +82,10 @@ struct server {
 
     /* reported by worker threads */
     _Atomic unsigned consecutive_failures;
-    _Atomic unsigned last_failure_status; /* 0: a connection failure */
+    _Atomic unsigned last_failure; /* enum server_failure, or the failing status (>= 100) */
     _Atomic bool eject_wanted;
 
-    /* owned by the health thread */
+    /* owned by the control thread */
     struct server_inputs h;
 };
 
@@ -104,7 +107,7 @@ void server_unref(struct server *s);
 /*
  * Derives the state from s->h and publishes it; if it changed, logs
  * "pool P server S: OLD -> NEW (reason)". The only place a server's state changes; called by the
- * health thread only. now_ms starts a slow-start ramp when the server comes back up.
+ * control thread only. now_ms starts a slow-start ramp when the server comes back up.
  */
 void server_update_state(struct server *s, uint64_t now_ms, const char *reason);
 
@@ -126,9 +129,23 @@ static inline unsigned server_weight(const struct server *s)
     return atomic_load_explicit(&s->weight, memory_order_relaxed);
 }
 
+/* Why a request counted against its server (passive detection). A status in the pool's
+ * failure_status is reported as the status itself, so every value below 100 is a kind. */
+enum server_failure {
+    SERVER_FAIL_CONNECT = 1, /* the connection could not be opened */
+    SERVER_FAIL_CLOSED,      /* closed or reset before any response byte */
+    SERVER_FAIL_TIMEOUT,     /* no response head in time, or a body that went silent */
+    SERVER_FAIL_INVALID,     /* a response that breaks HTTP/1.1 (head or framing) */
+    SERVER_FAIL_CUT_SHORT,   /* closed or reset before the end of the response body */
+};
+
+/* "connect failure", "response timeout", "status 503", ... for log lines. */
+const char *server_failure_text(unsigned failure, char *buf, size_t size);
+
 /* Passive detection, from worker threads. A failure returns true when it made the server's
- * consecutive failures reach threshold: the caller must then wake the health thread. */
-bool server_report_failure(struct server *s, unsigned threshold, unsigned status);
+ * consecutive failures reach threshold: the caller must then wake the control thread. failure is
+ * an enum server_failure or a status. */
+bool server_report_failure(struct server *s, unsigned threshold, unsigned failure);
 static inline void server_report_success(struct server *s)
 {
     /* Read first: a healthy server's counter stays 0 and its cache line stays shared. */

@@ -34,7 +34,14 @@
  *
  * Failures are answered by status (400, 408, 414, 431, 501, 505 for requests; 502, 503, 504 for
  * backends) as long as no byte of the final response head went to the client. After that the
- * client connection is reset instead, so a cut-short response never looks complete.
+ * client connection is reset instead, so a cut-short response never looks complete. Every backend
+ * failure is reported to passive detection with its kind (server_failed, enum server_failure).
+ *
+ * Timers (arm_timer): the response head has a deadline, timeouts.server from the request's last
+ * byte sent (resp_deadline); a server that stalls while taking the request body or sending the
+ * response body is cut after timeouts.server_body_idle of silence. A client that leaves while the
+ * exchange is in progress (client_left) aborts the backend request, unless the pool says
+ * ignore_client_abort; the request is logged with status 499.
  */
 #include "proxy.h"
 
@@ -93,6 +100,7 @@ struct session {
     uint32_t linger_bytes;
 
     uint64_t idle_deadline, head_deadline, connect_deadline, linger_deadline;
+    uint64_t resp_deadline; /* the response head is due (timeouts.server); 0: request not sent */
     uint64_t client_io_ms, server_io_ms; /* last progress on each side */
 
     /* the request in progress, for counters and the access log */
@@ -118,6 +126,8 @@ struct session {
     bool dechunk;              /* strip chunked framing (HTTP/1.0 client) */
     bool final_started; /* a byte of the final response reached the client: no error answer now */
     bool client_eof, server_eof;
+    bool client_fin_checked; /* the client's FIN came behind pipelined bytes: a half-close */
+    bool status_failure;     /* the response's status counts against the server */
     int up_errno;
 
     union {
@@ -367,7 +377,9 @@ static int close_session(struct session *s, bool reset)
     struct worker *w = s->w;
     if (s->in_request) {
         set_term(s, w->stopping ? "shutdown" : "client_abort");
-        account_request(s, s->final_started ? s->status : 0);
+        /* 499 (nginx's "client closed request"): the client left before any response. */
+        bool client_left_first = strcmp(s->term, "client_abort") == 0;
+        account_request(s, s->final_started ? s->status : client_left_first ? 499 : 0);
     }
     stats_client_move(w->stats, s->client_state, -1);
     loop_timer_stop(w->loop, &s->timer);
@@ -645,11 +657,12 @@ static const struct pool *session_pool(const struct session *s)
     return s->snap->listeners[s->listener].pool;
 }
 
-/* Counts a failure of the current server for passive detection (pool.h, check.c). */
-static void report_failure(struct session *s, struct server *srv, unsigned status)
+/* Counts a failure of srv for passive detection (pool.h, check.c); failure is an
+ * enum server_failure or a status. */
+static void report_failure(struct session *s, struct server *srv, unsigned failure)
 {
     const struct conf_passive *p = &session_pool(s)->conf->passive;
-    if (p->consecutive_failures && server_report_failure(srv, p->consecutive_failures, status))
+    if (p->consecutive_failures && server_report_failure(srv, p->consecutive_failures, failure))
         control_notify_eject();
 }
 
@@ -688,11 +701,13 @@ static int try_server(struct session *s)
  * May the request go to another server after its current one failed? Only while the pool's
  * retries last and we still hold every byte of it, and only if sending it again cannot do harm:
  * when the failure was a connect (nothing was sent) for any request whose bytes never reached a
- * server before, or, for an idempotent request, when no response byte came back.
+ * server before, or, for an idempotent request, when no response byte came back, or only bytes
+ * that were not a response at all (junk_only: nothing of them is on its way to the client).
  */
-static bool may_retry(const struct session *s, bool connect_failure)
+static bool may_retry(const struct session *s, bool connect_failure, bool junk_only)
 {
-    if (s->attempts >= session_pool(s)->conf->retries || !s->replayable || s->resp_bytes)
+    if (s->attempts >= session_pool(s)->conf->retries || !s->replayable ||
+        (s->resp_bytes && !junk_only))
         return false;
     if (connect_failure)
         return s->idempotent || !s->sent_any;
@@ -719,6 +734,9 @@ static int retry_elsewhere(struct session *s, struct server *failed, unsigned st
     s->attempts++;
     stats_add(&stats_pool(s->w->stats, session_pool(s)->slot)->retries, 1);
     s->req_sent = 0;
+    if (s->out.data) /* whatever the failed server sent and the client was not given */
+        s->out.end = s->out.start + s->resp_fwd;
+    s->resp_bytes = 0;
     memset(&s->scan, 0, sizeof(s->scan));
     log_debug("pool %s: retrying on %s after %s failed (attempt %u)", session_pool(s)->name,
               next->name, failed->name, s->attempts + 1);
@@ -739,11 +757,11 @@ static int connect_failed(struct session *s, struct server *srv, int err)
         set_term(s, "local_shortage");
         return respond_error(s, 503, "out of local resources");
     }
-    report_failure(s, srv, 0);
+    report_failure(s, srv, SERVER_FAIL_CONNECT);
     unsigned status = err == ETIMEDOUT ? 504 : 502;
     const char *why = err == ETIMEDOUT ? "connect timeout" : "cannot connect to server";
     const char *term = err == ETIMEDOUT ? "connect_timeout" : "connect_error";
-    if (may_retry(s, true))
+    if (may_retry(s, true, false))
         return retry_elsewhere(s, srv, status, why, term);
     set_term(s, term);
     return respond_error(s, status, why);
@@ -763,6 +781,7 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
     u->owner = s;
     u->io.handler = upstream_event;
     s->up = u;
+    s->resp_deadline = 0; /* a new attempt: the head is due once this connection has the request */
     s->server_io_ms = now_ms(s);
     s->server_eof = false;
     if (!u->connecting)
@@ -771,14 +790,16 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
 }
 
 /*
- * The backend connection failed. A connection reused from the idle pool that dies before
- * answering was most likely closed by the server while idle, so the request goes again on a
- * fresh connection to the same server, provided we still hold every byte of it; that is not the
- * server's fault and is not counted. Other failures before the response count against the
- * server, and may send the request to another one (may_retry). Otherwise the client gets
+ * The backend connection failed; failure says how (enum server_failure). A connection reused
+ * from the idle pool that dies before answering was most likely closed by the server while idle,
+ * so the request goes again on a fresh connection to the same server, provided we still hold
+ * every byte of it; that is not the server's fault and is not counted. Every other failure counts
+ * against the server (a connection lost mid-body as a response cut short). One before the
+ * response may send the request to another server (may_retry). Otherwise the client gets
  * `status` (502 or 504), or an abort if the response had already begun.
  */
-static int server_failed(struct session *s, unsigned status, const char *why, bool maybe_stale)
+static int server_failed(struct session *s, unsigned status, const char *why, unsigned failure,
+                         bool maybe_stale)
 {
     struct worker *w = s->w;
     struct upstream *u = s->up;
@@ -794,9 +815,13 @@ static int server_failed(struct session *s, unsigned status, const char *why, bo
     log_debug("pool %s server %s: %s", srv->pool_name, srv->name, why);
     upstream_close(w, u, true);
     s->up = NULL;
-    if (s->resp_state == RS_WAIT)
-        report_failure(s, srv, 0);
-    if (status == 502 && s->resp_state == RS_WAIT && !s->final_started && may_retry(s, false))
+    if (s->resp_state == RS_BODY && failure == SERVER_FAIL_CLOSED)
+        failure = SERVER_FAIL_CUT_SHORT;
+    if (s->resp_state != RS_DONE)
+        report_failure(s, srv, failure);
+    bool junk_only = failure == SERVER_FAIL_INVALID && s->resp_fwd == 0;
+    if (status == 502 && s->resp_state == RS_WAIT && !s->final_started &&
+        may_retry(s, false, junk_only))
         return retry_elsewhere(s, srv, status, why, "server_error");
     set_term(s, status == 504 ? "server_timeout" : "server_error");
     if (s->final_started)
@@ -912,16 +937,16 @@ static int scan_request_body(struct session *s)
     return 0;
 }
 
-/* The client stopped sending in the middle of a request body. */
+/* The client stopped sending in the middle of a request body: it left (499, as a client that
+ * closes while waiting). Never let the server take a cut-short upload for a complete one. */
 static int request_truncated(struct session *s)
 {
     if (s->up) {
-        /* Never let the server take a cut-short upload for a complete one. */
         upstream_close(s->w, s->up, true);
         s->up = NULL;
     }
     set_term(s, "client_abort");
-    return respond_error(s, 400, "client closed in the middle of the request body");
+    return close_session(s, false);
 }
 
 /* ---- response ---- */
@@ -957,23 +982,25 @@ static int process_response_head(struct session *s)
                       : HTTP1_AGAIN;
         if (r == HTTP1_AGAIN) {
             if (s->server_eof)
-                return server_failed(s, 502,
-                                     avail ? "server closed in the middle of the response head"
-                                           : "server closed without responding",
-                                     avail == 0);
+                return avail ? server_failed(s, 502,
+                                             "server closed in the middle of the response head",
+                                             SERVER_FAIL_INVALID, false)
+                             : server_failed(s, 502, "server closed without responding",
+                                             SERVER_FAIL_CLOSED, true);
             return STEP_PROGRESS;
         }
         if (r == HTTP1_ERROR)
-            return server_failed(s, 502, why, false);
+            return server_failed(s, 502, why, SERVER_FAIL_INVALID, false);
         struct http1_msg msg = {.fields = w->fields};
         if (http1_parse_response(&s->scan, s->out.data + base, &w->limits, s->method, &msg) !=
             HTTP1_DONE)
-            return server_failed(s, 502, msg.error, false);
+            return server_failed(s, 502, msg.error, SERVER_FAIL_INVALID, false);
 
         memset(&s->scan, 0, sizeof(s->scan));
         if (msg.status < 200) {
             if (msg.status == 101)
-                return server_failed(s, 502, "unexpected 101 Switching Protocols", false);
+                return server_failed(s, 502, "unexpected 101 Switching Protocols",
+                                     SERVER_FAIL_INVALID, false);
             if (s->version == 10) { /* an HTTP/1.0 client must never see a 1xx */
                 memmove(s->out.data + base, s->out.data + base + msg.head_end,
                         avail - msg.head_end);
@@ -982,17 +1009,20 @@ static int process_response_head(struct session *s)
             }
             uint32_t n = replace_response_head(s, base, &msg, 0);
             if (!n)
-                return server_failed(s, 502, "interim response head too large", false);
+                return server_failed(s, 502, "interim response head too large", SERVER_FAIL_INVALID,
+                                     false);
             s->resp_fwd += n;
             continue;
         }
 
         s->status = msg.status;
         s->t_resp_us = loop_now_us(w->loop);
-        if (conf_status_in(&session_pool(s)->conf->passive.failure_status, msg.status))
+        /* A good status counts as a success only once the whole response arrived
+         * (process_response): a body cut short is a failure. */
+        s->status_failure =
+            conf_status_in(&session_pool(s)->conf->passive.failure_status, msg.status);
+        if (s->status_failure)
             report_failure(s, s->up->server, msg.status);
-        else
-            server_report_success(s->up->server);
         s->resp_body = msg.body;
         s->resp_left = msg.content_length;
         memset(&s->resp_chunk, 0, sizeof(s->resp_chunk));
@@ -1014,7 +1044,8 @@ static int process_response_head(struct session *s)
             flags |= REWRITE_CONN_KEEP_ALIVE;
         uint32_t n = replace_response_head(s, base, &msg, flags);
         if (!n)
-            return server_failed(s, 502, "response head too large once rewritten", false);
+            return server_failed(s, 502, "response head too large once rewritten",
+                                 SERVER_FAIL_INVALID, false);
         s->interim_len = s->resp_fwd; /* interim bytes not sent yet, ahead of the final head */
         s->resp_fwd += n;
         s->resp_state = msg.body == HTTP1_BODY_NONE ? RS_DONE : RS_BODY;
@@ -1046,7 +1077,8 @@ static int process_response_body(struct session *s)
         }
         s->resp_fwd += (uint32_t)produced;
         if (r == HTTP1_ERROR)
-            return server_failed(s, 502, "invalid chunked framing in response", false);
+            return server_failed(s, 502, "invalid chunked framing in response", SERVER_FAIL_INVALID,
+                                 false);
         if (r == HTTP1_DONE)
             s->resp_state = RS_DONE;
         break;
@@ -1058,7 +1090,8 @@ static int process_response_body(struct session *s)
         break;
     }
     if (s->resp_state == RS_BODY && s->server_eof)
-        return server_failed(s, 502, "server closed before the end of the response", false);
+        return server_failed(s, 502, "server closed before the end of the response",
+                             SERVER_FAIL_CUT_SHORT, false);
     return STEP_PROGRESS;
 }
 
@@ -1068,6 +1101,8 @@ static int process_response(struct session *s)
         return STEP_GONE;
     if (s->resp_state == RS_BODY && process_response_body(s) == STEP_GONE)
         return STEP_GONE;
+    if (s->resp_state == RS_DONE && s->up && !s->status_failure)
+        server_report_success(s->up->server);
     if (s->resp_state == RS_DONE && s->up) {
         /* Bytes after the end of the response: the server is out of step; never reuse it. */
         uint32_t end = s->out.start + s->resp_fwd;
@@ -1097,6 +1132,8 @@ static int finish_transaction(struct session *s)
     s->final_started = false;
     s->req_complete = false;
     s->resp_bytes = 0;
+    s->resp_deadline = 0;
+    s->client_fin_checked = false;
     s->resp_state = RS_WAIT;
     s->status = 0;
     s->dechunk = false;
@@ -1172,10 +1209,54 @@ static int step_head(struct session *s)
     return start_exchange(s, &msg);
 }
 
+/*
+ * Has the client left while we wait on the server? Once its request is complete fulcrum does not
+ * read from the client (what it sends next waits behind the response), so its FIN shows only as
+ * RDHUP. A FIN with no byte before it means the client is gone, or at least sent all it ever
+ * will; one behind pipelined requests is a half-close that still wants the answers.
+ */
+static bool client_left(struct session *s)
+{
+    if (!(s->io.ready & LOOP_RDHUP) || s->client_fin_checked || !s->req_complete ||
+        s->resp_state == RS_DONE)
+        return false;
+    if (!s->client_eof) {
+        char c;
+        ssize_t n = 0;
+        if (!s->in.data || s->in.end == s->in.start + s->req_fwd)
+            n = recv(s->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) ||
+            (s->in.data && s->in.end > s->in.start + s->req_fwd)) {
+            s->client_fin_checked = true;
+            return false;
+        }
+        s->client_eof = true;
+    }
+    s->client_fin_checked = true; /* decided once per request */
+    return true;
+}
+
+/* The client left before its response was complete: end the backend request too, so that the
+ * server stops working for nobody, unless the pool says to let it finish (ignore_client_abort). */
+static int client_aborted(struct session *s)
+{
+    if (session_pool(s)->conf->ignore_client_abort)
+        return STEP_PROGRESS;
+    if (s->up) {
+        upstream_close(s->w, s->up, true);
+        s->up = NULL;
+    }
+    set_term(s, "client_abort");
+    return close_session(s, false);
+}
+
 static int step_exchange(struct session *s)
 {
     bool progress = false;
     int r;
+
+    if (client_left(s) && client_aborted(s) == STEP_GONE)
+        return STEP_GONE;
 
     if (s->up && s->up->connecting) {
         r = check_connect(s);
@@ -1191,7 +1272,7 @@ static int step_exchange(struct session *s)
     if (s->up) {
         r = server_write(s);
         if (r == IO_ERROR)
-            return server_failed(s, 502, strerror(s->up_errno), true);
+            return server_failed(s, 502, strerror(s->up_errno), SERVER_FAIL_CLOSED, true);
         progress |= r == IO_DONE;
     }
     if (want_body && !s->req_complete) {
@@ -1216,7 +1297,7 @@ static int step_exchange(struct session *s)
     if (s->up && s->resp_state != RS_DONE) {
         r = server_read(s);
         if (r == IO_ERROR)
-            return server_failed(s, 502, strerror(s->up_errno), true);
+            return server_failed(s, 502, strerror(s->up_errno), SERVER_FAIL_CLOSED, true);
         if (r != IO_BLOCKED) {
             progress = true;
             if (process_response(s) == STEP_GONE)
@@ -1232,6 +1313,9 @@ static int step_exchange(struct session *s)
         release_upstream(s);
     if (s->resp_state == RS_DONE && !s->up && s->resp_fwd == 0)
         return finish_transaction(s);
+    if (!s->resp_deadline && s->up && !s->up->connecting && s->resp_state == RS_WAIT &&
+        s->req_complete && s->req_sent == s->req_fwd)
+        s->resp_deadline = now_ms(s) + timeouts(s)->server_ms;
     return progress ? STEP_PROGRESS : STEP_WAIT;
 }
 
@@ -1257,6 +1341,18 @@ static int step_linger(struct session *s)
 static bool client_blocked(const struct session *s)
 {
     return s->resp_fwd && !(s->io.ready & LOOP_WRITABLE);
+}
+
+/*
+ * When the server's time is up, if the exchange is waiting for it. The final response head is due
+ * timeouts.server after the request's last byte went out, however slowly it trickles in; taking
+ * request bytes and sending body bytes may each stall for timeouts.server_body_idle.
+ */
+static uint64_t server_deadline(const struct session *s)
+{
+    if (s->resp_state == RS_WAIT && s->resp_deadline)
+        return s->resp_deadline;
+    return s->server_io_ms + timeouts(s)->server_body_idle_ms;
 }
 
 /* Is the exchange waiting for the server to do something? */
@@ -1297,7 +1393,7 @@ static void arm_timer(struct session *s)
         if (s->up && s->up->connecting)
             when = s->connect_deadline;
         else if (waiting_on_server(s))
-            when = s->server_io_ms + t->server_ms;
+            when = server_deadline(s);
         if (waiting_on_client(s) && s->client_io_ms + t->client_ms < when)
             when = s->client_io_ms + t->client_ms;
         break;
@@ -1329,8 +1425,8 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
             upstream_close(s->w, s->up, false);
             s->up = NULL;
             r = connect_failed(s, srv, ETIMEDOUT);
-        } else if (waiting_on_server(s) && now >= s->server_io_ms + t->server_ms) {
-            r = server_failed(s, 504, "server timeout", false);
+        } else if (waiting_on_server(s) && now >= server_deadline(s)) {
+            r = server_failed(s, 504, "response timeout", SERVER_FAIL_TIMEOUT, false);
         } else if (waiting_on_client(s) && now >= s->client_io_ms + t->client_ms) {
             set_term(s, "client_timeout");
             r = s->resp_state == RS_WAIT ? respond_error(s, 408, "client timeout")

@@ -107,13 +107,12 @@ class BadRequestTest(FulcrumTestCase):
             self.assertGreater(time.monotonic() - t0, 0.2)
 
     def test_truncated_upload(self):
+        """A client that stops in the middle of its body has left (issue 9, part 3): the backend
+        request is aborted and the connection closed, with no answer (logged as 499)."""
         with connect(self.f.port) as s:
             s.sendall(b"POST /?echo=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nhello")
             s.shutdown(socket.SHUT_WR)
-            r = Reader(s)
-            resp = r.read_response()
-            self.assertEqual(resp.status, 400)
-            self.assertTrue(r.closed())
+            self.assertTrue(Reader(s).closed())
 
 
 class BackendFailureTest(FulcrumTestCase):

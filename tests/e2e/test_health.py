@@ -259,8 +259,12 @@ class PassiveTest(FulcrumTestCase):
             get(f.port)
         wait_log(f, r"server bad: UP -> EJECTED")
         t0 = time.monotonic()
-        wait_log(f, r"server bad: EJECTED -> UP \(a health check passed\)", timeout=3)
-        self.assertLess(time.monotonic() - t0, 0.4 + SLACK)
+        # rise (2) passing checks that began after the ejection, never a single one: the second
+        # comes a fast_interval (400 ms, less up to 10% jitter) after the first.
+        wait_log(f, r"server bad: EJECTED -> UP \(2/2 health checks passed\)", timeout=3)
+        took = time.monotonic() - t0
+        self.assertGreater(took, 0.3)
+        self.assertLess(took, 2 * 0.4 + SLACK)
 
     def test_max_ejected_percent(self):
         bads = [self.failing_backend() for _ in range(2)]
