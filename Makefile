@@ -1,6 +1,9 @@
 # fulcrum - build, test, run.
 #
 #   make            build/fulcrum and build/fulcrum-backend
+#
+# Every target first installs the Debian packages it needs that are missing (scripts/install-deps),
+# so any of them works as the first command on a fresh machine.
 #   make run        three demo backends + fulcrum with examples/fulcrum.yaml (Ctrl-C stops all)
 #   make test       install missing Debian packages, build, run unit and end-to-end tests
 #   make test-asan  the same suite against an AddressSanitizer + UBSan build (build-asan/)
@@ -39,15 +42,16 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all clean test test-unit test-e2e test-asan fuzz fuzz-run run bench fmt fmt-check deps \
-        soak install
+        deps-build deps-bench soak install
 
 all: $(BUILD)/fulcrum $(BUILD)/fulcrum-backend
 
-$(BUILD)/obj/%.o: %.c
+# Order-only: checking for the packages never makes an object out of date.
+$(BUILD)/obj/%.o: %.c | deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-%/gen/dashboard.c: src/dashboard.html
+%/gen/dashboard.c: src/dashboard.html | deps-build
 	@mkdir -p $(dir $@)
 	xxd -i -n dashboard_html $< > $@
 
@@ -62,12 +66,16 @@ $(BUILD)/fulcrum-backend: $(BACKEND_OBJ) $(BACKEND_CORE)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Unit tests link every core object; a test may also #include a .c file to reach its statics.
-$(BUILD)/unit/%: tests/unit/%.c $(CORE_OBJ)
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_OBJ) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Wno-missing-prototypes $< $(CORE_OBJ) -o $@ $(LDLIBS) -lcmocka
 
 deps:
-	@scripts/install-deps
+	@scripts/install-deps test
+deps-build:
+	@scripts/install-deps build
+deps-bench:
+	@scripts/install-deps bench
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -106,7 +114,7 @@ fuzz-run: fuzz
 run: all
 	@scripts/run-demo
 
-bench: all
+bench: deps-bench all
 	bench/run
 
 soak: all
