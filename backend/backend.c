@@ -13,7 +13,7 @@
  *        into the buffer as room appears (backpressure: nothing is generated that cannot be
  *        written soon, so a 1 GiB body costs one buffer).
  *
- * States of a connection (c->state), all driven by conn_drive(), which runs the step of the
+ * States of a connection (c->state), all driven by client_drive(), which runs the step of the
  * current state until one reports that it must wait for the socket or a timer:
  *
  *   HEAD --head parsed--> BODY --body read--> [interim] --> WAIT (delay) --> SEND --> HEAD
@@ -49,12 +49,14 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "buf.h"
-#include "http1.h"
-#include "log.h"
-#include "loop.h"
-#include "net.h"
-#include "version.h"
+#include "core/buf.h"
+#include "core/conn.h"
+#include "core/container.h"
+#include "http/http1.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/net.h"
+#include "core/version.h"
 
 #define MAX_HEAD_BYTES (64u * 1024)
 #define MAX_FIELDS     200
@@ -78,20 +80,18 @@
 /* Bodies of built-in answers: hello, health, stats JSON (name escaped) and error messages. */
 #define TEXT_MAX (2 * MAX_NAME + BE_ERROR_TEXT + 64)
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
 enum state { ST_HEAD, ST_BODY, ST_WAIT, ST_SEND, ST_DRIP, ST_HANG, ST_DRAIN, ST_LINGER, ST_CLOSED };
 enum step { STEP_PROGRESS, STEP_WAIT };
 enum io_result { IO_OK, IO_BLOCKED, IO_EOF, IO_ERROR };
 enum gen { GEN_DONE, GEN_FULL, GEN_PAUSE, GEN_ERROR };
 enum source { SRC_TEXT, SRC_ECHO, SRC_PATTERN };
 
-struct conn {
-    struct loop_io io;            /* first: the loop's pointer is the connection's */
+struct client {
+    struct conn conn;             /* first: the loop's pointer is the client's */
     struct loop_timer idle_timer; /* inactivity; see on_idle() */
     struct loop_timer wait_timer; /* delay, drip pauses, lingering close */
-    struct loop_task task;        /* resumes conn_drive() after a yield */
-    struct conn *prev, *next;     /* srv.conns, or srv.dead / srv.spare (next only) */
+    struct loop_task task;        /* resumes client_drive() after a yield */
+    struct client *prev, *next;   /* srv.conns, or srv.dead / srv.spare (next only) */
     uint8_t state;                /* enum state */
     bool peer_eof;                /* the peer will send nothing more */
     bool rst_when_flushed;        /* DRAIN ends with an RST rather than a FIN */
@@ -133,31 +133,26 @@ static struct server {
     const char *name;
     bool healthy;
     uint64_t connections, active, requests;
-    struct conn *conns; /* open connections */
-    struct conn *dead;  /* closed during this batch; recycled in before_poll */
-    struct conn *spare;
+    struct client *conns; /* open connections */
+    struct client *dead;  /* closed during this batch; recycled in before_poll */
+    struct client *spare;
     unsigned nspare;
     struct http1_limits limits;
     struct http1_field fields[MAX_FIELDS]; /* one request is parsed at a time */
 } srv;
 
-static void conn_drive(struct conn *c);
+static void client_drive(struct client *c);
 
 /* ---- connection lifetime ---- */
 
-static void conn_close(struct conn *c, bool rst)
+static void client_close(struct client *c, bool rst)
 {
     if (c->state == ST_CLOSED)
         return;
     loop_timer_stop(srv.loop, &c->idle_timer);
     loop_timer_stop(srv.loop, &c->wait_timer);
     loop_cancel(srv.loop, &c->task);
-    if (rst)
-        net_close_reset(c->io.fd);
-    else
-        close(c->io.fd);
-    c->io.handler = NULL; /* later events of this batch still point here: ignore them */
-    c->io.fd = -1;
+    conn_close(&c->conn, rst); /* later events of this batch still point here: ignored */
     buf_put(&srv.inpool, &c->in);
     buf_put(&srv.outpool, &c->out);
     free(c->echo);
@@ -178,7 +173,7 @@ static void conn_close(struct conn *c, bool rst)
 static void before_poll(struct loop *loop, void *arg)
 {
     while (srv.dead) {
-        struct conn *c = srv.dead;
+        struct client *c = srv.dead;
         srv.dead = c->next;
         if (srv.nspare < MAX_SPARE_CONNS) {
             c->next = srv.spare;
@@ -190,10 +185,10 @@ static void before_poll(struct loop *loop, void *arg)
     }
 }
 
-static void free_conn_list(struct conn *c)
+static void free_conn_list(struct client *c)
 {
     while (c) {
-        struct conn *next = c->next;
+        struct client *next = c->next;
         free(c);
         c = next;
     }
@@ -201,16 +196,15 @@ static void free_conn_list(struct conn *c)
 
 /* ---- buffered I/O ---- */
 
-static void touch(struct conn *c)
+static void touch(struct client *c)
 {
     c->last_active = loop_now_ms(srv.loop);
 }
 
-/* One read into the in buffer. A short read means the socket is drained (loop.h), unless the
- * peer's FIN is pending behind the data. */
-static enum io_result conn_read(struct conn *c)
+/* One read into the in buffer (core/conn.h keeps the readiness rules). */
+static enum io_result client_read(struct client *c)
 {
-    if (!(c->io.ready & LOOP_READABLE))
+    if (!(c->conn.io.ready & LOOP_READABLE))
         return IO_BLOCKED;
     if (!c->in.data && buf_get(&srv.inpool, &c->in) < 0) {
         log_error("out of memory for an input buffer");
@@ -221,27 +215,19 @@ static enum io_result conn_read(struct conn *c)
     size_t room = srv.inpool.size - c->in.end;
     if (room == 0)
         return IO_ERROR; /* cannot happen: heads are limited below the buffer size */
-    for (;;) {
-        ssize_t n = read(c->io.fd, c->in.data + c->in.end, room);
-        if (n > 0) {
-            c->in.end += (uint32_t)n;
-            /* A FIN that came with the data has had its only edge: keep reading to see it. */
-            if ((size_t)n < room && !(c->io.ready & LOOP_RDHUP))
-                c->io.ready &= ~(uint32_t)LOOP_READABLE;
-            touch(c);
-            return IO_OK;
-        }
-        if (n == 0) {
-            buf_release_if_empty(&srv.inpool, &c->in);
-            return IO_EOF;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->io.ready &= ~(uint32_t)LOOP_READABLE;
-            buf_release_if_empty(&srv.inpool, &c->in);
-            return IO_BLOCKED;
-        }
+    size_t n;
+    switch (conn_read(&c->conn, c->in.data + c->in.end, room, &n)) {
+    case CONN_DONE:
+        c->in.end += (uint32_t)n;
+        touch(c);
+        return IO_OK;
+    case CONN_EOF:
+        buf_release_if_empty(&srv.inpool, &c->in);
+        return IO_EOF;
+    case CONN_BLOCKED:
+        buf_release_if_empty(&srv.inpool, &c->in);
+        return IO_BLOCKED;
+    default:
         return IO_ERROR;
     }
 }
@@ -250,47 +236,39 @@ static enum io_result conn_read(struct conn *c)
  * Writes queued output. Returns 0 when everything went out (the buffer is given back), 1 when the
  * socket is full, -1 when the connection was closed (an error, or reset_after reached its count).
  */
-static int conn_flush(struct conn *c)
+static int client_flush(struct client *c)
 {
     while (!buf_empty(&c->out)) {
         if (c->limit_on && c->limit_left == 0) {
-            conn_close(c, true);
+            client_close(c, true);
             return -1;
         }
-        if (!(c->io.ready & LOOP_WRITABLE))
-            return 1;
         size_t len = buf_len(&c->out);
         if (c->limit_on && len > c->limit_left)
             len = (size_t)c->limit_left;
-        ssize_t n = send(c->io.fd, c->out.data + c->out.start, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->out.start += (uint32_t)n;
-            if (c->limit_on)
-                c->limit_left -= (uint64_t)n;
-            if ((size_t)n < len)
-                c->io.ready &= ~(uint32_t)LOOP_WRITABLE;
-            touch(c);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->io.ready &= ~(uint32_t)LOOP_WRITABLE;
+        size_t n;
+        enum conn_status r = conn_write(&c->conn, c->out.data + c->out.start, len, &n);
+        if (r == CONN_BLOCKED)
             return 1;
+        if (r == CONN_ERROR) {
+            client_close(c, false); /* EPIPE, ECONNRESET: the peer is gone */
+            return -1;
         }
-        conn_close(c, false); /* EPIPE, ECONNRESET: the peer is gone */
-        return -1;
+        c->out.start += (uint32_t)n;
+        if (c->limit_on)
+            c->limit_left -= (uint64_t)n;
+        touch(c);
     }
     buf_put(&srv.outpool, &c->out);
     if (c->limit_on && c->limit_left == 0) {
-        conn_close(c, true);
+        client_close(c, true);
         return -1;
     }
     return 0;
 }
 
 /* Attaches the out buffer and makes its free space contiguous. Returns the free bytes, or -1. */
-static long out_prepare(struct conn *c, size_t want)
+static long out_prepare(struct client *c, size_t want)
 {
     if (!c->out.data && buf_get(&srv.outpool, &c->out) < 0) {
         log_error("out of memory for an output buffer");
@@ -301,12 +279,12 @@ static long out_prepare(struct conn *c, size_t want)
     return (long)(OUT_BUF_SIZE - c->out.end);
 }
 
-static size_t out_free(const struct conn *c)
+static size_t out_free(const struct client *c)
 {
     return OUT_BUF_SIZE - buf_len(&c->out);
 }
 
-static bool out_append(struct conn *c, const char *data, size_t len)
+static bool out_append(struct client *c, const char *data, size_t len)
 {
     long room = out_prepare(c, len);
     if (room < 0 || (size_t)room < len)
@@ -316,9 +294,10 @@ static bool out_append(struct conn *c, const char *data, size_t len)
     return true;
 }
 
-static bool out_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool out_printf(struct client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static bool out_printf(struct conn *c, const char *fmt, ...)
+static bool out_printf(struct client *c, const char *fmt, ...)
 {
     long room = out_prepare(c, OUT_BUF_SIZE);
     if (room <= 0)
@@ -335,9 +314,9 @@ static bool out_printf(struct conn *c, const char *fmt, ...)
 
 /* ---- building responses ---- */
 
-static void text_set(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_set(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void text_set(struct conn *c, const char *fmt, ...)
+static void text_set(struct client *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -348,7 +327,7 @@ static void text_set(struct conn *c, const char *fmt, ...)
     c->text_len = (size_t)n < sizeof(c->text) ? (size_t)n : sizeof(c->text) - 1;
 }
 
-static void stats_json(struct conn *c)
+static void stats_json(struct client *c)
 {
     char name[2 * MAX_NAME + 1];
     size_t j = 0;
@@ -360,7 +339,7 @@ static void stats_json(struct conn *c)
     name[j] = '\0';
     /* requests read and not answered yet: held by delay= or hang= (tests wait on this) */
     uint64_t held = 0;
-    for (const struct conn *k = srv.conns; k; k = k->next)
+    for (const struct client *k = srv.conns; k; k = k->next)
         held += k->state == ST_WAIT || k->state == ST_HANG;
     text_set(c,
              "{\"name\":\"%s\",\"connections\":%" PRIu64 ",\"active_connections\":%" PRIu64
@@ -369,7 +348,7 @@ static void stats_json(struct conn *c)
 }
 
 /* The final head; all of it fits since HEAD_ROOM was free when the request was parsed. */
-static bool write_head(struct conn *c, unsigned status, const char *type, bool close_after)
+static bool write_head(struct client *c, unsigned status, const char *type, bool close_after)
 {
     bool ok = out_printf(c, "HTTP/1.1 %u %s\r\nX-Backend: %s\r\nContent-Type: %s\r\n", status,
                          be_reason(status), srv.name, type);
@@ -391,7 +370,7 @@ static bool write_head(struct conn *c, unsigned status, const char *type, bool c
 }
 
 /* Answers with status and the built-in body for the plan's route (or c->text, for errors). */
-static void start_response(struct conn *c)
+static void start_response(struct client *c)
 {
     struct be_plan *p = &c->plan;
 
@@ -408,7 +387,7 @@ static void start_response(struct conn *c)
     if (p->action == BE_GARBAGE) {
         static const char garbage[] = "HTTP/1.1 2000 Nope\r\nContent-Length: 0\r\n\r\n";
         if (!out_append(c, garbage, sizeof(garbage) - 1)) {
-            conn_close(c, false);
+            client_close(c, false);
             return;
         }
         c->state = ST_DRAIN;
@@ -464,7 +443,7 @@ static void start_response(struct conn *c)
     c->gen_body = c->method != HTTP1_METHOD_HEAD && status != 204 && status != 304;
     if (!write_head(c, status, type, close_after)) {
         log_error("response head does not fit the output buffer");
-        conn_close(c, false);
+        client_close(c, false);
         return;
     }
     p->close = close_after;
@@ -478,7 +457,7 @@ static void start_response(struct conn *c)
     c->state = ST_SEND;
 }
 
-static void body_fill(struct conn *c, char *dst, size_t n)
+static void body_fill(struct client *c, char *dst, size_t n)
 {
     if (c->source == SRC_PATTERN)
         be_pattern_fill(dst, c->body_off, n);
@@ -493,7 +472,7 @@ static void body_fill(struct conn *c, char *dst, size_t n)
  * (GEN_PAUSE) or the message is complete (GEN_DONE). Chunk boundaries and drip pieces both fall
  * on multiples of plan.chunk, so with chunked=1&drip=MS every pause ends a chunk.
  */
-static enum gen generate(struct conn *c)
+static enum gen generate(struct client *c)
 {
     const struct be_plan *p = &c->plan;
     bool chunked = c->framing == BE_FRAME_CHUNKED;
@@ -564,7 +543,7 @@ static enum gen generate(struct conn *c)
 }
 
 /* Replaces whatever the request asked for with a plain error answer. */
-static void plan_fail(struct conn *c, unsigned status, const char *why, bool close_after)
+static void plan_fail(struct client *c, unsigned status, const char *why, bool close_after)
 {
     uint8_t route = c->plan.route;
     memset(&c->plan, 0, sizeof(c->plan));
@@ -577,7 +556,7 @@ static void plan_fail(struct conn *c, unsigned status, const char *why, bool clo
 }
 
 /* A request that cannot be read to its end: answer, then close. */
-static void respond_error(struct conn *c, unsigned status, const char *why)
+static void respond_error(struct client *c, unsigned status, const char *why)
 {
     log_info("bad request (%u): %s", status, why);
     if (c->state == ST_HEAD) { /* no head of this request was understood */
@@ -592,7 +571,7 @@ static void respond_error(struct conn *c, unsigned status, const char *why)
 }
 
 /* The body has been read completely: what the plan says happens now. */
-static void finish_request(struct conn *c)
+static void finish_request(struct client *c)
 {
     struct be_plan *p = &c->plan;
 
@@ -608,7 +587,7 @@ static void finish_request(struct conn *c)
     if (p->interim && c->version == 11 &&
         !out_printf(c, "HTTP/1.1 %u %s\r\nX-Interim: 1\r\n\r\n", p->interim,
                     be_reason(p->interim))) {
-        conn_close(c, false);
+        client_close(c, false);
         return;
     }
     if (p->delay_ms) {
@@ -620,7 +599,7 @@ static void finish_request(struct conn *c)
 }
 
 /* The response is fully generated (maybe not yet written). */
-static void response_done(struct conn *c)
+static void response_done(struct client *c)
 {
     free(c->echo);
     c->echo = NULL;
@@ -636,7 +615,7 @@ static void response_done(struct conn *c)
 
 /* ---- request input ---- */
 
-static bool echo_append(struct conn *c, const char *data, size_t len, size_t limit)
+static bool echo_append(struct client *c, const char *data, size_t len, size_t limit)
 {
     if (c->echo_len + len > limit) {
         c->echo_fail = 413;
@@ -659,7 +638,7 @@ static bool echo_append(struct conn *c, const char *data, size_t len, size_t lim
     return true;
 }
 
-static void body_data(struct conn *c, const char *data, size_t len)
+static void body_data(struct client *c, const char *data, size_t len)
 {
     c->body_bytes += len;
     c->crc = be_crc32_update(c->crc, data, len);
@@ -667,7 +646,7 @@ static void body_data(struct conn *c, const char *data, size_t len)
         echo_append(c, data, len, c->echo_head + ECHO_MAX_BODY);
 }
 
-static void handle_head(struct conn *c)
+static void handle_head(struct client *c)
 {
     char *base = c->in.data + c->in.start;
     struct http1_msg msg;
@@ -707,14 +686,14 @@ static void handle_head(struct conn *c)
     memset(&c->chunked, 0, sizeof(c->chunked));
     if ((msg.flags & HTTP1_F_EXPECT_CONTINUE) &&
         !out_append(c, "HTTP/1.1 100 Continue\r\n\r\n", 25)) {
-        conn_close(c, false);
+        client_close(c, false);
         return;
     }
     c->state = ST_BODY;
 }
 
 /* Consumes buffered body bytes. Returns 1 when the body ended, 0 for more, -1 on bad framing. */
-static int consume_body(struct conn *c)
+static int consume_body(struct client *c)
 {
     char *p = c->in.data + c->in.start;
     size_t len = buf_len(&c->in);
@@ -743,9 +722,9 @@ static int consume_body(struct conn *c)
 /* ---- the state machine ---- */
 
 /* Reads with the outcome every reading state shares: closed on error, peer_eof on EOF. */
-static enum step read_step(struct conn *c)
+static enum step read_step(struct client *c)
 {
-    switch (conn_read(c)) {
+    switch (client_read(c)) {
     case IO_OK:
         return STEP_PROGRESS;
     case IO_EOF:
@@ -754,16 +733,16 @@ static enum step read_step(struct conn *c)
     case IO_BLOCKED:
         return STEP_WAIT;
     default:
-        conn_close(c, false);
+        client_close(c, false);
         return STEP_PROGRESS;
     }
 }
 
-static enum step step_head(struct conn *c)
+static enum step step_head(struct client *c)
 {
     if (!buf_empty(&c->in)) {
         if (out_free(c) < HEAD_ROOM) {
-            int f = conn_flush(c);
+            int f = client_flush(c);
             if (f != 0)
                 return f < 0 ? STEP_PROGRESS : STEP_WAIT;
         }
@@ -784,13 +763,13 @@ static enum step step_head(struct conn *c)
         c->state = ST_DRAIN;
         return STEP_PROGRESS;
     }
-    int f = conn_flush(c);
+    int f = client_flush(c);
     if (f < 0)
         return STEP_PROGRESS;
     return read_step(c);
 }
 
-static enum step step_body(struct conn *c)
+static enum step step_body(struct client *c)
 {
     if (!buf_empty(&c->in)) {
         int r = consume_body(c);
@@ -804,19 +783,19 @@ static enum step step_body(struct conn *c)
         }
     }
     if (c->peer_eof) { /* the body was cut short: there is nothing sensible to answer */
-        conn_close(c, false);
+        client_close(c, false);
         return STEP_PROGRESS;
     }
-    if (conn_flush(c) < 0) /* 100 Continue goes out before we wait for the body */
+    if (client_flush(c) < 0) /* 100 Continue goes out before we wait for the body */
         return STEP_PROGRESS;
     return read_step(c);
 }
 
-static enum step step_send(struct conn *c)
+static enum step step_send(struct client *c)
 {
     enum gen g = generate(c);
     if (g == GEN_ERROR) {
-        conn_close(c, false);
+        client_close(c, false);
         return STEP_PROGRESS;
     }
     if (g == GEN_DONE) {
@@ -824,7 +803,7 @@ static enum step step_send(struct conn *c)
         response_done(c);
         return STEP_PROGRESS;
     }
-    int f = conn_flush(c);
+    int f = client_flush(c);
     if (f != 0)
         return f < 0 ? STEP_PROGRESS : STEP_WAIT;
     if (g == GEN_PAUSE) {
@@ -836,19 +815,19 @@ static enum step step_send(struct conn *c)
 }
 
 /* Reads and drops input; used by HANG and LINGER. */
-static enum step discard_step(struct conn *c)
+static enum step discard_step(struct client *c)
 {
     enum step s = c->peer_eof ? STEP_PROGRESS : read_step(c);
     if (c->state == ST_CLOSED)
         return STEP_PROGRESS;
     if (c->peer_eof) {
-        conn_close(c, false);
+        client_close(c, false);
         return STEP_PROGRESS;
     }
     if (c->state == ST_LINGER) {
         c->linger_bytes += buf_len(&c->in);
         if (c->linger_bytes > LINGER_MAX_BYTES) {
-            conn_close(c, false);
+            client_close(c, false);
             return STEP_PROGRESS;
         }
     }
@@ -856,17 +835,17 @@ static enum step discard_step(struct conn *c)
     return s;
 }
 
-static enum step step_drain(struct conn *c)
+static enum step step_drain(struct client *c)
 {
-    int f = conn_flush(c);
+    int f = client_flush(c);
     if (f != 0)
         return f < 0 ? STEP_PROGRESS : STEP_WAIT;
     if (c->rst_when_flushed) {
-        conn_close(c, true);
+        client_close(c, true);
         return STEP_PROGRESS;
     }
-    if (c->peer_eof || shutdown(c->io.fd, SHUT_WR) < 0) {
-        conn_close(c, false);
+    if (c->peer_eof || conn_shutdown(&c->conn) < 0) {
+        client_close(c, false);
         return STEP_PROGRESS;
     }
     buf_put(&srv.inpool, &c->in); /* unread requests will not be answered */
@@ -876,7 +855,7 @@ static enum step step_drain(struct conn *c)
     return STEP_PROGRESS;
 }
 
-static enum step conn_step(struct conn *c)
+static enum step client_step(struct client *c)
 {
     switch (c->state) {
     case ST_HEAD:
@@ -888,10 +867,10 @@ static enum step conn_step(struct conn *c)
     case ST_WAIT:
     case ST_DRIP:
         /* A timer moves us on; meanwhile earlier output keeps flowing. */
-        conn_flush(c);
+        client_flush(c);
         return STEP_WAIT;
     case ST_HANG:
-        if (conn_flush(c) < 0)
+        if (client_flush(c) < 0)
             return STEP_PROGRESS;
         return discard_step(c);
     case ST_DRAIN:
@@ -903,16 +882,16 @@ static enum step conn_step(struct conn *c)
     }
 }
 
-static void conn_drive(struct conn *c)
+static void client_drive(struct client *c)
 {
     for (unsigned round = 0; round < MAX_ROUNDS; round++) {
         if (c->state == ST_CLOSED)
             return;
-        if (c->io.ready & (LOOP_HUP | LOOP_ERR)) { /* reset, or both directions shut */
-            conn_close(c, false);
+        if (c->conn.io.ready & (LOOP_HUP | LOOP_ERR)) { /* reset, or both directions shut */
+            client_close(c, false);
             return;
         }
-        if (conn_step(c) == STEP_WAIT)
+        if (client_step(c) == STEP_WAIT)
             return;
     }
     if (c->state != ST_CLOSED)
@@ -923,17 +902,17 @@ static void conn_drive(struct conn *c)
 
 static void on_io(struct loop *loop, struct loop_io *io)
 {
-    conn_drive((struct conn *)(void *)io);
+    client_drive((struct client *)(void *)io);
 }
 
 static void on_task(struct loop *loop, struct loop_task *task)
 {
-    conn_drive(container_of(task, struct conn, task));
+    client_drive(container_of(task, struct client, task));
 }
 
 static void on_wait(struct loop *loop, struct loop_timer *t)
 {
-    struct conn *c = container_of(t, struct conn, wait_timer);
+    struct client *c = container_of(t, struct client, wait_timer);
     switch (c->state) {
     case ST_WAIT:
         start_response(c);
@@ -943,12 +922,12 @@ static void on_wait(struct loop *loop, struct loop_timer *t)
         c->state = ST_SEND;
         break;
     case ST_LINGER:
-        conn_close(c, false);
+        client_close(c, false);
         return;
     default:
         break;
     }
-    conn_drive(c);
+    client_drive(c);
 }
 
 /*
@@ -958,7 +937,7 @@ static void on_wait(struct loop *loop, struct loop_timer *t)
  */
 static void on_idle(struct loop *loop, struct loop_timer *t)
 {
-    struct conn *c = container_of(t, struct conn, idle_timer);
+    struct client *c = container_of(t, struct client, idle_timer);
     uint64_t now = loop_now_ms(loop);
     bool exempt =
         c->state == ST_WAIT || c->state == ST_DRIP || c->state == ST_HANG || c->state == ST_LINGER;
@@ -966,12 +945,12 @@ static void on_idle(struct loop *loop, struct loop_timer *t)
         loop_timer_set_at(loop, t, (exempt ? now : c->last_active) + IDLE_MS);
         return;
     }
-    conn_close(c, false);
+    client_close(c, false);
 }
 
-static struct conn *conn_new(int fd)
+static struct client *client_new(int fd)
 {
-    struct conn *c = srv.spare;
+    struct client *c = srv.spare;
     if (c) {
         srv.spare = c->next;
         srv.nspare--;
@@ -981,9 +960,8 @@ static struct conn *conn_new(int fd)
             return NULL;
     }
     /* Only the head of the struct needs clearing: the rest is set per request. */
-    memset(c, 0, offsetof(struct conn, text));
-    c->io.fd = fd;
-    c->io.handler = on_io;
+    memset(c, 0, offsetof(struct client, text));
+    conn_init_tcp(&c->conn, fd, on_io);
     c->idle_timer.fn = on_idle;
     c->wait_timer.fn = on_wait;
     c->task.fn = on_task;
@@ -1016,13 +994,13 @@ static void on_accept(struct loop *loop, struct loop_io *io)
             loop_timer_set(loop, &srv.accept_retry, ACCEPT_RETRY_MS);
             return;
         }
-        struct conn *c = conn_new(fd);
+        struct client *c = client_new(fd);
         if (!c) {
             log_error("out of memory for a connection");
             close(fd);
             continue;
         }
-        if (loop_add(loop, &c->io, LOOP_EDGE_RW) < 0) {
+        if (conn_watch(loop, &c->conn) < 0) {
             log_error("epoll_ctl: %s", strerror(errno));
             close(fd);
             c->next = srv.spare; /* never registered: no stale event can point at it */
@@ -1186,7 +1164,7 @@ int main(int argc, char **argv)
 
     /* Orderly exit, so that leak checkers see every allocation returned. */
     while (srv.conns)
-        conn_close(srv.conns, false);
+        client_close(srv.conns, false);
     before_poll(srv.loop, NULL);
     free_conn_list(srv.spare);
     close(srv.listen_io.fd);

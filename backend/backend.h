@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http1.h"
+#include "http/http1.h"
 
 /* What to do once the request body has been read. */
 enum be_action {

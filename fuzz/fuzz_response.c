@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http1.h"
-#include "rewrite.h"
+#include "http/http1.h"
+#include "http/rewrite.h"
 
 static struct http1_field fields[100], fields2[128];
 

@@ -25,14 +25,14 @@
 #include <jansson.h>
 #include <yaml.h>
 
-#include "accesslog.h"
-#include "conf.h"
-#include "control.h"
-#include "log.h"
-#include "notify.h"
-#include "snapshot.h"
-#include "version.h"
-#include "worker.h"
+#include "proxy/accesslog.h"
+#include "conf/conf.h"
+#include "ctl/control.h"
+#include "core/log.h"
+#include "core/notify.h"
+#include "lb/snapshot.h"
+#include "core/version.h"
+#include "proxy/worker.h"
 
 static void usage(FILE *out)
 {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// dashboard.mjs - drives fulcrum's dashboard (src/dashboard.html) in Debian's chromium.
+// dashboard.mjs - drives fulcrum's dashboard (src/ctl/dashboard.html) in Debian's chromium.
 //
 //   node tests/browser/dashboard.mjs URL [SPEC_JSON]      (SPEC_JSON, or on stdin if absent)
 //

@@ -1,5 +1,5 @@
 """
-test_dashboard.py - the dashboard (src/dashboard.html) in a real browser, against the real fulcrum.
+test_dashboard.py - the dashboard (src/ctl/dashboard.html) in a real browser, against the real fulcrum.
 
 fulcrum runs with an admin listener; tests/browser/dashboard.mjs (playwright-core driving Debian's
 /usr/bin/chromium, never a downloaded browser) opens the page, waits until every server row shows

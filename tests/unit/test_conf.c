@@ -19,8 +19,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "conf.h"
-#include "log.h"
+#include "conf/conf.h"
+#include "core/log.h"
 
 #define POOLS     "pools:\n  - name: app\n    servers:\n      - address: 127.0.0.1:9001\n"
 #define LISTENERS "listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "health.h"
+#include "servers/health.h"
 
 /* Feeds a sequence of results ('p' pass, 'f' fail) and returns the final up/down state. */
 static bool run(const char *results, unsigned rise, unsigned fall, struct health *h)

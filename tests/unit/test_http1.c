@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "http1.h"
+#include "http/http1.h"
 
 /* ---- guarded input ---- */
 

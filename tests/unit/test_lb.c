@@ -1,18 +1,22 @@
 /*
- * test_lb.c - smooth weighted round-robin: proportions, interleaving, and skipping servers that
- * are not usable.
+ * test_lb.c - the balancer interface: the registry of algorithms (and that it agrees with what
+ * the configuration accepts), the hooks (a fake algorithm counts the calls that snapshot building
+ * and the request path's helpers make), and smooth weighted round-robin: proportions,
+ * interleaving, and skipping servers that are not usable.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
-#include "conf.h"
-#include "lb.h"
+#include "conf/conf.h"
+#include "lb/lb.h"
+#include "lb/snapshot.h"
 
 #define MAXS 8
 
@@ -231,6 +235,382 @@ static void test_seeds_start_apart(void **state)
     free_pool(&b);
 }
 
+/* ---- the registry ---- */
+
+#define LISTENER "listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+
+static struct conf *load_conf(const char *yaml)
+{
+    char *errors = NULL;
+    struct conf *c = conf_load_string(yaml, strlen(yaml), "t.yaml", &errors);
+    if (!c)
+        fail_msg("unexpected errors:\n%s", errors ? errors : "(none)");
+    return c;
+}
+
+static void one_pool_yaml(char *buf, size_t size, const char *balance)
+{
+    snprintf(buf, size,
+             LISTENER "pools:\n  - name: app\n    balance: %s\n"
+                      "    servers: [{address: 127.0.0.1:9001}]\n",
+             balance);
+}
+
+/* Every name the configuration accepts has an implementation, found by name and by value. */
+static void test_registry_every_name(void **state)
+{
+    for (unsigned i = 0; i < CONF_BALANCE_COUNT; i++) {
+        const char *name = conf_balance_name((enum conf_balance)i);
+        assert_non_null(name);
+        assert_non_null(lb_get((enum conf_balance)i));
+        assert_ptr_equal(lb_find(name), lb_get((enum conf_balance)i));
+        char yaml[256];
+        one_pool_yaml(yaml, sizeof(yaml), name);
+        struct conf *c = load_conf(yaml);
+        assert_int_equal(c->pools[0].balance, i);
+        conf_free(c);
+    }
+    assert_ptr_equal(lb_find("round-robin"), &lb_round_robin);
+    assert_ptr_equal(lb_get(CONF_BALANCE_ROUND_ROBIN), &lb_round_robin);
+}
+
+/* A name the registry does not know, the configuration rejects with its position, listing the
+ * registry's names and only them. */
+static void test_registry_unknown_name(void **state)
+{
+    assert_null(lb_find("random"));
+    assert_null(lb_find(""));
+    assert_null(lb_find("Round-Robin"));
+    assert_null(conf_balance_name(CONF_BALANCE_COUNT));
+    assert_null(lb_get(CONF_BALANCE_COUNT));
+
+    char expected[256] = "t.yaml:6:14: pools[0].balance: expected one of: ";
+    for (unsigned i = 0; i < CONF_BALANCE_COUNT; i++) {
+        if (i)
+            strcat(expected, ", ");
+        strcat(expected, conf_balance_name((enum conf_balance)i));
+    }
+    strcat(expected, ", found \"random\"");
+    char yaml[256], *errors = NULL;
+    one_pool_yaml(yaml, sizeof(yaml), "random");
+    assert_null(conf_load_string(yaml, strlen(yaml), "t.yaml", &errors));
+    assert_non_null(errors);
+    assert_string_equal(errors, expected);
+    free(errors);
+}
+
+/* Round-robin needs no hook but its state and pick, and the helpers skip the others. */
+static void test_round_robin_has_no_hooks(void **state)
+{
+    assert_null(lb_round_robin.taken);
+    assert_null(lb_round_robin.released);
+    assert_null(lb_round_robin.rebuild);
+    assert_null(lb_round_robin.shared_free);
+    assert_null(lb_round_robin.server_added);
+
+    unsigned w[] = {1, 1};
+    struct fixture f;
+    make_pool(&f, w, 2, 0);
+    assert_false(lb_follows_requests(&f.pool));
+    assert_false(lb_rebuilds(&f.pool));
+    for (int i = 0; i < 4; i++) {
+        int got = pick_index(&f, NULL);
+        assert_int_equal(got, i % 2);
+        lb_taken(&f.pool, f.state, f.servers[got]);
+        lb_released(&f.pool, f.state, f.servers[got], 100, i ? LB_OK : LB_FAILED);
+    }
+    /* a hash key changes nothing for it */
+    const struct lb_pick keyed = {.key = "client", .key_len = 6};
+    assert_ptr_equal(f.pool.lb->pick(&f.pool, f.state, &keyed), f.servers[0]);
+    free_pool(&f);
+}
+
+/* ---- a fake algorithm: counts every call and records its arguments ---- */
+
+struct fake_shared {
+    const void *prev;  /* what rebuild was given */
+    unsigned nservers; /* what it saw */
+    unsigned usable;
+};
+
+struct fake_state {
+    unsigned seed;
+    unsigned taken, released, failed;
+    uint64_t latency_us;
+};
+
+static struct {
+    unsigned state_new, state_free, pick, taken, released, rebuild, shared_free, server_added;
+    const struct pool *pool; /* of the last taken or released */
+    void *state;
+    struct server *server;
+    uint64_t latency_us;
+    enum lb_outcome outcome;
+    struct server *added;
+    void *added_shared;
+} calls;
+
+static void *fake_state_new(const struct pool *pool, unsigned seed)
+{
+    calls.state_new++;
+    assert_non_null(pool->lb_shared); /* rebuild ran first */
+    struct fake_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    st->seed = seed;
+    return st;
+}
+
+static void fake_state_free(void *state)
+{
+    calls.state_free++;
+    free(state);
+}
+
+/* A toy hash: the key's length picks the server. */
+static struct server *fake_pick(const struct pool *pool, void *state, const struct lb_pick *ctx)
+{
+    const struct fake_shared *sh = pool->lb_shared;
+    calls.pick++;
+    assert_int_equal(sh->nservers, pool->nservers);
+    if (!pool->nservers)
+        return NULL;
+    return pool->servers[ctx->key ? ctx->key_len % pool->nservers : 0];
+}
+
+static void fake_taken(const struct pool *pool, void *state, struct server *s)
+{
+    struct fake_state *st = state;
+    calls.taken++;
+    calls.pool = pool;
+    calls.state = state;
+    calls.server = s;
+    st->taken++;
+}
+
+static void fake_released(const struct pool *pool, void *state, struct server *s,
+                          uint64_t latency_us, enum lb_outcome outcome)
+{
+    struct fake_state *st = state;
+    calls.released++;
+    calls.pool = pool;
+    calls.state = state;
+    calls.server = s;
+    calls.latency_us = latency_us;
+    calls.outcome = outcome;
+    st->released++;
+    st->failed += outcome == LB_FAILED;
+    st->latency_us += latency_us;
+}
+
+static void *fake_rebuild(const struct pool *pool, const void *prev)
+{
+    calls.rebuild++;
+    struct fake_shared *sh = calloc(1, sizeof(*sh));
+    assert_non_null(sh);
+    sh->prev = prev;
+    sh->nservers = pool->nservers;
+    for (unsigned k = 0; k < pool->nservers; k++)
+        sh->usable += server_usable(pool->servers[k], false);
+    return sh;
+}
+
+static void fake_shared_free(void *shared)
+{
+    calls.shared_free++;
+    free(shared);
+}
+
+static void fake_server_added(const struct pool *pool, void *shared, struct server *s)
+{
+    calls.server_added++;
+    calls.added = s;
+    calls.added_shared = shared;
+}
+
+static const struct lb_ops fake = {
+    .state_new = fake_state_new,
+    .state_free = fake_state_free,
+    .pick = fake_pick,
+    .taken = fake_taken,
+    .released = fake_released,
+    .rebuild = fake_rebuild,
+    .shared_free = fake_shared_free,
+    .server_added = fake_server_added,
+};
+
+/* Pools that say round-robin get the fake, until restore_registry(). */
+static int use_fake(void **state)
+{
+    assert_ptr_equal(lb_register(CONF_BALANCE_ROUND_ROBIN, &fake), &lb_round_robin);
+    memset(&calls, 0, sizeof(calls));
+    return 0;
+}
+
+static int restore_registry(void **state)
+{
+    lb_register(CONF_BALANCE_ROUND_ROBIN, &lb_round_robin);
+    snapshot_set_workers(1);
+    return 0;
+}
+
+#define TWO_POOLS                                                                                  \
+    LISTENER "pools:\n  - name: app\n    servers:\n"                                               \
+             "      - {name: a, address: 127.0.0.1:9001}\n"                                        \
+             "      - {name: b, address: 127.0.0.1:9002}\n"                                        \
+             "  - name: other\n    servers: [{name: c, address: 127.0.0.1:9003}]\n"
+
+static const struct fake_shared *shared_of(const struct snapshot *snap, const char *pool)
+{
+    const struct pool *p = snapshot_find_pool(snap, pool);
+    assert_non_null(p);
+    assert_non_null(p->lb_shared);
+    return p->lb_shared;
+}
+
+/*
+ * Snapshot building runs rebuild once per pool (start, and each admin API change), names a server
+ * added through the API once, and makes one state per thread and pool; a refresh (health or
+ * weight change) runs rebuild alone and keeps the states. Everything is freed once.
+ */
+static void test_hooks_through_snapshots(void **state)
+{
+    snapshot_set_workers(3);
+    struct snapshot *s1 = snapshot_new(load_conf(TWO_POOLS), NULL, NULL);
+    assert_non_null(s1);
+    assert_int_equal(calls.rebuild, 2);
+    assert_int_equal(calls.state_new, 2 * 3);
+    assert_int_equal(calls.server_added, 0);
+    const struct pool *app1 = snapshot_find_pool(s1, "app");
+    assert_ptr_equal(app1->lb, &fake);
+    assert_null(shared_of(s1, "app")->prev);
+    assert_int_equal(shared_of(s1, "app")->nservers, 2);
+    assert_int_equal(shared_of(s1, "other")->nservers, 1);
+    for (unsigned w = 0; w < 3; w++)
+        assert_int_equal(((struct fake_state *)app1->lb_state[w])->seed, w);
+
+    /* A server added through the admin API: control.c builds a new snapshot for it. */
+    char pool_name[] = "app", name[] = "d";
+    struct snapshot_change add = {.pool = pool_name, .name = name, .weight = 1};
+    const char *why;
+    assert_int_equal(net_parse_addr("127.0.0.1:9004", &add.addr, &why), 0);
+    const struct snapshot_overlay overlay = {.add = &add, .nadd = 1};
+    struct snapshot *s2 = snapshot_rebuild(s1, &overlay);
+    assert_non_null(s2);
+    assert_int_equal(calls.rebuild, 4);
+    assert_int_equal(calls.state_new, 4 * 3);
+    assert_int_equal(calls.server_added, 1);
+    const struct pool *app2 = snapshot_find_pool(s2, "app");
+    assert_int_equal(app2->nservers, 3);
+    assert_ptr_equal(calls.added, app2->servers[2]);
+    assert_string_equal(calls.added->name, "d");
+    assert_ptr_equal(calls.added_shared, app2->lb_shared);
+    assert_ptr_equal(shared_of(s2, "app")->prev, app1->lb_shared);
+    assert_ptr_equal(shared_of(s2, "other")->prev, shared_of(s1, "other"));
+    assert_int_equal(shared_of(s2, "app")->nservers, 3);
+
+    /* Built again for another reason: d is no newcomer any more. */
+    struct snapshot *s3 = snapshot_rebuild(s2, &overlay);
+    assert_non_null(s3);
+    assert_int_equal(calls.rebuild, 6);
+    assert_int_equal(calls.state_new, 6 * 3);
+    assert_int_equal(calls.server_added, 1);
+    const struct pool *app3 = snapshot_find_pool(s3, "app");
+
+    /* A health change: only the shared data is rebuilt; servers and states stay. */
+    set_state(app3->servers[0], SERVER_DOWN);
+    struct snapshot *s4 = snapshot_refresh(s3);
+    assert_non_null(s4);
+    assert_int_equal(calls.rebuild, 8);
+    assert_int_equal(calls.state_new, 6 * 3);
+    assert_int_equal(calls.server_added, 1);
+    const struct pool *app4 = snapshot_find_pool(s4, "app");
+    assert_ptr_not_equal(app4, app3);
+    assert_ptr_equal(s4->listeners[0].pool, app4);
+    assert_ptr_equal(s4->conf, s3->conf);
+    assert_int_equal(app4->nservers, 3);
+    for (unsigned k = 0; k < 3; k++)
+        assert_ptr_equal(app4->servers[k], app3->servers[k]);
+    for (unsigned w = 0; w < 3; w++)
+        assert_ptr_equal(app4->lb_state[w], app3->lb_state[w]);
+    assert_ptr_equal(shared_of(s4, "app")->prev, app3->lb_shared);
+    assert_int_equal(shared_of(s4, "app")->usable, 2);
+    assert_int_equal(shared_of(s3, "app")->usable, 3);
+
+    /* Each snapshot frees its shared data; states go with the last snapshot holding them. */
+    snapshot_unref(s1);
+    assert_int_equal(calls.shared_free, 2);
+    assert_int_equal(calls.state_free, 2 * 3);
+    snapshot_unref(s2);
+    assert_int_equal(calls.shared_free, 4);
+    assert_int_equal(calls.state_free, 4 * 3);
+    snapshot_unref(s3);
+    assert_int_equal(calls.shared_free, 6);
+    assert_int_equal(calls.state_free, 4 * 3); /* s4 still uses s3's */
+    snapshot_unref(s4);
+    assert_int_equal(calls.shared_free, 8);
+    assert_int_equal(calls.state_free, 6 * 3);
+    assert_int_equal(calls.taken + calls.released, 0);
+}
+
+/* taken and released reach the algorithm with the pool, its thread's state and the request's
+ * server, latency and outcome; pick gets the hash key. */
+static void test_taken_released(void **state)
+{
+    snapshot_set_workers(2);
+    struct snapshot *snap = snapshot_new(load_conf(TWO_POOLS), NULL, NULL);
+    assert_non_null(snap);
+    const struct pool *p = snapshot_find_pool(snap, "app");
+    assert_true(lb_follows_requests(p));
+    assert_true(lb_rebuilds(p));
+    void *st = p->lb_state[1];
+    struct fake_state *fs = st, *other = p->lb_state[0];
+
+    const struct lb_pick keyed = {.key = "abc", .key_len = 3}, plain = {0};
+    struct server *srv = p->lb->pick(p, st, &keyed);
+    assert_ptr_equal(srv, p->servers[1]);
+    assert_ptr_equal(p->lb->pick(p, st, &plain), p->servers[0]);
+
+    lb_taken(p, st, srv);
+    assert_int_equal(calls.taken, 1);
+    assert_int_equal(calls.released, 0);
+    assert_ptr_equal(calls.pool, p);
+    assert_ptr_equal(calls.state, st);
+    assert_ptr_equal(calls.server, srv);
+    lb_released(p, st, srv, 1500, LB_OK);
+    assert_int_equal(calls.taken, 1);
+    assert_int_equal(calls.released, 1);
+    assert_ptr_equal(calls.server, srv);
+    assert_int_equal(calls.latency_us, 1500);
+    assert_int_equal(calls.outcome, LB_OK);
+
+    /* A retry: the first server fails the request, the second takes it and answers. */
+    lb_taken(p, st, p->servers[0]);
+    lb_released(p, st, p->servers[0], 20, LB_FAILED);
+    assert_ptr_equal(calls.server, p->servers[0]);
+    assert_int_equal(calls.outcome, LB_FAILED);
+    lb_taken(p, st, p->servers[1]);
+    lb_released(p, st, p->servers[1], 30, LB_OK);
+    assert_int_equal(calls.taken, 3);
+    assert_int_equal(calls.released, 3);
+    assert_int_equal(fs->taken, 3);
+    assert_int_equal(fs->released, 3);
+    assert_int_equal(fs->failed, 1);
+    assert_int_equal(fs->latency_us, 1550);
+    assert_int_equal(other->taken + other->released, 0); /* another thread's state */
+    snapshot_unref(snap);
+    assert_int_equal(calls.state_free, 2 * 2);
+}
+
+static void test_register_returns_previous(void **state)
+{
+    assert_null(lb_register(CONF_BALANCE_COUNT, &fake));
+    assert_null(lb_get(CONF_BALANCE_COUNT));
+    assert_ptr_equal(lb_register(CONF_BALANCE_ROUND_ROBIN, &fake), &lb_round_robin);
+    assert_ptr_equal(lb_find("round-robin"), &fake);
+    assert_ptr_equal(lb_register(CONF_BALANCE_ROUND_ROBIN, &lb_round_robin), &fake);
+    assert_ptr_equal(lb_find("round-robin"), &lb_round_robin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +623,12 @@ int main(void)
         cmocka_unit_test(test_panic_mode),
         cmocka_unit_test(test_slow_start_share),
         cmocka_unit_test(test_seeds_start_apart),
+        cmocka_unit_test(test_registry_every_name),
+        cmocka_unit_test(test_registry_unknown_name),
+        cmocka_unit_test(test_round_robin_has_no_hooks),
+        cmocka_unit_test_setup_teardown(test_hooks_through_snapshots, use_fake, restore_registry),
+        cmocka_unit_test_setup_teardown(test_taken_released, use_fake, restore_registry),
+        cmocka_unit_test_teardown(test_register_returns_previous, restore_registry),
     };
     return cmocka_run_group_tests_name("lb", tests, NULL, NULL);
 }

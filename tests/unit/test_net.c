@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "net.h"
+#include "core/net.h"
 
 static void expect_text(const char *in, const char *formatted)
 {

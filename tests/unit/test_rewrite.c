@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "http1.h"
-#include "rewrite.h"
+#include "http/http1.h"
+#include "http/rewrite.h"
 
 static const struct http1_limits limits = {.max_head_bytes = 8192, .max_fields = 64};
 static struct http1_field fields[64];

@@ -1,0 +1,217 @@
+/*
+ * conf.h - the configuration: a YAML file (or quick-start flags) turned into a validated,
+ * immutable struct conf.
+ *
+ * conf.c only parses and validates; it starts nothing. Every problem found is reported, not just
+ * the first, each as one line "FILE:LINE:COLUMN: KEY.PATH: message", so that `fulcrum -t` can show
+ * them all at once. Unknown keys, wrong types and duplicate keys are errors. Defaults are applied
+ * here, so the rest of fulcrum never sees an unset value.
+ *
+ * Ownership: a struct conf owns every string and array it points to; conf_free() releases all.
+ * After conf_load_*() or conf_finish() succeeds, nothing in it changes.
+ */
+#ifndef FULCRUM_CONF_H
+#define FULCRUM_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/net.h"
+
+#define CONF_MAX_WEIGHT 256
+
+/*
+ * The balancing algorithms a pool may name in `balance`. Their names are listed once, in conf.c
+ * (balance_names), so that validation reports an unknown one with its file:line:column; the
+ * registry in lb/lb.c maps each member to its implementation. conf is the lower layer and may not
+ * include lb/, so the list of names lives here and lb/ reads it (conf_balance_name()).
+ */
+enum conf_balance {
+    CONF_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin */
+    CONF_BALANCE_COUNT            /* not an algorithm: how many there are */
+};
+
+/* The name the configuration uses for balance ("round-robin"); NULL if it is not a member. */
+const char *conf_balance_name(enum conf_balance balance);
+
+/* A set of HTTP status codes (100-599) as a bitmap: bit n set means status n is in the set. */
+struct conf_status_set {
+    uint64_t bits[10];
+};
+
+static inline bool conf_status_in(const struct conf_status_set *set, unsigned status)
+{
+    return status < 640 && (set->bits[status / 64] >> (status % 64)) & 1u;
+}
+
+enum conf_check_type {
+    CONF_CHECK_HTTP = 0, /* a request; the status (and optionally the body) decides */
+    CONF_CHECK_TCP,      /* a connection that opens passes */
+};
+
+/* Active health checks of a pool's servers (the pool's health_check mapping). */
+struct conf_health_check {
+    bool enabled; /* the mapping is present (or --health-check was given) */
+    enum conf_check_type type;
+    char *method;                         /* default "GET" */
+    char *path;                           /* default "/healthcheck" */
+    char *host;                           /* Host field; NULL: the server's address */
+    struct conf_status_set expect_status; /* default 200-399 */
+    char *expect_body;                    /* substring the body must contain; NULL: none */
+    unsigned port;                        /* port to check; 0: the server's own */
+    uint32_t interval_ms;                 /* while the state is stable (default 2s) */
+    uint32_t fast_interval_ms;            /* while moving between states (default: interval) */
+    uint32_t down_interval_ms;            /* while fully down (default: interval) */
+    uint32_t timeout_ms;                  /* connect + response (default: min(interval, 2s)) */
+    unsigned rise;                        /* consecutive passes to go up (default 2) */
+    unsigned fall;                        /* consecutive failures to go down (default 3) */
+};
+
+/* Passive detection: real traffic failures take a server out for a while (the pool's passive
+ * mapping). On by default, with these defaults. */
+struct conf_passive {
+    unsigned consecutive_failures;         /* default 5; 0 turns passive detection off */
+    struct conf_status_set failure_status; /* backend statuses that count (default 502-504) */
+    uint32_t ejection_time_ms;             /* times the ejection count (default 30s) */
+    uint32_t max_ejection_time_ms;         /* cap (default 300s) */
+    unsigned max_ejected_percent;          /* of a pool's servers, at once (default 50) */
+};
+
+enum conf_when_all_down {
+    CONF_ALL_DOWN_REJECT = 0, /* 503 with Retry-After */
+    CONF_ALL_DOWN_USE_ALL,    /* try every server anyway (panic mode) */
+};
+
+struct conf_server {
+    char *name;    /* defaults to the address text */
+    char *address; /* as written */
+    struct net_addr addr;
+    unsigned weight; /* 0-256; 0 takes no new requests; default 1 */
+    int line, column;
+};
+
+struct conf_pool {
+    char *name;
+    enum conf_balance balance;
+    struct conf_server *servers;
+    unsigned nservers;
+    struct conf_health_check check;
+    struct conf_passive passive;
+    unsigned retries;       /* other servers tried after a failure (default 2) */
+    uint32_t slow_start_ms; /* weight ramp after a server comes back (default 0: off) */
+    enum conf_when_all_down when_all_down;
+    bool ignore_client_abort; /* finish a request whose client went away (default false: abort) */
+    int line, column;
+};
+
+struct conf_listener {
+    char *name;
+    char *bind; /* as written */
+    struct net_addr addr;
+    char *pool_name;
+    unsigned pool; /* index into conf->pools, resolved by validation */
+    int line, column;
+};
+
+struct conf_timeouts {
+    uint32_t client_header_ms; /* whole request head must arrive within this (default 10s) */
+    uint32_t client_idle_ms;   /* keep-alive wait for the next request (default 60s) */
+    uint32_t client_ms;        /* client stalls mid-request: body upload or reading (default 60s) */
+    uint32_t connect_ms;       /* backend connect (default 3s) */
+    uint32_t server_ms;        /* deadline for the whole response head, from the request's last byte
+                                * sent (default 30s) */
+    uint32_t server_body_idle_ms; /* silence allowed from a server mid-body, either direction
+                                   * (default: server) */
+    uint32_t server_idle_ms;      /* pooled idle backend connection lifetime (default 15s) */
+};
+
+struct conf_limits {
+    uint32_t max_connections;  /* client connections, whole process (default 10000) */
+    uint32_t max_header_bytes; /* request or response head (default 16384) */
+    uint32_t max_headers;      /* header field lines per head (default 100) */
+};
+
+/* The admin listener: admin API, /metrics and dashboard (the admin mapping, or --admin). */
+struct conf_admin {
+    bool enabled;         /* the mapping is present (or --admin was given) */
+    char *bind;           /* as written; default "127.0.0.1:9900" */
+    struct net_addr addr; /* bind, parsed */
+    char *token;          /* NULL: no authentication; else every call needs Bearer TOKEN */
+};
+
+/* Request fields whose name contains '_' (the http mapping's underscores_in_headers). */
+enum conf_underscores {
+    CONF_UNDERSCORES_DROP = 0, /* not forwarded, counted (default, as nginx does) */
+    CONF_UNDERSCORES_ALLOW,    /* forwarded unchanged */
+    CONF_UNDERSCORES_REJECT,   /* the request gets a 400 */
+};
+
+/* How client requests are read (the http mapping). */
+struct conf_http {
+    enum conf_underscores underscores_in_headers;
+};
+
+enum conf_log_format {
+    CONF_LOG_JSON = 0, /* one JSON object per line (default) */
+    CONF_LOG_COMBINED, /* Apache/NGINX "combined" */
+};
+
+/* The access log (the access_log mapping, or --access-log). */
+struct conf_access_log {
+    bool enabled; /* the mapping is present (or --access-log was given) */
+    char *path;   /* a file, or "stdout" or "stderr" */
+    enum conf_log_format format;
+    uint32_t max_backlog; /* bytes of lines that may wait for a slow disk (default 16 MiB) */
+};
+
+struct conf {
+    char *path;                   /* NULL when built from command-line flags */
+    unsigned threads;             /* worker threads; 0 means one per CPU */
+    int log_level;                /* enum log_level; default info */
+    uint32_t shutdown_timeout_ms; /* graceful stop: time in-flight requests get (default 10s) */
+    struct conf_listener *listeners;
+    unsigned nlisteners;
+    struct conf_pool *pools;
+    unsigned npools;
+    struct conf_timeouts timeouts;
+    struct conf_limits limits;
+    struct conf_http http;
+    struct conf_admin admin;
+    struct conf_access_log access_log;
+    char *error_log; /* NULL or "stderr": standard error; otherwise a file */
+};
+
+/*
+ * Loads and validates a YAML file. Returns NULL on failure with *errors set to a malloc'ed,
+ * newline-separated list of messages (the caller frees it); *errors is NULL on success.
+ */
+struct conf *conf_load_file(const char *path, char **errors);
+/* Same, from memory; name is used in messages in place of the file name. */
+struct conf *conf_load_string(const char *text, size_t len, const char *name, char **errors);
+
+/* Quick start: an empty conf with defaults, filled by the flag helpers, then conf_finish(). */
+struct conf *conf_new(void);
+/* --listen ADDR: adds a listener named "listener<N>" bound to ADDR, using pool "default". */
+int conf_add_listen_flag(struct conf *conf, const char *addr, char **error);
+/* --server ADDR[,weight=N][,name=NAME]: adds a server to pool "default" (created on first use). */
+int conf_add_server_flag(struct conf *conf, const char *spec, char **error);
+/* --health-check PATH: active HTTP checks of PATH for the quick-start pool. */
+int conf_set_health_check_flag(struct conf *conf, const char *path, char **error);
+/* --health-interval DUR: their interval (implies checks of /healthcheck if no path was given). */
+int conf_set_health_interval_flag(struct conf *conf, const char *duration, char **error);
+/* --admin ADDR: the admin listener for a quick start (no token). */
+int conf_set_admin_flag(struct conf *conf, const char *addr, char **error);
+/* --access-log PATH: a JSON access log ("stdout" for standard output). */
+int conf_set_access_log_flag(struct conf *conf, const char *path, char **error);
+/* Validates a conf built with the flag helpers; same error contract as conf_load_file. */
+int conf_finish(struct conf *conf, char **errors);
+
+void conf_free(struct conf *conf);
+
+/* "500ms", "2s", "1m", "1h", or "0". Returns 0, or -1 if invalid or over 24 hours. */
+int conf_parse_duration(const char *text, uint32_t *ms);
+/* "16384", "16k", "1m" (KiB and MiB). Returns 0, or -1 if invalid or over 4 GiB - 1. */
+int conf_parse_size(const char *text, uint32_t *bytes);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * conn.h - one connection's byte stream, whatever carries it, and the one place that knows the
+ * rules of non-blocking I/O.
+ *
+ * Every connection fulcrum has (client, backend, health check, admin, and the demo backend's) is a
+ * struct conn: the loop's readiness record (io, first, so the loop's pointer is the connection's)
+ * and a table of transport operations. Plain TCP is the first transport; TLS will be a second
+ * table over the same socket, and an HTTP/2 stream a third whose operations move bytes to and
+ * from its session's frames instead of a socket. Code above this layer never calls read(),
+ * write() or close() on a connection itself.
+ *
+ * The rules live in conn.c, once, for every transport:
+ *   - EINTR is retried; EAGAIN is CONN_BLOCKED.
+ *   - io.ready is kept true to the transport: a short read clears LOOP_READABLE (the edge-
+ *     triggered loop reports nothing new for bytes already there), unless a FIN is pending, which
+ *     one more read must see; a short write clears LOOP_WRITABLE. A call whose flag is clear
+ *     returns CONN_BLOCKED without a system call, and the next event sets the flag again.
+ *   - Writing never raises SIGPIPE: a peer that is gone is CONN_ERROR with errno EPIPE.
+ *   - conn_close(reset) ends the connection with an RST instead of a FIN, for exchanges cut short.
+ */
+#ifndef FULCRUM_CONN_H
+#define FULCRUM_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "core/loop.h"
+
+enum conn_status {
+    CONN_DONE,    /* some bytes moved (the count is returned beside) */
+    CONN_BLOCKED, /* nothing to read, no room to write, or nothing asked */
+    CONN_EOF,     /* read: the peer will send nothing more */
+    CONN_ERROR,   /* errno says why */
+};
+
+struct conn;
+
+/* A transport. Each call makes one attempt and answers like the system call it stands for:
+ * a count, 0 for end of stream (reads), or -1 with errno set (EAGAIN: try again later). */
+struct conn_ops {
+    const char *name; /* "tcp"; for log lines */
+    ssize_t (*recv)(struct conn *c, void *buf, size_t len);
+    ssize_t (*peek)(struct conn *c, void *buf, size_t len); /* recv without consuming */
+    ssize_t (*sendv)(struct conn *c, const struct iovec *iov, int iovcnt);
+    int (*shutdown)(struct conn *c);           /* stop sending; the peer sees end of stream */
+    void (*close)(struct conn *c, bool reset); /* releases the transport and its descriptor */
+};
+
+struct conn {
+    struct loop_io io; /* first: fd, readiness and handler, as the loop sees them */
+    const struct conn_ops *ops;
+};
+
+extern const struct conn_ops conn_tcp_ops;
+
+/* Makes c a plain TCP connection on fd (already non-blocking); handler gets its events once it
+ * is added to a loop. */
+void conn_init_tcp(struct conn *c, int fd, loop_io_fn handler);
+
+/* Watches c in loop, both directions, edge-triggered. Returns 0, or -1 with errno set. */
+int conn_watch(struct loop *loop, struct conn *c);
+
+/* One read of up to room bytes into buf; *got is the count. */
+enum conn_status conn_read(struct conn *c, char *buf, size_t room, size_t *got);
+/* One write of up to len bytes; *sent is the count (a short write means the transport is full). */
+enum conn_status conn_write(struct conn *c, const char *p, size_t len, size_t *sent);
+enum conn_status conn_writev(struct conn *c, const struct iovec *iov, int iovcnt, size_t *sent);
+
+/*
+ * Has the peer gone, with nothing left unread? Meant for a peer that signalled end of stream
+ * (LOOP_RDHUP) while we are not reading from it: true when a read would return end of stream at
+ * once, false when bytes come first (or nothing can be said yet).
+ */
+bool conn_peer_gone(struct conn *c);
+
+/* Stops sending (FIN). Returns 0, or -1 with errno set. */
+int conn_shutdown(struct conn *c);
+
+/* Closes, with an RST when reset is set. Marks c closed for events still queued in this batch
+ * (io.handler = NULL, io.fd = -1). */
+void conn_close(struct conn *c, bool reset);
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * snapshot.c - builds the runtime pools and servers from a conf (see snapshot.h).
+ */
+#include "lb/snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lb/lb.h"
+
+static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
+                                  const struct net_addr *addr)
+{
+    if (!prev)
+        return NULL;
+    struct pool *p = snapshot_find_pool(prev, pool);
+    if (!p)
+        return NULL;
+    for (unsigned i = 0; i < p->nservers; i++) {
+        struct server *s = p->servers[i];
+        if (strcmp(s->name, name) == 0 && net_addr_equal(&s->addr, addr))
+            return s;
+    }
+    return NULL;
+}
+
+static bool removed(const struct snapshot_overlay *ov, const char *pool, const char *name)
+{
+    for (unsigned i = 0; ov && i < ov->nremove; i++)
+        if (strcmp(ov->remove[i].pool, pool) == 0 && strcmp(ov->remove[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* The server called name in pool: shared with prev if unchanged, otherwise new. */
+static struct server *get_server(const struct snapshot *prev, const char *pool, const char *name,
+                                 const struct net_addr *addr, unsigned weight, bool runtime)
+{
+    struct server *s = find_server(prev, pool, name, addr);
+    if (s) {
+        server_ref(s);
+        if (!s->weight_pinned)
+            atomic_store(&s->weight, weight);
+        return s;
+    }
+    s = server_new(pool, name, addr, weight);
+    if (s)
+        s->runtime = runtime;
+    return s;
+}
+
+struct conf_box {
+    struct conf *conf;
+    _Atomic unsigned refs;
+};
+
+static unsigned nworkers = 1;
+
+void snapshot_set_workers(unsigned n)
+{
+    nworkers = n ? n : 1;
+}
+
+/*
+ * One pool's balancer states, one per worker thread. A snapshot that snapshot_refresh() derives
+ * from another has the same servers in the same places, so it shares them: a thread keeps
+ * following its requests (taken, released) in one state, whichever of the two snapshots a
+ * request started on. Freed with the last snapshot that holds them.
+ */
+struct lb_states {
+    _Atomic unsigned refs;
+    const struct lb_ops *ops; /* that made them */
+    void *state[];            /* by worker id */
+};
+
+static struct lb_states *states_new(const struct pool *p)
+{
+    struct lb_states *st = calloc(1, sizeof(*st) + nworkers * sizeof(st->state[0]));
+    if (!st)
+        return NULL;
+    atomic_init(&st->refs, 1);
+    st->ops = p->lb;
+    /* a thread's seed moves its state a few picks along the cycle */
+    for (unsigned w = 0; w < nworkers; w++) {
+        if (!(st->state[w] = p->lb->state_new(p, w))) {
+            while (w--)
+                p->lb->state_free(st->state[w]);
+            free(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+static void states_unref(struct lb_states *st)
+{
+    if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
+        return;
+    for (unsigned w = 0; w < nworkers; w++)
+        st->ops->state_free(st->state[w]);
+    free(st);
+}
+
+/* Frees the first n pools of snap; pools never filled in are zeroed and free nothing. */
+static void free_pools(struct snapshot *snap, unsigned n)
+{
+    for (unsigned i = 0; snap->pools && i < n; i++) {
+        struct pool *p = &snap->pools[i];
+        states_unref(snap->lb_states ? snap->lb_states[i] : NULL);
+        if (p->lb_shared)
+            p->lb->shared_free(p->lb_shared);
+        for (unsigned k = 0; k < p->nservers; k++)
+            server_unref(p->servers[k]);
+        free(p->servers);
+    }
+    free(snap->pools);
+    free(snap->lb_states);
+}
+
+/* The shared balancer data of the pool called p->name in prev, if the same algorithm made it. */
+static const void *prev_shared(const struct snapshot *prev, const struct pool *p)
+{
+    const struct pool *old = prev ? snapshot_find_pool(prev, p->name) : NULL;
+    return old && old->lb == p->lb ? old->lb_shared : NULL;
+}
+
+/* Was s (this very server, shared) in the pool called pool in prev? */
+static bool in_prev(const struct snapshot *prev, const char *pool, const struct server *s)
+{
+    const struct pool *old = prev ? snapshot_find_pool(prev, pool) : NULL;
+    for (unsigned k = 0; old && k < old->nservers; k++)
+        if (old->servers[k] == s)
+            return true;
+    return false;
+}
+
+/*
+ * The balancer of pool i, whose servers are in place: its shared data first (rebuild, then
+ * server_added for the servers the admin API just added), then the per-thread states, which may
+ * read it. The control thread, before any worker sees the snapshot.
+ */
+static int setup_balancer(struct snapshot *snap, unsigned i, const struct snapshot *prev)
+{
+    struct pool *p = &snap->pools[i];
+    if (p->lb->rebuild && !(p->lb_shared = p->lb->rebuild(p, prev_shared(prev, p))))
+        return -1;
+    for (unsigned k = 0; p->lb->server_added && k < p->nservers; k++)
+        if (p->servers[k]->runtime && !in_prev(prev, p->name, p->servers[k]))
+            p->lb->server_added(p, p->lb_shared, p->servers[k]);
+    if (!(snap->lb_states[i] = states_new(p)))
+        return -1;
+    p->lb_state = snap->lb_states[i]->state;
+    return 0;
+}
+
+static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
+                              const struct snapshot_overlay *overlay)
+{
+    struct snapshot *snap = calloc(1, sizeof(*snap));
+    if (!snap)
+        return NULL;
+    snap->pools = calloc(conf->npools, sizeof(*snap->pools));
+    snap->lb_states = calloc(conf->npools, sizeof(*snap->lb_states));
+    snap->listeners = calloc(conf->nlisteners, sizeof(*snap->listeners));
+    if (!snap->pools || !snap->lb_states || !snap->listeners)
+        goto fail;
+    for (unsigned i = 0; i < conf->npools; i++) {
+        const struct conf_pool *cp = &conf->pools[i];
+        struct pool *p = &snap->pools[i];
+        unsigned extra = 0;
+        for (unsigned k = 0; overlay && k < overlay->nadd; k++)
+            extra += strcmp(overlay->add[k].pool, cp->name) == 0;
+        p->name = cp->name; /* owned by conf, which the snapshot owns */
+        p->conf = cp;
+        p->lb = lb_get(cp->balance); /* conf accepted the name: the registry has it (test_lb) */
+        p->slot = pool_slot_for(cp->name);
+        p->servers = calloc(cp->nservers + extra ? cp->nservers + extra : 1, sizeof(*p->servers));
+        if (!p->lb || !p->servers)
+            goto fail;
+        for (unsigned k = 0; k < cp->nservers; k++) {
+            const struct conf_server *cs = &cp->servers[k];
+            if (removed(overlay, cp->name, cs->name))
+                continue;
+            struct server *s = get_server(prev, cp->name, cs->name, &cs->addr, cs->weight, false);
+            if (!s)
+                goto fail;
+            p->servers[p->nservers++] = s;
+        }
+        for (unsigned k = 0; overlay && k < overlay->nadd; k++) {
+            const struct snapshot_change *a = &overlay->add[k];
+            if (strcmp(a->pool, cp->name) != 0 || removed(overlay, a->pool, a->name))
+                continue;
+            struct server *s = get_server(prev, a->pool, a->name, &a->addr, a->weight, true);
+            if (!s)
+                goto fail;
+            p->servers[p->nservers++] = s;
+        }
+        /* after the servers: the balancer's data is built from them */
+        if (setup_balancer(snap, i, prev) < 0)
+            goto fail;
+        snap->npools++;
+    }
+    for (unsigned i = 0; i < conf->nlisteners; i++) {
+        snap->listeners[i].conf = &conf->listeners[i];
+        snap->listeners[i].pool = &snap->pools[conf->listeners[i].pool];
+    }
+    snap->nlisteners = conf->nlisteners;
+    snap->conf = conf;
+    atomic_init(&snap->refs, 1);
+    return snap;
+fail:
+    free_pools(snap, conf->npools);
+    free(snap->listeners);
+    free(snap);
+    return NULL;
+}
+
+struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
+                              const struct snapshot_overlay *overlay)
+{
+    struct conf_box *box = malloc(sizeof(*box));
+    if (!box)
+        return NULL;
+    struct snapshot *snap = build(conf, prev, overlay);
+    if (!snap) {
+        free(box);
+        return NULL;
+    }
+    box->conf = conf;
+    atomic_init(&box->refs, 1);
+    snap->box = box;
+    return snap;
+}
+
+struct snapshot *snapshot_rebuild(const struct snapshot *cur,
+                                  const struct snapshot_overlay *overlay)
+{
+    struct snapshot *snap = build(cur->conf, cur, overlay);
+    if (!snap)
+        return NULL;
+    atomic_fetch_add(&cur->box->refs, 1);
+    snap->box = cur->box;
+    return snap;
+}
+
+struct snapshot *snapshot_refresh(const struct snapshot *cur)
+{
+    struct snapshot *snap = calloc(1, sizeof(*snap));
+    if (!snap)
+        return NULL;
+    snap->pools = calloc(cur->npools, sizeof(*snap->pools));
+    snap->lb_states = calloc(cur->npools, sizeof(*snap->lb_states));
+    snap->listeners = calloc(cur->nlisteners, sizeof(*snap->listeners));
+    if (!snap->pools || !snap->lb_states || !snap->listeners)
+        goto fail;
+    for (unsigned i = 0; i < cur->npools; i++) {
+        const struct pool *from = &cur->pools[i];
+        struct pool *p = &snap->pools[i];
+        *p = *from; /* the same conf, algorithm and slot */
+        p->lb_shared = NULL;
+        p->nservers = 0;
+        p->servers = calloc(from->nservers ? from->nservers : 1, sizeof(*p->servers));
+        if (!p->servers)
+            goto fail;
+        for (unsigned k = 0; k < from->nservers; k++) {
+            server_ref(from->servers[k]);
+            p->servers[p->nservers++] = from->servers[k];
+        }
+        snap->lb_states[i] = cur->lb_states[i]; /* the same servers in the same places */
+        atomic_fetch_add(&snap->lb_states[i]->refs, 1);
+        if (p->lb->rebuild && !(p->lb_shared = p->lb->rebuild(p, from->lb_shared)))
+            goto fail;
+    }
+    snap->npools = cur->npools;
+    for (unsigned i = 0; i < cur->nlisteners; i++) {
+        snap->listeners[i].conf = cur->listeners[i].conf;
+        snap->listeners[i].pool = &snap->pools[cur->listeners[i].pool - cur->pools];
+    }
+    snap->nlisteners = cur->nlisteners;
+    snap->conf = cur->conf;
+    atomic_init(&snap->refs, 1);
+    atomic_fetch_add(&cur->box->refs, 1);
+    snap->box = cur->box;
+    return snap;
+fail:
+    free_pools(snap, cur->npools); /* pools not reached are zeroed */
+    free(snap->listeners);
+    free(snap);
+    return NULL;
+}
+
+void snapshot_ref(struct snapshot *snap)
+{
+    atomic_fetch_add(&snap->refs, 1);
+}
+
+void snapshot_unref(struct snapshot *snap)
+{
+    if (!snap || atomic_fetch_sub(&snap->refs, 1) != 1)
+        return;
+    free_pools(snap, snap->npools);
+    free(snap->listeners);
+    if (atomic_fetch_sub(&snap->box->refs, 1) == 1) {
+        conf_free(snap->box->conf);
+        free(snap->box);
+    }
+    free(snap);
+}
+
+struct pool *snapshot_find_pool(const struct snapshot *snap, const char *name)
+{
+    for (unsigned i = 0; i < snap->npools; i++)
+        if (strcmp(snap->pools[i].name, name) == 0)
+            return &snap->pools[i];
+    return NULL;
+}

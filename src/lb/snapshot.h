@@ -1,0 +1,91 @@
+/*
+ * snapshot.h - the running configuration: a validated conf plus the pools and servers built from
+ * it, immutable once published.
+ *
+ * Every connection keeps a reference to the snapshot it started on and finishes on it; a reload
+ * builds a new snapshot and publishes it, and the old one is freed when its last user lets go.
+ * Servers are shared between snapshots when a server stays the same (same pool, name and address),
+ * which is how a reload keeps health state. Each pool also carries its balancer's data (lb.h): one
+ * state per worker thread, and what the algorithm's rebuild() made from the servers; both live
+ * and die with the snapshots that hold them, so a thread never picks with freed data.
+ */
+#ifndef FULCRUM_SNAPSHOT_H
+#define FULCRUM_SNAPSHOT_H
+
+#include <stdatomic.h>
+
+#include "conf/conf.h"
+#include "servers/pool.h"
+
+struct snapshot_listener {
+    const struct conf_listener *conf;
+    struct pool *pool;
+};
+
+struct conf_box;  /* a conf with a reference count: rebuilt snapshots share it */
+struct lb_states; /* a pool's per-thread balancer states: refreshed snapshots share them */
+
+struct snapshot {
+    struct conf *conf; /* shared with snapshots rebuilt from this one */
+    struct conf_box *box;
+    struct pool *pools;
+    struct lb_states **lb_states; /* per pool */
+    unsigned npools;
+    struct snapshot_listener *listeners;
+    unsigned nlisteners;
+    _Atomic unsigned refs;
+};
+
+/* Servers added or removed through the admin API, on top of the file's (until the next reload
+ * from the file, which wins). */
+struct snapshot_change {
+    char *pool, *name;    /* owned by whoever keeps the overlay (control.c) */
+    struct net_addr addr; /* additions only */
+    unsigned weight;
+};
+
+struct snapshot_overlay {
+    struct snapshot_change *add;
+    unsigned nadd;
+    struct snapshot_change *remove;
+    unsigned nremove;
+};
+
+/*
+ * Builds a snapshot from conf (and overlay, if any), taking ownership of conf on success.
+ * Servers found in prev (same pool, name and address) are shared instead of created; they keep a
+ * weight set through the API. Returns NULL if memory ran out; conf is then still the caller's.
+ */
+struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
+                              const struct snapshot_overlay *overlay);
+
+/* How many worker threads run: each pool gets one balancer state per worker. Set once, before
+ * the first snapshot is built. */
+void snapshot_set_workers(unsigned n);
+/* A snapshot with the same configuration as cur and another overlay (runtime server changes). */
+struct snapshot *snapshot_rebuild(const struct snapshot *cur,
+                                  const struct snapshot_overlay *overlay);
+
+/*
+ * A snapshot like cur, in which every pool whose balancer has a rebuild hook rebuilt its shared
+ * data from the servers' current states and weights. Everything else is shared with cur,
+ * per-thread balancer states included, so requests in flight keep being followed where they
+ * started. NULL if memory ran out. Control thread.
+ *
+ * When: after a server's state or weight changed (server_update_state(), a weight set through the
+ * admin API) in a pool where lb_rebuilds(pool) holds, the control thread publishes
+ * snapshot_refresh(running) as it publishes any snapshot (control.c publish()), from a task of
+ * its loop rather than inside a health check's callback (publishing resyncs the checker), so that
+ * changes made together cost one refresh. For a pool that does not rebuild (round-robin) it does
+ * nothing at all. Membership changes need no call: they build a new snapshot (snapshot_new(),
+ * snapshot_rebuild()), which runs rebuild itself.
+ */
+struct snapshot *snapshot_refresh(const struct snapshot *cur);
+
+void snapshot_ref(struct snapshot *snap);
+void snapshot_unref(struct snapshot *snap);
+
+/* The pool named name, or NULL. */
+struct pool *snapshot_find_pool(const struct snapshot *snap, const char *name);
+
+#endif

@@ -1,0 +1,1536 @@
+/*
+ * proxy.c - the life of a request: one client connection (a session) and the backend connection
+ * it borrows for each request.
+ *
+ *            client socket                                   backend socket
+ *   client ---------------> [ in buffer ] -----------------> server
+ *          <--------------- [ out buffer ] <-----------------
+ *
+ * A session owns two buffers, both taken from the thread's pool only while bytes are in flight:
+ *   in   request bytes. The head is parsed where it lies and rewritten in place; body bytes are
+ *        validated (Content-Length count or chunked framing) and written to the server as they
+ *        come. Bytes already sent are kept until the response starts, so that a request whose
+ *        idle backend connection turns out to be dead can be sent again on a fresh one.
+ *        Pipelined requests wait behind the current one, unread or unparsed.
+ *   out  response bytes (or an error fulcrum generates). Interim 1xx heads and the final head
+ *        are rewritten in place; body bytes are validated and written to the client as they come.
+ * Neither direction ever holds more than one buffer: when a buffer is full, reading from that
+ * side stops until the other side has taken the bytes (backpressure).
+ *
+ * Phases of a session (s->phase), driven by one function, drive(), which is called on every
+ * event of either socket and loops until nothing more can be done:
+ *
+ *   IDLE ----first byte----> HEAD ----head parsed----> EXCHANGE ----response sent----> IDLE
+ *     |                        | bad head / timeout       |  (keep-alive; next pipelined
+ *     | idle timeout           v                          |   request is parsed at once)
+ *     v                   error response ------------>    | not keep-alive
+ *   closed                                                v
+ *                                                       LINGER (half-closed, discarding input
+ *                                                       so the client reads our answer) -> closed
+ *
+ * Within EXCHANGE, the request side is "complete" once all its bytes were validated and the
+ * response side moves WAIT (head) -> BODY -> DONE. The backend connection goes back to its idle
+ * pool as soon as both are finished; the transaction ends when the client has taken every byte.
+ *
+ * Failures are answered by status (400, 408, 414, 431, 501, 505 for requests; 502, 503, 504 for
+ * backends) as long as no byte of the final response head went to the client. After that the
+ * client connection is reset instead, so a cut-short response never looks complete. Every backend
+ * failure is reported to passive detection with its kind (server_failed, enum server_failure).
+ *
+ * Timers (arm_timer): the response head has a deadline, timeouts.server from the request's last
+ * byte sent (resp_deadline); a server that stalls while taking the request body or sending the
+ * response body is cut after timeouts.server_body_idle of silence. A client that leaves while the
+ * exchange is in progress (client_left) aborts the backend request, unless the pool says
+ * ignore_client_abort; the request is logged with status 499.
+ */
+#include "proxy/proxy.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/accesslog.h"
+#include "core/conn.h"
+#include "core/container.h"
+#include "core/freelist.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "http/rewrite.h"
+#include "proxy/stats.h"
+#include "proxy/upstream.h"
+#include "proxy/thread.h"
+#include "lb/lb.h"
+
+/* Rounds of work one event may do before the session yields to others. */
+#define MAX_ROUNDS 16
+/* Lingering close: how long, and how much, we read and discard after our last response. */
+#define LINGER_MS          5000
+#define LINGER_MAX_BYTES   (1u << 20)
+#define MAX_SPARE_SESSIONS 1024
+#define MAX_SPARE_REQLOGS  1024
+
+enum phase { PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
+enum resp_state { RS_WAIT, RS_BODY, RS_DONE };
+enum step { STEP_WAIT, STEP_PROGRESS, STEP_GONE };
+
+struct session {
+    struct conn conn; /* the client connection; first, so the loop's pointer is the session's */
+    struct loop_timer timer;
+    struct loop_task task; /* resumes drive() after a yield */
+    struct worker *w;
+    struct snapshot *snap;       /* the snapshot this connection started on */
+    struct session *prev, *next; /* the thread's open sessions; next: also its closed ones */
+    struct freelist_node spare;  /* on the thread's spares */
+    struct upstream *up;
+    struct server *server;    /* the server of the current attempt */
+    struct server *failed[4]; /* servers that already failed this request (most recent last) */
+    struct buf in, out;
+
+    struct http1_scan scan; /* the request head, then each response head */
+    struct http1_chunked req_chunk, resp_chunk;
+    uint64_t req_left, resp_left; /* Content-Length bytes not yet seen */
+    uint64_t resp_bytes;          /* bytes received from the server for this request */
+    uint32_t req_fwd;             /* in: request bytes (from in.start) validated for the server */
+    uint32_t req_sent;            /* in: of those, bytes written to the server */
+    uint32_t resp_fwd;            /* out: bytes (from out.start) ready for the client */
+    uint32_t interim_len;         /* out: of those, interim (1xx) bytes ahead of the final head */
+    uint32_t linger_bytes;
+
+    uint64_t idle_deadline, head_deadline, connect_deadline, linger_deadline;
+    uint64_t resp_deadline; /* the response head is due (timeouts.server); 0: request not sent */
+    uint64_t client_io_ms, server_io_ms; /* last progress on each side */
+
+    /* the request in progress, for counters and the access log */
+    uint64_t t_start_us, t_head_us, t_pick_us, t_connect_us, t_resp_us;
+    uint64_t bytes_in, bytes_out;
+    const char *term;      /* how it ended, if not normally ("ok") */
+    struct reqlog *reqlog; /* method, target and agents, copied for the access log */
+    struct server *active; /* the server counting this request as in flight */
+    uint64_t active_us;    /* when active took it; kept only if the balancer follows requests */
+    bool active_failed;    /* report_failure() blamed active: the balancer hears LB_FAILED */
+    int8_t client_state;   /* enum stats_client_state this session is counted in */
+    bool in_request;       /* a request began and has not been accounted yet */
+
+    uint32_t requests; /* requests finished on this connection */
+    uint16_t status;
+    uint8_t phase, resp_state, req_body, resp_body, method, version;
+    uint16_t listener;
+    uint8_t nfailed, attempts; /* attempts: servers tried after the first one */
+    bool req_complete;         /* every request byte has been validated */
+    bool idempotent;           /* the method may be sent twice (RFC 9110 section 9.2.2) */
+    bool sent_any;             /* some request byte reached a server */
+    bool replayable;           /* every request byte is still in `in` */
+    bool keep_alive;           /* the client connection stays open after this response */
+    bool server_keep_alive;    /* the backend connection may carry another request */
+    bool dechunk;              /* strip chunked framing (HTTP/1.0 client) */
+    bool final_started; /* a byte of the final response reached the client: no error answer now */
+    bool client_eof, server_eof;
+    bool client_fin_checked; /* the client's FIN came behind pipelined bytes: a half-close */
+    bool status_failure;     /* the response's status counts against the server */
+    int up_errno;
+
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+};
+
+/* What the access log needs of a request head, copied: the head itself may be gone by the end. */
+#define REQLOG_TARGET 1024
+#define REQLOG_AGENT  256
+struct reqlog {
+    struct freelist_node spare;
+    uint16_t method_len, target_len, ua_len, referer_len;
+    char method[24];
+    char target[REQLOG_TARGET];
+    char ua[REQLOG_AGENT];
+    char referer[REQLOG_AGENT];
+};
+
+static void drive(struct session *s);
+
+static inline uint64_t now_ms(const struct session *s)
+{
+    return loop_now_ms(s->w->loop);
+}
+
+static inline const struct conf_timeouts *timeouts(const struct session *s)
+{
+    return &s->snap->conf->timeouts;
+}
+
+static int8_t phase_client_state(uint8_t phase)
+{
+    switch (phase) {
+    case PH_IDLE:
+        return STATS_CLIENT_IDLE;
+    case PH_HEAD:
+        return STATS_CLIENT_READING;
+    case PH_EXCHANGE:
+        return STATS_CLIENT_ACTIVE;
+    default:
+        return STATS_CLIENT_CLOSING;
+    }
+}
+
+static void set_phase(struct session *s, uint8_t phase)
+{
+    int8_t to = phase_client_state(phase);
+    if (to != s->client_state) {
+        stats_client_move(s->w->stats, s->client_state, to);
+        s->client_state = to;
+    }
+    s->phase = phase;
+}
+
+/* The server this request counts against as "in flight" (NULL: none). The balancer hears of it
+ * too (lb.h taken, released) if its algorithm follows requests; round-robin does not. */
+static void set_active(struct session *s, struct server *srv)
+{
+    if (s->active == srv)
+        return;
+    const struct pool *pool = s->snap->listeners[s->listener].pool;
+    bool follow = lb_follows_requests(pool);
+    if (s->active) {
+        stats_sub(&stats_server(s->w->stats, s->active->slot)->active, 1);
+        if (follow)
+            lb_released(pool, worker_lb_state(s->w, pool), s->active,
+                        loop_now_us(s->w->loop) - s->active_us,
+                        s->active_failed ? LB_FAILED : LB_OK);
+        s->active_failed = false;
+    }
+    if (srv) {
+        stats_add(&stats_server(s->w->stats, srv->slot)->active, 1);
+        if (follow) {
+            s->active_us = loop_now_us(s->w->loop);
+            lb_taken(pool, worker_lb_state(s->w, pool), srv);
+        }
+    }
+    s->active = srv;
+}
+
+/* ---- session memory ---- */
+
+/* What this module keeps per worker thread (thread.h: w->proxy). */
+struct proxy_local {
+    struct session *sessions; /* every open client connection, for stop */
+    unsigned nsessions;
+    struct session *dead;    /* closed during this batch; reusable after it (proxy_recycle) */
+    struct freelist spares;  /* closed sessions kept for reuse */
+    struct freelist reqlogs; /* access log copies of request heads, kept for reuse */
+};
+
+struct proxy_local *proxy_local_new(void)
+{
+    struct proxy_local *pl = calloc(1, sizeof(*pl));
+    if (pl) {
+        freelist_init(&pl->spares, MAX_SPARE_SESSIONS);
+        freelist_init(&pl->reqlogs, MAX_SPARE_REQLOGS);
+    }
+    return pl;
+}
+
+unsigned proxy_open_sessions(const struct worker *w)
+{
+    return w->proxy->nsessions;
+}
+
+static struct session *session_alloc(struct worker *w)
+{
+    struct session *s = freelist_take_entry(&w->proxy->spares, struct session, spare);
+    if (!s && !(s = malloc(sizeof(*s))))
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    return s;
+}
+
+/* Sessions closed during the batch may still have events queued: reuse only after it. */
+static void session_bury(struct worker *w, struct session *s)
+{
+    s->next = w->proxy->dead;
+    w->proxy->dead = s;
+}
+
+void proxy_recycle(struct worker *w)
+{
+    struct proxy_local *pl = w->proxy;
+    while (pl->dead) {
+        struct session *s = pl->dead;
+        pl->dead = s->next;
+        if (!freelist_put(&pl->spares, &s->spare))
+            free(s);
+    }
+}
+
+void proxy_local_free(struct worker *w)
+{
+    struct proxy_local *pl = w->proxy;
+    if (!pl)
+        return;
+    proxy_recycle(w);
+    struct reqlog *r;
+    while ((r = freelist_take_entry(&pl->reqlogs, struct reqlog, spare)))
+        free(r);
+    struct session *s;
+    while ((s = freelist_take_entry(&pl->spares, struct session, spare)))
+        free(s);
+    free(pl);
+    w->proxy = NULL;
+}
+
+/* ---- accounting: counters and the access log, once per request ---- */
+
+static void reqlog_release(struct session *s)
+{
+    if (s->reqlog) {
+        if (!freelist_put(&s->w->proxy->reqlogs, &s->reqlog->spare))
+            free(s->reqlog);
+        s->reqlog = NULL;
+    }
+}
+
+static size_t copy_cut(char *dst, size_t cap, const char *src, size_t len)
+{
+    size_t n = len < cap ? len : cap;
+    memcpy(dst, src, n);
+    return n;
+}
+
+/* Keeps what the access log will need of a parsed head (cut to bounded sizes). */
+static void reqlog_capture(struct session *s, const char *buf, const struct http1_msg *msg)
+{
+    struct worker *w = s->w;
+    if (!accesslog_enabled())
+        return;
+    struct reqlog *r = s->reqlog;
+    if (!r)
+        r = freelist_take_entry(&w->proxy->reqlogs, struct reqlog, spare);
+    if (!r && !(r = malloc(sizeof(*r))))
+        return;
+    r->method_len =
+        (uint16_t)copy_cut(r->method, sizeof(r->method), buf + msg->method_off, msg->method_len);
+    r->target_len =
+        (uint16_t)copy_cut(r->target, sizeof(r->target), buf + msg->target_off, msg->target_len);
+    r->ua_len = r->referer_len = 0;
+    for (uint32_t i = 0; i < msg->nfields; i++) {
+        const struct http1_field *f = &msg->fields[i];
+        const char *name = buf + f->name_off;
+        if (f->name_len == 10 && http1_token_eq(name, 10, "user-agent"))
+            r->ua_len = (uint16_t)copy_cut(r->ua, sizeof(r->ua), buf + f->value_off, f->value_len);
+        else if (f->name_len == 7 && http1_token_eq(name, 7, "referer"))
+            r->referer_len = (uint16_t)copy_cut(r->referer, sizeof(r->referer), buf + f->value_off,
+                                                f->value_len);
+    }
+    s->reqlog = r;
+}
+
+static double ms_between(uint64_t from_us, uint64_t to_us)
+{
+    return from_us && to_us >= from_us ? (double)(to_us - from_us) / 1000.0 : -1;
+}
+
+static void begin_request(struct session *s)
+{
+    s->in_request = true;
+    s->t_start_us = loop_now_us(s->w->loop);
+    s->t_head_us = s->t_pick_us = s->t_connect_us = s->t_resp_us = 0;
+    s->bytes_in = s->bytes_out = 0;
+    s->term = "ok";
+    s->server = NULL;
+    s->nfailed = s->attempts = 0;
+}
+
+/* Counts the request that just ended (status 0: nothing was sent) and logs it. */
+static void account_request(struct session *s, unsigned status)
+{
+    struct worker *w = s->w;
+    if (!s->in_request)
+        return;
+    s->in_request = false;
+    set_active(s, NULL);
+    uint64_t now = loop_now_us(w->loop);
+    uint64_t total = now - s->t_start_us;
+    unsigned cls = status >= 100 && status < 600 ? status / 100 : 0;
+    const struct pool *pool = s->snap->listeners[s->listener].pool;
+    struct stats_pool *ps = stats_pool(w->stats, pool->slot);
+    stats_add(&ps->requests[cls], 1);
+    stats_observe(&ps->latency, total);
+    if (s->server) {
+        struct stats_server *ss = stats_server(w->stats, s->server->slot);
+        stats_add(&ss->requests[cls], 1);
+        stats_observe(&ss->latency, total);
+    }
+    if (!s->t_head_us && status >= 400 && status < 500)
+        stats_add(&w->stats->bad_requests, 1);
+    if (accesslog_enabled()) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t wall = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        const struct reqlog *r = s->reqlog;
+        struct accesslog_entry e = {
+            .start_wall_us = wall - total,
+            .client = &s->peer.sa,
+            .method = r ? r->method : NULL,
+            .method_len = r ? r->method_len : 0,
+            .target = r ? r->target : NULL,
+            .target_len = r ? r->target_len : 0,
+            .user_agent = r ? r->ua : NULL,
+            .user_agent_len = r ? r->ua_len : 0,
+            .referer = r ? r->referer : NULL,
+            .referer_len = r ? r->referer_len : 0,
+            .version = s->version ? s->version : 11,
+            .status = (uint16_t)status,
+            .bytes_in = s->bytes_in,
+            .bytes_out = s->bytes_out,
+            .pool = pool->name,
+            .server = s->server ? s->server->name : NULL,
+            .queue_ms = ms_between(s->t_head_us, s->t_pick_us),
+            .connect_ms = ms_between(s->t_pick_us, s->t_connect_us),
+            .response_ms = ms_between(s->t_connect_us, s->t_resp_us),
+            .total_ms = (double)total / 1000.0,
+            .retries = s->attempts,
+            .termination = s->term,
+        };
+        accesslog_add(w->alog, &e, s->snap->conf->access_log.format);
+    }
+    reqlog_release(s);
+}
+
+/* Records how a request ended, unless an earlier, more precise cause was recorded. */
+static void set_term(struct session *s, const char *term)
+{
+    if (!s->term || strcmp(s->term, "ok") == 0)
+        s->term = term;
+}
+
+/* ---- closing ---- */
+
+static int close_session(struct session *s, bool reset)
+{
+    struct worker *w = s->w;
+    if (s->in_request) {
+        set_term(s, w->stopping ? "shutdown" : "client_abort");
+        /* 499 (nginx's "client closed request"): the client left before any response. */
+        bool client_left_first = strcmp(s->term, "client_abort") == 0;
+        account_request(s, s->final_started ? s->status : client_left_first ? 499 : 0);
+    }
+    stats_client_move(w->stats, s->client_state, -1);
+    loop_timer_stop(w->loop, &s->timer);
+    loop_cancel(w->loop, &s->task);
+    if (s->up) {
+        upstream_close(w, s->up, reset);
+        s->up = NULL;
+    }
+    buf_put(&w->bufs, &s->in);
+    buf_put(&w->bufs, &s->out);
+    conn_close(&s->conn, reset);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->proxy->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    w->proxy->nsessions--;
+    snapshot_unref(s->snap);
+    w->on_client_closed(w);
+    session_bury(w, s);
+    return STEP_GONE;
+}
+
+/* The exchange cannot end cleanly: reset both sides so neither mistakes it for a complete one. */
+static int abort_session(struct session *s)
+{
+    return close_session(s, true);
+}
+
+/* Closes now, or half-closes and discards input first if the client may still be sending, so
+ * that our last response is not destroyed by the RST a close with unread data would cause. */
+static int close_or_linger(struct session *s)
+{
+    bool unread = !s->client_eof &&
+                  (!s->req_complete || (s->in.data && s->in.end > s->in.start + s->req_fwd) ||
+                   (s->conn.io.ready & LOOP_READABLE));
+    if (!unread)
+        return close_session(s, false);
+    if (s->up) {
+        upstream_close(s->w, s->up, true);
+        s->up = NULL;
+    }
+    buf_put(&s->w->bufs, &s->out);
+    conn_shutdown(&s->conn);
+    set_phase(s, PH_LINGER);
+    s->linger_deadline = now_ms(s) + LINGER_MS;
+    s->linger_bytes = 0;
+    return STEP_PROGRESS;
+}
+
+/* ---- connection I/O: one read or write per call (core/conn.h has the rules) ---- */
+
+/* One read into b, up to limit, making room first if the buffer's front was consumed. */
+static enum conn_status read_into(struct conn *c, struct buf *b, uint32_t limit, size_t *got)
+{
+    *got = 0;
+    if (!(c->io.ready & LOOP_READABLE))
+        return CONN_BLOCKED;
+    if (b->end >= limit && b->start > 0)
+        buf_compact(b);
+    if (b->end >= limit)
+        return CONN_BLOCKED;
+    enum conn_status r = conn_read(c, b->data + b->end, limit - b->end, got);
+    b->end += (uint32_t)*got;
+    return r;
+}
+
+static enum conn_status client_read(struct session *s, uint32_t limit)
+{
+    if (!s->in.data && (s->conn.io.ready & LOOP_READABLE) && buf_get(&s->w->bufs, &s->in) < 0)
+        return CONN_ERROR;
+    size_t n;
+    enum conn_status r = read_into(&s->conn, &s->in, limit, &n);
+    if (r == CONN_DONE)
+        s->client_io_ms = now_ms(s);
+    else if (r == CONN_EOF)
+        s->client_eof = true;
+    return r;
+}
+
+static enum conn_status client_write(struct session *s)
+{
+    size_t n;
+    enum conn_status r = conn_write(&s->conn, s->out.data + s->out.start, s->resp_fwd, &n);
+    if (!n)
+        return r;
+    if (n > s->interim_len) {
+        s->interim_len = 0;
+        s->final_started = s->resp_state != RS_WAIT;
+    } else {
+        s->interim_len -= (uint32_t)n;
+    }
+    s->out.start += (uint32_t)n;
+    s->resp_fwd -= (uint32_t)n;
+    s->bytes_out += n;
+    if (s->out.start == s->out.end)
+        s->out.start = s->out.end = 0;
+    s->client_io_ms = now_ms(s);
+    return r;
+}
+
+static enum conn_status server_write(struct session *s)
+{
+    struct upstream *u = s->up;
+    if (u->connecting)
+        return CONN_BLOCKED;
+    size_t n;
+    enum conn_status r =
+        conn_write(&u->conn, s->in.data + s->in.start + s->req_sent, s->req_fwd - s->req_sent, &n);
+    if (r == CONN_ERROR)
+        s->up_errno = errno;
+    if (n) {
+        s->req_sent += (uint32_t)n;
+        s->sent_any = true;
+        s->server_io_ms = now_ms(s);
+    }
+    return r;
+}
+
+static enum conn_status server_read(struct session *s)
+{
+    struct worker *w = s->w;
+    struct upstream *u = s->up;
+    if (u->connecting || !(u->conn.io.ready & LOOP_READABLE))
+        return CONN_BLOCKED;
+    if (!s->out.data && buf_get(&w->bufs, &s->out) < 0) {
+        s->up_errno = ENOMEM;
+        return CONN_ERROR;
+    }
+    /* While a head is awaited, leave room for rewriting it in place. */
+    uint32_t limit = s->resp_state == RS_WAIT ? w->bufs.size - w->rewrite_reserve : w->bufs.size;
+    size_t n;
+    enum conn_status r = read_into(&u->conn, &s->out, limit, &n);
+    if (r == CONN_DONE) {
+        s->resp_bytes += n;
+        s->server_io_ms = now_ms(s);
+    } else if (r == CONN_EOF) {
+        s->server_eof = true;
+    } else if (r == CONN_ERROR) {
+        s->up_errno = errno;
+    }
+    return r;
+}
+
+/* ---- responses fulcrum writes itself ---- */
+
+static size_t canned_response(char *out, size_t cap, unsigned status, bool head_request,
+                              bool keep_alive)
+{
+    const char *reason = http1_reason(status);
+    char body[80];
+    int body_len = snprintf(body, sizeof(body), "%u %s\n", status, reason);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %u %s\r\n"
+                     "Content-Type: text/plain\r\n"
+                     "Content-Length: %d\r\n"
+                     "%s"
+                     "Connection: %s\r\n"
+                     "\r\n"
+                     "%s",
+                     status, reason, body_len, status == 503 ? "Retry-After: 1\r\n" : "",
+                     keep_alive ? "keep-alive" : "close", head_request ? "" : body);
+    return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
+}
+
+/*
+ * Answers the current request with an error, if the client has not seen a final response head
+ * yet; otherwise the only honest thing left is to abort the connection.
+ */
+static int respond_error(struct session *s, unsigned status, const char *why)
+{
+    struct worker *w = s->w;
+    char peer[NET_ADDR_TEXT];
+
+    if (log_max_level >= LOG_DEBUG) {
+        net_addr_format(&s->peer.sa, peer, sizeof(peer));
+        log_debug("client %s: %u (%s)", peer, status, why);
+    }
+    set_term(s, status == 408                                     ? "client_timeout"
+                : status == 503                                   ? "no_server"
+                : status == 504                                   ? "server_timeout"
+                : status >= 500 && status != 501 && status != 505 ? "server_error"
+                                                                  : "bad_request");
+    if (s->final_started)
+        return abort_session(s);
+    if (s->up) {
+        upstream_close(w, s->up, true);
+        s->up = NULL;
+    }
+    if (!s->out.data && buf_get(&w->bufs, &s->out) < 0)
+        return abort_session(s);
+    /* Keep interim responses not yet sent; drop the rest of what the server sent (a final head
+     * that was accepted but not sent yet included). */
+    if (s->resp_state != RS_WAIT)
+        s->resp_fwd = s->interim_len;
+    s->out.end = s->out.start + s->resp_fwd;
+    /* A backend error keeps a client in step only if its request was complete and the backend
+     * had not begun a response: a half-received response makes the whole exchange suspect. */
+    bool keep = s->keep_alive && s->req_complete && status >= 500 && !w->stopping &&
+                s->resp_state == RS_WAIT;
+    size_t n = canned_response(s->out.data + s->out.end, w->bufs.size - s->out.end, status,
+                               s->method == HTTP1_METHOD_HEAD, keep);
+    if (n == 0)
+        return abort_session(s);
+    s->out.end += (uint32_t)n;
+    s->resp_fwd += (uint32_t)n;
+    s->resp_state = RS_DONE;
+    s->status = (uint16_t)status;
+    s->keep_alive = keep;
+    set_phase(s, PH_EXCHANGE);
+    return STEP_PROGRESS;
+}
+
+/* ---- backend connection ---- */
+
+static void upstream_event(struct loop *loop, struct loop_io *io)
+{
+    drive(((struct upstream *)io)->owner);
+}
+
+static int attach_upstream(struct session *s, struct server *srv, bool allow_idle);
+
+static const struct pool *session_pool(const struct session *s)
+{
+    return s->snap->listeners[s->listener].pool;
+}
+
+/* Counts a failure of srv for passive detection (pool.h, check.c); failure is an
+ * enum server_failure or a status. */
+static void report_failure(struct session *s, struct server *srv, unsigned failure)
+{
+    const struct conf_passive *p = &session_pool(s)->conf->passive;
+    if (srv == s->active) /* the balancer hears it when the server lets the request go */
+        s->active_failed = true;
+    if (p->consecutive_failures) /* reaching the threshold wakes the control thread */
+        server_report_failure(srv, p->consecutive_failures, failure);
+}
+
+/* Picks a server for the current attempt among those that have not failed it yet; NULL if none. */
+static struct server *pick_server(struct session *s)
+{
+    const struct pool *pool = session_pool(s);
+    struct lb_pick ctx = {.avoid = s->failed, .navoid = s->nfailed, .now_ms = now_ms(s)};
+    void *state = worker_lb_state(s->w, pool);
+    struct server *srv = pool->lb->pick(pool, state, &ctx);
+    if (!srv && pool->conf->when_all_down == CONF_ALL_DOWN_USE_ALL) {
+        ctx.panic = true; /* nothing is up: every server not in maintenance or draining */
+        srv = pool->lb->pick(pool, state, &ctx);
+    }
+    return srv;
+}
+
+static int use_server(struct session *s, struct server *srv)
+{
+    s->server = srv;
+    if (!s->t_pick_us)
+        s->t_pick_us = loop_now_us(s->w->loop);
+    set_active(s, srv);
+    return attach_upstream(s, srv, true);
+}
+
+static int try_server(struct session *s)
+{
+    struct server *srv = pick_server(s);
+    if (!srv)
+        return respond_error(s, 503, "no server available");
+    return use_server(s, srv);
+}
+
+/*
+ * May the request go to another server after its current one failed? Only while the pool's
+ * retries last and we still hold every byte of it, and only if sending it again cannot do harm:
+ * when the failure was a connect (nothing was sent) for any request whose bytes never reached a
+ * server before, or, for an idempotent request, when no response byte came back, or only bytes
+ * that were not a response at all (junk_only: nothing of them is on its way to the client).
+ */
+static bool may_retry(const struct session *s, bool connect_failure, bool junk_only)
+{
+    if (s->attempts >= session_pool(s)->conf->retries || !s->replayable ||
+        (s->resp_bytes && !junk_only))
+        return false;
+    if (connect_failure)
+        return s->idempotent || !s->sent_any;
+    return s->idempotent;
+}
+
+/*
+ * The current server failed the request in a way that allows another try (may_retry). Another
+ * server gets it if there is one left; otherwise the client gets this failure.
+ */
+static int retry_elsewhere(struct session *s, struct server *failed, unsigned status,
+                           const char *why, const char *term)
+{
+    if (s->nfailed == sizeof(s->failed) / sizeof(s->failed[0])) {
+        memmove(s->failed, s->failed + 1, sizeof(s->failed) - sizeof(s->failed[0]));
+        s->nfailed--;
+    }
+    s->failed[s->nfailed++] = failed;
+    struct server *next = pick_server(s);
+    if (!next) {
+        set_term(s, term);
+        return respond_error(s, status, why);
+    }
+    s->attempts++;
+    stats_add(&stats_pool(s->w->stats, session_pool(s)->slot)->retries, 1);
+    s->req_sent = 0;
+    if (s->out.data) /* whatever the failed server sent and the client was not given */
+        s->out.end = s->out.start + s->resp_fwd;
+    s->resp_bytes = 0;
+    memset(&s->scan, 0, sizeof(s->scan));
+    log_debug("pool %s: retrying on %s after %s failed (attempt %u)", session_pool(s)->name,
+              next->name, failed->name, s->attempts + 1);
+    return use_server(s, next);
+}
+
+/* Errors of our own process, not of the server: out of descriptors, memory or buffers. */
+static bool local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* Connecting to srv failed (refused, unreachable, timed out): nothing was sent on it. */
+static int connect_failed(struct session *s, struct server *srv, int err)
+{
+    log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
+    if (local_shortage(err)) { /* not the server's fault: do not count it, nor try others */
+        set_term(s, "local_shortage");
+        return respond_error(s, 503, "out of local resources");
+    }
+    report_failure(s, srv, SERVER_FAIL_CONNECT);
+    unsigned status = err == ETIMEDOUT ? 504 : 502;
+    const char *why = err == ETIMEDOUT ? "connect timeout" : "cannot connect to server";
+    const char *term = err == ETIMEDOUT ? "connect_timeout" : "connect_error";
+    if (may_retry(s, true, false))
+        return retry_elsewhere(s, srv, status, why, term);
+    set_term(s, term);
+    return respond_error(s, status, why);
+}
+
+static int attach_upstream(struct session *s, struct server *srv, bool allow_idle)
+{
+    struct worker *w = s->w;
+    struct upstream *u = allow_idle ? upstream_take_idle(w, srv) : NULL;
+    if (!u) {
+        int err = 0;
+        u = upstream_connect(w, srv, upstream_event, &err);
+        if (!u)
+            return connect_failed(s, srv, err);
+        s->connect_deadline = now_ms(s) + timeouts(s)->connect_ms;
+    }
+    u->owner = s;
+    u->conn.io.handler = upstream_event;
+    s->up = u;
+    s->resp_deadline = 0; /* a new attempt: the head is due once this connection has the request */
+    s->server_io_ms = now_ms(s);
+    s->server_eof = false;
+    if (!u->connecting)
+        s->t_connect_us = loop_now_us(w->loop);
+    return STEP_PROGRESS;
+}
+
+/*
+ * The backend connection failed; failure says how (enum server_failure). A connection reused
+ * from the idle pool that dies before answering was most likely closed by the server while idle,
+ * so the request goes again on a fresh connection to the same server, provided we still hold
+ * every byte of it; that is not the server's fault and is not counted. Every other failure counts
+ * against the server (a connection lost mid-body as a response cut short). One before the
+ * response may send the request to another server (may_retry). Otherwise the client gets
+ * `status` (502 or 504), or an abort if the response had already begun.
+ */
+static int server_failed(struct session *s, unsigned status, const char *why, unsigned failure,
+                         bool maybe_stale)
+{
+    struct worker *w = s->w;
+    struct upstream *u = s->up;
+    struct server *srv = u->server;
+
+    if (maybe_stale && u->reused && s->resp_bytes == 0 && s->replayable) {
+        upstream_close(w, u, false);
+        s->up = NULL;
+        s->req_sent = 0;
+        memset(&s->scan, 0, sizeof(s->scan));
+        return attach_upstream(s, srv, false);
+    }
+    log_debug("pool %s server %s: %s", srv->pool_name, srv->name, why);
+    upstream_close(w, u, true);
+    s->up = NULL;
+    if (s->resp_state == RS_BODY && failure == SERVER_FAIL_CLOSED)
+        failure = SERVER_FAIL_CUT_SHORT;
+    if (s->resp_state != RS_DONE)
+        report_failure(s, srv, failure);
+    bool junk_only = failure == SERVER_FAIL_INVALID && s->resp_fwd == 0;
+    if (status == 502 && s->resp_state == RS_WAIT && !s->final_started &&
+        may_retry(s, false, junk_only))
+        return retry_elsewhere(s, srv, status, why, "server_error");
+    set_term(s, status == 504 ? "server_timeout" : "server_error");
+    if (s->final_started)
+        return abort_session(s);
+    return respond_error(s, status, why);
+}
+
+static int check_connect(struct session *s)
+{
+    struct upstream *u = s->up;
+    if (u->conn.io.ready & (LOOP_ERR | LOOP_HUP)) {
+        int err = net_socket_error(u->conn.io.fd);
+        struct server *srv = u->server;
+        upstream_close(s->w, u, false);
+        s->up = NULL;
+        return connect_failed(s, srv, err ? err : ECONNRESET);
+    }
+    if (!(u->conn.io.ready & LOOP_WRITABLE))
+        return STEP_WAIT;
+    u->connecting = false;
+    s->server_io_ms = now_ms(s);
+    s->t_connect_us = loop_now_us(s->w->loop);
+    return STEP_PROGRESS;
+}
+
+/* Gives the backend connection back to its pool if it can carry another request. */
+static void release_upstream(struct session *s)
+{
+    struct upstream *u = s->up;
+    bool reusable = s->server_keep_alive && s->req_complete && s->req_sent == s->req_fwd;
+    s->up = NULL;
+    u->requests++;
+    if (reusable)
+        upstream_park(s->w, u);
+    else
+        upstream_close(s->w, u, false);
+}
+
+/* ---- request ---- */
+
+static int start_exchange(struct session *s, const struct http1_msg *msg)
+{
+    struct worker *w = s->w;
+
+    s->method = msg->method;
+    s->version = msg->version;
+    s->idempotent = msg->method == HTTP1_METHOD_GET || msg->method == HTTP1_METHOD_HEAD ||
+                    msg->method == HTTP1_METHOD_OPTIONS || msg->method == HTTP1_METHOD_PUT ||
+                    msg->method == HTTP1_METHOD_DELETE || msg->method == HTTP1_METHOD_TRACE;
+    s->sent_any = false;
+    s->t_head_us = loop_now_us(w->loop);
+    s->bytes_in += msg->head_end;
+    reqlog_capture(s, s->in.data + s->in.start, msg);
+    if (msg->version == 11)
+        s->keep_alive = !(msg->flags & HTTP1_F_CONN_CLOSE);
+    else
+        s->keep_alive =
+            (msg->flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg->flags & HTTP1_F_CONN_CLOSE);
+    if (w->stopping)
+        s->keep_alive = false;
+    s->req_body = msg->body;
+    s->req_left = msg->content_length;
+    s->req_complete = msg->body == HTTP1_BODY_NONE;
+    memset(&s->req_chunk, 0, sizeof(s->req_chunk));
+    s->req_chunk.max_trailer = w->limits.max_head_bytes;
+    set_phase(s, PH_EXCHANGE);
+    s->resp_state = RS_WAIT;
+    memset(&s->scan, 0, sizeof(s->scan));
+
+    /* Rewrite the head in place: the new head replaces the old one, the bytes after it move. */
+    char ip[64];
+    size_t ip_len = net_ip_format(&s->peer.sa, ip, sizeof(ip));
+    char *head = s->in.data + s->in.start;
+    uint32_t old_len = msg->head_end;
+    uint32_t rest = s->in.end - s->in.start - old_len;
+    size_t cap = old_len + (w->bufs.size - s->in.end);
+    size_t new_len = rewrite_request(head, msg, ip, ip_len, w->scratch, cap);
+    if (new_len == 0)
+        return respond_error(s, 431, "request head too large once rewritten");
+    memmove(head + new_len, head + old_len, rest);
+    memcpy(head, w->scratch, new_len);
+    s->in.end = s->in.start + (uint32_t)new_len + rest;
+    s->req_fwd = (uint32_t)new_len;
+    s->req_sent = 0;
+    s->replayable = true;
+    s->client_io_ms = now_ms(s);
+
+    return try_server(s);
+}
+
+/* Extends req_fwd over newly received body bytes, once their framing checks out. */
+static int scan_request_body(struct session *s)
+{
+    uint32_t base = s->in.start + s->req_fwd;
+    uint32_t avail = s->in.end - base;
+    if (s->req_complete || avail == 0)
+        return 0;
+    if (s->req_body == HTTP1_BODY_LENGTH) {
+        uint32_t n = avail < s->req_left ? avail : (uint32_t)s->req_left;
+        s->bytes_in += n;
+        s->req_fwd += n;
+        s->req_left -= n;
+        s->req_complete = s->req_left == 0;
+        return 0;
+    }
+    size_t used, out_len;
+    int r = http1_chunked_parse(&s->req_chunk, s->in.data + base, avail, false, &used, &out_len);
+    s->req_fwd += (uint32_t)used;
+    s->bytes_in += used;
+    if (r == HTTP1_ERROR)
+        return -1;
+    s->req_complete = r == HTTP1_DONE;
+    return 0;
+}
+
+/* The client stopped sending in the middle of a request body: it left (499, as a client that
+ * closes while waiting). Never let the server take a cut-short upload for a complete one. */
+static int request_truncated(struct session *s)
+{
+    if (s->up) {
+        upstream_close(s->w, s->up, true);
+        s->up = NULL;
+    }
+    set_term(s, "client_abort");
+    return close_session(s, false);
+}
+
+/* ---- response ---- */
+
+/* Replaces the head at out[base, base+old_len) by its rewritten form. Returns the new length. */
+static uint32_t replace_response_head(struct session *s, uint32_t base, const struct http1_msg *msg,
+                                      unsigned flags)
+{
+    struct worker *w = s->w;
+    char *head = s->out.data + base;
+    uint32_t old_len = msg->head_end;
+    uint32_t rest = s->out.end - base - old_len;
+    size_t cap = old_len + (w->bufs.size - s->out.end);
+    size_t new_len = rewrite_response(head, msg, flags, w->scratch, cap);
+    if (new_len == 0)
+        return 0;
+    memmove(head + new_len, head + old_len, rest);
+    memcpy(head, w->scratch, new_len);
+    s->out.end = base + (uint32_t)new_len + rest;
+    return (uint32_t)new_len;
+}
+
+static int process_response_head(struct session *s)
+{
+    struct worker *w = s->w;
+    while (s->resp_state == RS_WAIT) {
+        uint32_t base = s->out.start + s->resp_fwd;
+        uint32_t avail = s->out.end - base;
+        uint16_t status;
+        const char *why;
+        int r = avail ? http1_scan_head(&s->scan, s->out.data + base, avail, &w->limits, false,
+                                        &status, &why)
+                      : HTTP1_AGAIN;
+        if (r == HTTP1_AGAIN) {
+            if (s->server_eof)
+                return avail ? server_failed(s, 502,
+                                             "server closed in the middle of the response head",
+                                             SERVER_FAIL_INVALID, false)
+                             : server_failed(s, 502, "server closed without responding",
+                                             SERVER_FAIL_CLOSED, true);
+            return STEP_PROGRESS;
+        }
+        if (r == HTTP1_ERROR)
+            return server_failed(s, 502, why, SERVER_FAIL_INVALID, false);
+        struct http1_msg msg = {.fields = w->fields};
+        if (http1_parse_response(&s->scan, s->out.data + base, &w->limits, s->method, &msg) !=
+            HTTP1_DONE)
+            return server_failed(s, 502, msg.error, SERVER_FAIL_INVALID, false);
+
+        memset(&s->scan, 0, sizeof(s->scan));
+        if (msg.status < 200) {
+            if (msg.status == 101)
+                return server_failed(s, 502, "unexpected 101 Switching Protocols",
+                                     SERVER_FAIL_INVALID, false);
+            if (s->version == 10) { /* an HTTP/1.0 client must never see a 1xx */
+                memmove(s->out.data + base, s->out.data + base + msg.head_end,
+                        avail - msg.head_end);
+                s->out.end -= msg.head_end;
+                continue;
+            }
+            uint32_t n = replace_response_head(s, base, &msg, 0);
+            if (!n)
+                return server_failed(s, 502, "interim response head too large", SERVER_FAIL_INVALID,
+                                     false);
+            s->resp_fwd += n;
+            continue;
+        }
+
+        s->status = msg.status;
+        s->t_resp_us = loop_now_us(w->loop);
+        /* A good status counts as a success only once the whole response arrived
+         * (process_response): a body cut short is a failure. */
+        s->status_failure =
+            conf_status_in(&session_pool(s)->conf->passive.failure_status, msg.status);
+        if (s->status_failure)
+            report_failure(s, s->up->server, msg.status);
+        s->resp_body = msg.body;
+        s->resp_left = msg.content_length;
+        memset(&s->resp_chunk, 0, sizeof(s->resp_chunk));
+        s->resp_chunk.max_trailer = w->limits.max_head_bytes;
+        s->dechunk = s->version == 10 && msg.body == HTTP1_BODY_CHUNKED;
+        if (msg.version == 11)
+            s->server_keep_alive = !(msg.flags & HTTP1_F_CONN_CLOSE);
+        else
+            s->server_keep_alive =
+                (msg.flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg.flags & HTTP1_F_CONN_CLOSE);
+        if (msg.body == HTTP1_BODY_CLOSE)
+            s->server_keep_alive = false;
+        s->keep_alive = s->keep_alive && s->req_complete && !s->client_eof && !w->stopping &&
+                        msg.body != HTTP1_BODY_CLOSE && !s->dechunk;
+        unsigned flags = s->dechunk ? REWRITE_DECHUNK : 0;
+        if (!s->keep_alive)
+            flags |= REWRITE_CONN_CLOSE;
+        else if (s->version == 10)
+            flags |= REWRITE_CONN_KEEP_ALIVE;
+        uint32_t n = replace_response_head(s, base, &msg, flags);
+        if (!n)
+            return server_failed(s, 502, "response head too large once rewritten",
+                                 SERVER_FAIL_INVALID, false);
+        s->interim_len = s->resp_fwd; /* interim bytes not sent yet, ahead of the final head */
+        s->resp_fwd += n;
+        s->resp_state = msg.body == HTTP1_BODY_NONE ? RS_DONE : RS_BODY;
+    }
+    return STEP_PROGRESS;
+}
+
+static int process_response_body(struct session *s)
+{
+    uint32_t base = s->out.start + s->resp_fwd;
+    uint32_t avail = s->out.end - base;
+
+    switch (s->resp_body) {
+    case HTTP1_BODY_LENGTH: {
+        uint32_t n = avail < s->resp_left ? avail : (uint32_t)s->resp_left;
+        s->resp_fwd += n;
+        s->resp_left -= n;
+        if (s->resp_left == 0)
+            s->resp_state = RS_DONE;
+        break;
+    }
+    case HTTP1_BODY_CHUNKED: {
+        size_t used, produced;
+        int r = http1_chunked_parse(&s->resp_chunk, s->out.data + base, avail, s->dechunk, &used,
+                                    &produced);
+        if (produced != used) {
+            memmove(s->out.data + base + produced, s->out.data + base + used, avail - used);
+            s->out.end -= (uint32_t)(used - produced);
+        }
+        s->resp_fwd += (uint32_t)produced;
+        if (r == HTTP1_ERROR)
+            return server_failed(s, 502, "invalid chunked framing in response", SERVER_FAIL_INVALID,
+                                 false);
+        if (r == HTTP1_DONE)
+            s->resp_state = RS_DONE;
+        break;
+    }
+    default: /* until the server closes */
+        s->resp_fwd += avail;
+        if (s->server_eof)
+            s->resp_state = RS_DONE;
+        break;
+    }
+    if (s->resp_state == RS_BODY && s->server_eof)
+        return server_failed(s, 502, "server closed before the end of the response",
+                             SERVER_FAIL_CUT_SHORT, false);
+    return STEP_PROGRESS;
+}
+
+static int process_response(struct session *s)
+{
+    if (s->resp_state == RS_WAIT && process_response_head(s) == STEP_GONE)
+        return STEP_GONE;
+    if (s->resp_state == RS_BODY && process_response_body(s) == STEP_GONE)
+        return STEP_GONE;
+    if (s->resp_state == RS_DONE && s->up && !s->status_failure)
+        server_report_success(s->up->server);
+    if (s->resp_state == RS_DONE && s->up) {
+        /* Bytes after the end of the response: the server is out of step; never reuse it. */
+        uint32_t end = s->out.start + s->resp_fwd;
+        if (s->out.end > end) {
+            s->server_keep_alive = false;
+            s->out.end = end;
+        }
+    }
+    return STEP_PROGRESS;
+}
+
+/* ---- the end of a request ---- */
+
+static int finish_transaction(struct session *s)
+{
+    struct worker *w = s->w;
+    account_request(s, s->status);
+    s->requests++;
+    buf_put(&w->bufs, &s->out);
+    if (!s->keep_alive || s->client_eof || w->stopping)
+        return close_or_linger(s);
+
+    s->in.start += s->req_fwd;
+    if (buf_empty(&s->in))
+        buf_put(&w->bufs, &s->in);
+    s->req_fwd = s->req_sent = s->resp_fwd = s->interim_len = 0;
+    s->final_started = false;
+    s->req_complete = false;
+    s->resp_bytes = 0;
+    s->resp_deadline = 0;
+    s->client_fin_checked = false;
+    s->resp_state = RS_WAIT;
+    s->status = 0;
+    s->dechunk = false;
+    memset(&s->scan, 0, sizeof(s->scan));
+    set_phase(s, PH_IDLE);
+    s->idle_deadline = now_ms(s) + timeouts(s)->client_idle_ms;
+    s->head_deadline = 0; /* starts with the next request's first byte */
+    return STEP_PROGRESS;
+}
+
+/* ---- phases ---- */
+
+/*
+ * A reload happened since this connection's last request: the next one uses the new snapshot,
+ * if its listener is still there (same address). Otherwise the connection stays on the old one
+ * until it closes.
+ */
+static void follow_reload(struct session *s)
+{
+    struct snapshot *now = s->w->snap;
+    const struct net_addr *addr = &s->snap->listeners[s->listener].conf->addr;
+    for (unsigned i = 0; i < now->nlisteners; i++) {
+        if (net_addr_equal(&now->listeners[i].conf->addr, addr)) {
+            snapshot_ref(now);
+            snapshot_unref(s->snap);
+            s->snap = now;
+            s->listener = (uint16_t)i;
+            return;
+        }
+    }
+}
+
+static int step_head(struct session *s)
+{
+    struct worker *w = s->w;
+    uint32_t limit = w->bufs.size - w->rewrite_reserve;
+    uint32_t len = s->in.data ? buf_len(&s->in) : 0;
+
+    if (s->scan.pos >= len) { /* nothing new to look at: read */
+        int r = client_read(s, limit);
+        if (r == CONN_BLOCKED) {
+            buf_release_if_empty(&w->bufs, &s->in);
+            return STEP_WAIT;
+        }
+        if (r == CONN_ERROR || (r == CONN_EOF && len == 0))
+            return close_session(s, false);
+        if (r == CONN_EOF)
+            return respond_error(s, 400, "client closed in the middle of a request head");
+        len = buf_len(&s->in);
+    }
+    if (s->phase == PH_IDLE) {
+        set_phase(s, PH_HEAD);
+        begin_request(s);
+        if (s->snap != w->snap)
+            follow_reload(s);
+        if (!s->head_deadline)
+            s->head_deadline = now_ms(s) + timeouts(s)->client_header_ms;
+    }
+
+    uint16_t status;
+    const char *why;
+    int r =
+        http1_scan_head(&s->scan, s->in.data + s->in.start, len, &w->limits, true, &status, &why);
+    if (r == HTTP1_AGAIN)
+        return STEP_PROGRESS;
+    if (r == HTTP1_ERROR)
+        return respond_error(s, status, why);
+    struct http1_msg msg = {.fields = w->fields};
+    if (http1_parse_request(&s->scan, s->in.data + s->in.start, &w->limits, &msg) != HTTP1_DONE) {
+        s->method = msg.method;
+        return respond_error(s, msg.error_status, msg.error);
+    }
+    return start_exchange(s, &msg);
+}
+
+/*
+ * Has the client left while we wait on the server? Once its request is complete fulcrum does not
+ * read from the client (what it sends next waits behind the response), so its FIN shows only as
+ * RDHUP. A FIN with no byte before it means the client is gone, or at least sent all it ever
+ * will; one behind pipelined requests is a half-close that still wants the answers.
+ */
+static bool client_left(struct session *s)
+{
+    if (!(s->conn.io.ready & LOOP_RDHUP) || s->client_fin_checked || !s->req_complete ||
+        s->resp_state == RS_DONE)
+        return false;
+    if (!s->client_eof) {
+        bool pipelined = s->in.data && s->in.end > s->in.start + s->req_fwd;
+        if (pipelined || !conn_peer_gone(&s->conn)) {
+            s->client_fin_checked = true;
+            return false;
+        }
+        s->client_eof = true;
+    }
+    s->client_fin_checked = true; /* decided once per request */
+    return true;
+}
+
+/* The client left before its response was complete: end the backend request too, so that the
+ * server stops working for nobody, unless the pool says to let it finish (ignore_client_abort). */
+static int client_aborted(struct session *s)
+{
+    if (session_pool(s)->conf->ignore_client_abort)
+        return STEP_PROGRESS;
+    if (s->up) {
+        upstream_close(s->w, s->up, true);
+        s->up = NULL;
+    }
+    set_term(s, "client_abort");
+    return close_session(s, false);
+}
+
+static int step_exchange(struct session *s)
+{
+    bool progress = false;
+    int r;
+
+    if (client_left(s) && client_aborted(s) == STEP_GONE)
+        return STEP_GONE;
+
+    if (s->up && s->up->connecting) {
+        r = check_connect(s);
+        if (r != STEP_WAIT)
+            return r;
+    }
+
+    /* request: client -> server, until the response is final (after that, whatever the client
+     * still sends is discarded by the lingering close) */
+    bool want_body = !s->req_complete && s->resp_state != RS_DONE;
+    if (want_body && scan_request_body(s) < 0)
+        return respond_error(s, 400, "invalid chunked framing in request body");
+    if (s->up) {
+        r = server_write(s);
+        if (r == CONN_ERROR)
+            return server_failed(s, 502, strerror(s->up_errno), SERVER_FAIL_CLOSED, true);
+        progress |= r == CONN_DONE;
+    }
+    if (want_body && !s->req_complete) {
+        if (s->in.end == s->w->bufs.size && s->req_sent > 0) {
+            /* Make room for more body: what the server already has can go. From here on the
+             * request could not be sent again. */
+            s->in.start += s->req_sent;
+            s->req_fwd -= s->req_sent;
+            s->req_sent = 0;
+            s->replayable = false;
+            buf_compact(&s->in);
+        }
+        r = client_read(s, s->w->bufs.size);
+        if (r == CONN_EOF)
+            return request_truncated(s);
+        if (r == CONN_ERROR)
+            return abort_session(s);
+        progress |= r == CONN_DONE;
+    }
+
+    /* response: server -> client */
+    if (s->up && s->resp_state != RS_DONE) {
+        r = server_read(s);
+        if (r == CONN_ERROR)
+            return server_failed(s, 502, strerror(s->up_errno), SERVER_FAIL_CLOSED, true);
+        if (r != CONN_BLOCKED) {
+            progress = true;
+            if (process_response(s) == STEP_GONE)
+                return STEP_GONE;
+        }
+    }
+    r = client_write(s);
+    if (r == CONN_ERROR)
+        return abort_session(s);
+    progress |= r == CONN_DONE;
+
+    if (s->up && s->resp_state == RS_DONE)
+        release_upstream(s);
+    if (s->resp_state == RS_DONE && !s->up && s->resp_fwd == 0)
+        return finish_transaction(s);
+    if (!s->resp_deadline && s->up && !s->up->connecting && s->resp_state == RS_WAIT &&
+        s->req_complete && s->req_sent == s->req_fwd)
+        s->resp_deadline = now_ms(s) + timeouts(s)->server_ms;
+    return progress ? STEP_PROGRESS : STEP_WAIT;
+}
+
+static int step_linger(struct session *s)
+{
+    for (;;) {
+        if (s->in.data)
+            s->in.start = s->in.end = 0;
+        int r = client_read(s, s->w->bufs.size);
+        if (r == CONN_BLOCKED)
+            return STEP_WAIT;
+        if (r != CONN_DONE)
+            return close_session(s, false);
+        s->linger_bytes += s->in.end;
+        if (s->linger_bytes > LINGER_MAX_BYTES)
+            return close_session(s, false);
+    }
+}
+
+/* ---- timers ---- */
+
+/* Is the client holding things up by not taking the response bytes we have for it? */
+static bool client_blocked(const struct session *s)
+{
+    return s->resp_fwd && !(s->conn.io.ready & LOOP_WRITABLE);
+}
+
+/*
+ * When the server's time is up, if the exchange is waiting for it. The final response head is due
+ * timeouts.server after the request's last byte went out, however slowly it trickles in; taking
+ * request bytes and sending body bytes may each stall for timeouts.server_body_idle.
+ */
+static uint64_t server_deadline(const struct session *s)
+{
+    if (s->resp_state == RS_WAIT && s->resp_deadline)
+        return s->resp_deadline;
+    return s->server_io_ms + timeouts(s)->server_body_idle_ms;
+}
+
+/* Is the exchange waiting for the server to do something? */
+static bool waiting_on_server(const struct session *s)
+{
+    if (!s->up || s->up->connecting || s->resp_state == RS_DONE || client_blocked(s))
+        return false;
+    if (s->req_sent < s->req_fwd) /* we have request bytes it does not take */
+        return !(s->up->conn.io.ready & LOOP_WRITABLE);
+    /* It has everything we have. If that is the whole request, or it has started to answer,
+     * the next move is its own; otherwise it is waiting for the client's body, as are we. */
+    return s->req_complete || s->resp_state != RS_WAIT;
+}
+
+static bool waiting_on_client(const struct session *s)
+{
+    if (client_blocked(s))
+        return true;
+    return !s->req_complete && s->req_sent == s->req_fwd && s->resp_state != RS_DONE;
+}
+
+static void arm_timer(struct session *s)
+{
+    const struct conf_timeouts *t = timeouts(s);
+    uint64_t when = UINT64_MAX;
+
+    switch (s->phase) {
+    case PH_IDLE:
+        when = s->idle_deadline;
+        break;
+    case PH_HEAD:
+        when = s->head_deadline;
+        break;
+    case PH_LINGER:
+        when = s->linger_deadline;
+        break;
+    default:
+        if (s->up && s->up->connecting)
+            when = s->connect_deadline;
+        else if (waiting_on_server(s))
+            when = server_deadline(s);
+        if (waiting_on_client(s) && s->client_io_ms + t->client_ms < when)
+            when = s->client_io_ms + t->client_ms;
+        break;
+    }
+    if (when == UINT64_MAX)
+        loop_timer_stop(s->w->loop, &s->timer);
+    else
+        loop_timer_set_at(s->w->loop, &s->timer, when);
+}
+
+static void on_timer(struct loop *loop, struct loop_timer *timer)
+{
+    struct session *s = container_of(timer, struct session, timer);
+    const struct conf_timeouts *t = timeouts(s);
+    uint64_t now = loop_now_ms(loop);
+    int r = STEP_PROGRESS;
+
+    switch (s->phase) {
+    case PH_IDLE:
+    case PH_LINGER:
+        close_session(s, false);
+        return;
+    case PH_HEAD:
+        r = respond_error(s, 408, "request head timeout");
+        break;
+    default:
+        if (s->up && s->up->connecting && now >= s->connect_deadline) {
+            struct server *srv = s->up->server;
+            upstream_close(s->w, s->up, false);
+            s->up = NULL;
+            r = connect_failed(s, srv, ETIMEDOUT);
+        } else if (waiting_on_server(s) && now >= server_deadline(s)) {
+            r = server_failed(s, 504, "response timeout", SERVER_FAIL_TIMEOUT, false);
+        } else if (waiting_on_client(s) && now >= s->client_io_ms + t->client_ms) {
+            set_term(s, "client_timeout");
+            r = s->resp_state == RS_WAIT ? respond_error(s, 408, "client timeout")
+                                         : abort_session(s);
+        }
+        break;
+    }
+    if (r != STEP_GONE)
+        drive(s);
+}
+
+/* ---- the driver ---- */
+
+static void drive(struct session *s)
+{
+    for (unsigned round = 0; round < MAX_ROUNDS; round++) {
+        int r;
+        if (s->conn.io.ready & (LOOP_HUP | LOOP_ERR)) {
+            /* The client is gone (reset, or both directions closed): nobody to answer. */
+            close_session(s, s->phase == PH_EXCHANGE);
+            return;
+        }
+        switch (s->phase) {
+        case PH_IDLE:
+        case PH_HEAD:
+            r = step_head(s);
+            break;
+        case PH_EXCHANGE:
+            r = step_exchange(s);
+            break;
+        default:
+            r = step_linger(s);
+            break;
+        }
+        if (r == STEP_GONE)
+            return;
+        if (r == STEP_WAIT) {
+            arm_timer(s);
+            return;
+        }
+    }
+    /* Still busy after a fair share: let other connections run, continue next iteration. */
+    loop_defer(s->w->loop, &s->task);
+    arm_timer(s);
+}
+
+static void on_task(struct loop *loop, struct loop_task *task)
+{
+    drive(container_of(task, struct session, task));
+}
+
+static void client_event(struct loop *loop, struct loop_io *io)
+{
+    drive((struct session *)io);
+}
+
+/* ---- public ---- */
+
+void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sockaddr *peer,
+                  socklen_t peer_len)
+{
+    struct session *s = session_alloc(w);
+    if (!s) {
+        close(fd);
+        w->on_client_closed(w);
+        return;
+    }
+    conn_init_tcp(&s->conn, fd, client_event);
+    s->timer.fn = on_timer;
+    s->task.fn = on_task;
+    s->w = w;
+    s->listener = (uint16_t)listener;
+    s->client_state = -1;
+    stats_add(&w->stats->accepted, 1);
+    if (peer_len > sizeof(s->peer))
+        peer_len = sizeof(s->peer);
+    memcpy(&s->peer, peer, peer_len);
+    if (conn_watch(w->loop, &s->conn) < 0) {
+        log_error("epoll_ctl: %s", strerror(errno));
+        conn_close(&s->conn, false);
+        w->on_client_closed(w);
+        session_bury(w, s);
+        return;
+    }
+    s->snap = w->snap;
+    snapshot_ref(s->snap);
+    struct proxy_local *pl = w->proxy;
+    s->next = pl->sessions;
+    if (pl->sessions)
+        pl->sessions->prev = s;
+    pl->sessions = s;
+    pl->nsessions++;
+    set_phase(s, PH_IDLE);
+    /* A new connection must deliver its first head within client_header, counted from now. */
+    s->head_deadline = loop_now_ms(w->loop) + timeouts(s)->client_header_ms;
+    s->idle_deadline = s->head_deadline;
+    s->client_io_ms = loop_now_ms(w->loop);
+    arm_timer(s);
+}
+
+void proxy_stop(struct worker *w)
+{
+    struct session *s = w->proxy->sessions;
+    while (s) {
+        struct session *next = s->next;
+        if (s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in)))
+            close_session(s, false);
+        else
+            s->keep_alive = false;
+        s = next;
+    }
+}
+
+void proxy_close_all(struct worker *w)
+{
+    while (w->proxy->sessions)
+        close_session(w->proxy->sessions, true);
+}

@@ -1,0 +1,244 @@
+/*
+ * upstream.c - backend connections and per-thread idle pools (see upstream.h).
+ *
+ * Idle lists are LIFO: the connection used most recently is reused first (its TCP state is the
+ * warmest and its server the least likely to have timed it out), and expiry walks from the tail,
+ * where the oldest ones are.
+ */
+#include "proxy/upstream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/freelist.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "proxy/stats.h"
+#include "proxy/thread.h"
+
+/* Idle connections kept per server per thread; more than this are closed when parked. */
+#define MAX_IDLE_PER_SERVER 512
+#define MAX_SPARE_UPSTREAMS 1024
+
+/* Per-thread state of one server: its idle connections, most recently used first. */
+struct server_local {
+    struct upstream *idle_head;
+    struct upstream *idle_tail;
+    unsigned nidle;
+};
+
+/* What this module keeps per worker thread (thread.h: w->upstream). */
+struct upstream_local {
+    struct server_local *servers; /* indexed by server slot */
+    unsigned nservers;
+    struct upstream *dead;  /* closed during this batch; reusable after it (upstream_recycle) */
+    struct freelist spares; /* closed ones kept for reuse */
+};
+
+static inline struct server_local *server_local(struct worker *w, const struct server *s)
+{
+    return &w->upstream->servers[s->slot];
+}
+
+/* The idle lists also feed the idle-connections gauge of each server. */
+static void idle_gauge(struct worker *w, const struct upstream *u, int delta)
+{
+    struct stats_server *ss = stats_server(w->stats, u->server->slot);
+    if (delta > 0)
+        stats_add(&ss->idle, 1);
+    else
+        stats_sub(&ss->idle, 1);
+}
+
+static void idle_list_remove(struct server_local *sl, struct upstream *u)
+{
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        sl->idle_head = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    else
+        sl->idle_tail = u->prev;
+    u->prev = u->next = NULL;
+    sl->nidle--;
+}
+
+static void idle_list_push(struct server_local *sl, struct upstream *u)
+{
+    u->prev = NULL;
+    u->next = sl->idle_head;
+    if (sl->idle_head)
+        sl->idle_head->prev = u;
+    else
+        sl->idle_tail = u;
+    sl->idle_head = u;
+    sl->nidle++;
+}
+
+static void idle_event(struct loop *loop, struct loop_io *io)
+{
+    struct upstream *u = (struct upstream *)io;
+    /* Only "the send buffer has room" is harmless on an idle connection: anything else means the
+     * server closed it or sent bytes no request asked for. Either way it cannot carry a request. */
+    if (io->ready & (LOOP_READABLE | LOOP_RDHUP | LOOP_HUP | LOOP_ERR))
+        upstream_close(u->worker, u, false);
+}
+
+static struct upstream *alloc_upstream(struct worker *w)
+{
+    struct upstream *u = freelist_take_entry(&w->upstream->spares, struct upstream, spare);
+    if (!u && !(u = malloc(sizeof(*u))))
+        return NULL;
+    memset(u, 0, sizeof(*u));
+    return u;
+}
+
+struct upstream *upstream_take_idle(struct worker *w, struct server *s)
+{
+    struct server_local *sl = server_local(w, s);
+    struct upstream *u = sl->idle_head;
+    if (!u)
+        return NULL;
+    idle_list_remove(sl, u);
+    idle_gauge(w, u, -1);
+    u->reused = true;
+    return u;
+}
+
+struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler, int *err)
+{
+    bool in_progress = false;
+    int fd = net_connect(&s->addr, &in_progress);
+    if (fd < 0) {
+        *err = errno;
+        return NULL;
+    }
+    struct upstream *u = alloc_upstream(w);
+    if (!u) {
+        close(fd);
+        *err = ENOMEM;
+        return NULL;
+    }
+    conn_init_tcp(&u->conn, fd, handler);
+    if (conn_watch(w->loop, &u->conn) < 0) {
+        *err = errno;
+        conn_close(&u->conn, false);
+        u->next = w->upstream->dead;
+        w->upstream->dead = u;
+        return NULL;
+    }
+    u->worker = w;
+    u->server = s;
+    server_ref(s);
+    u->connecting = in_progress;
+    if (!in_progress) /* connected at once (loopback): no need to wait for the event */
+        u->conn.io.ready |= LOOP_WRITABLE;
+    return u;
+}
+
+/* Reads once to find out whether a connection that may still be readable is really quiet. */
+static bool quiet(struct worker *w, struct upstream *u)
+{
+    if (u->conn.io.ready & (LOOP_RDHUP | LOOP_HUP | LOOP_ERR))
+        return false;
+    size_t got;
+    return conn_read(&u->conn, w->scratch, 1, &got) == CONN_BLOCKED;
+}
+
+void upstream_park(struct worker *w, struct upstream *u)
+{
+    struct server_local *sl = server_local(w, u->server);
+    if (w->stopping || sl->nidle >= MAX_IDLE_PER_SERVER || !quiet(w, u)) {
+        upstream_close(w, u, false);
+        return;
+    }
+    u->owner = NULL;
+    u->reused = false;
+    u->conn.io.handler = idle_event;
+    u->idle_since_ms = loop_now_ms(w->loop);
+    idle_list_push(sl, u);
+    idle_gauge(w, u, +1);
+}
+
+void upstream_close(struct worker *w, struct upstream *u, bool reset)
+{
+    if (!u->owner && u->conn.io.handler == idle_event) {
+        idle_list_remove(server_local(w, u->server), u);
+        idle_gauge(w, u, -1);
+    }
+    conn_close(&u->conn, reset); /* events still queued in this batch are ignored */
+    server_unref(u->server);
+    u->server = NULL;
+    u->owner = NULL;
+    u->next = w->upstream->dead;
+    w->upstream->dead = u;
+}
+
+void upstream_expire_idle(struct worker *w, uint32_t max_idle_ms)
+{
+    uint64_t now = loop_now_ms(w->loop);
+    for (unsigned i = 0; i < w->upstream->nservers; i++) {
+        struct server_local *sl = &w->upstream->servers[i];
+        while (sl->idle_tail && sl->idle_tail->idle_since_ms + max_idle_ms <= now)
+            upstream_close(w, sl->idle_tail, false);
+    }
+}
+
+void upstream_close_all_idle(struct worker *w)
+{
+    struct upstream_local *ul = w->upstream;
+    for (unsigned i = 0; i < ul->nservers; i++)
+        while (ul->servers[i].idle_head)
+            upstream_close(w, ul->servers[i].idle_head, false);
+}
+
+void upstream_recycle(struct worker *w)
+{
+    struct upstream_local *ul = w->upstream;
+    while (ul->dead) {
+        struct upstream *u = ul->dead;
+        ul->dead = u->next;
+        if (!freelist_put(&ul->spares, &u->spare))
+            free(u);
+    }
+}
+
+struct upstream_local *upstream_local_new(void)
+{
+    struct upstream_local *ul = calloc(1, sizeof(*ul));
+    if (ul)
+        freelist_init(&ul->spares, MAX_SPARE_UPSTREAMS);
+    return ul;
+}
+
+int upstream_local_grow(struct worker *w, unsigned nslots)
+{
+    struct upstream_local *ul = w->upstream;
+    if (nslots <= ul->nservers)
+        return 0;
+    struct server_local *grown = realloc(ul->servers, nslots * sizeof(*grown));
+    if (!grown)
+        return -1;
+    memset(grown + ul->nservers, 0, (nslots - ul->nservers) * sizeof(*grown));
+    ul->servers = grown;
+    ul->nservers = nslots;
+    return 0;
+}
+
+void upstream_local_free(struct worker *w)
+{
+    struct upstream_local *ul = w->upstream;
+    if (!ul)
+        return;
+    upstream_recycle(w);
+    struct upstream *u;
+    while ((u = freelist_take_entry(&ul->spares, struct upstream, spare)))
+        free(u);
+    free(ul->servers);
+    free(ul);
+    w->upstream = NULL;
+}

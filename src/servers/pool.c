@@ -1,0 +1,178 @@
+/*
+ * pool.c - servers: creation, reference counting, failure reports, and the one function that
+ * changes their state.
+ *
+ * Slots are never reused while the process runs: a thread may still hold per-slot state of a
+ * removed server for a moment after a reload, and a reused slot would hand it to a stranger.
+ * With one slot per server ever created, per-thread arrays grow only with configuration changes,
+ * never with traffic.
+ */
+#include "servers/pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+static _Atomic unsigned next_server_slot;
+static _Atomic(server_eject_hook *) eject_hook;
+static server_state_hook *state_hook; /* control thread only, like server_update_state() */
+
+/* The one table of state names: log lines use the first, the admin API and metrics the second
+ * (server_state_label). */
+static const struct {
+    const char *name, *label;
+} state_names[SERVER_STATES] = {
+    [SERVER_UP] = {"UP", "up"},
+    [SERVER_DOWN] = {"DOWN", "down"},
+    [SERVER_EJECTED] = {"EJECTED", "ejected"},
+    [SERVER_DRAINING] = {"DRAINING", "draining"},
+    [SERVER_MAINT] = {"MAINT", "maint"},
+};
+
+static const char *server_state_name(enum server_state state)
+{
+    return (unsigned)state < SERVER_STATES ? state_names[state].name : "?";
+}
+
+const char *server_state_label(enum server_state state)
+{
+    return (unsigned)state < SERVER_STATES ? state_names[state].label : "?";
+}
+
+struct server *server_new(const char *pool_name, const char *name, const struct net_addr *addr,
+                          unsigned weight)
+{
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->name = strdup(name);
+    s->pool_name = strdup(pool_name);
+    if (!s->name || !s->pool_name) {
+        free(s->name);
+        free(s->pool_name);
+        free(s);
+        return NULL;
+    }
+    s->addr = *addr;
+    net_addr_format((const struct sockaddr *)&addr->ss, s->addr_text, sizeof(s->addr_text));
+    s->slot = atomic_fetch_add(&next_server_slot, 1);
+    atomic_init(&s->state, SERVER_UP); /* up until a check says otherwise */
+    atomic_init(&s->weight, weight);
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
+void server_ref(struct server *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+}
+
+void server_unref(struct server *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    free(s->name);
+    free(s->pool_name);
+    free(s);
+}
+
+static enum server_state derive(const struct server_inputs *h)
+{
+    if (h->admin == SERVER_ADMIN_MAINT)
+        return SERVER_MAINT;
+    if (h->admin == SERVER_ADMIN_DRAIN)
+        return SERVER_DRAINING;
+    if (h->check_down)
+        return SERVER_DOWN;
+    if (h->ejected)
+        return SERVER_EJECTED;
+    return SERVER_UP;
+}
+
+void server_update_state(struct server *s, uint64_t now_ms, const char *reason)
+{
+    enum server_state state = derive(&s->h);
+    unsigned old = atomic_load(&s->state);
+    if (old == (unsigned)state)
+        return;
+    /* A server coming back into rotation ramps up (when the pool has slow_start); the ramp
+     * starts before the state is published so no thread sees it up at full weight first. */
+    if (state == SERVER_UP)
+        atomic_store(&s->up_since_ms, now_ms ? now_ms : 1);
+    atomic_store(&s->state, (unsigned)state);
+    log_warn("pool %s server %s: %s -> %s (%s)", s->pool_name, s->name,
+             server_state_name((enum server_state)old), server_state_name(state), reason);
+    if (state_hook)
+        state_hook(s);
+}
+
+void server_set_state_hook(server_state_hook *hook)
+{
+    state_hook = hook;
+}
+
+const char *server_failure_text(unsigned failure, char *buf, size_t size)
+{
+    static const char *const kinds[] = {
+        [SERVER_FAIL_CONNECT] = "connect failure",
+        [SERVER_FAIL_CLOSED] = "closed before response",
+        [SERVER_FAIL_TIMEOUT] = "response timeout",
+        [SERVER_FAIL_INVALID] = "invalid response",
+        [SERVER_FAIL_CUT_SHORT] = "response cut short",
+    };
+    if (failure >= 100)
+        snprintf(buf, size, "status %u", failure);
+    else if (failure < sizeof(kinds) / sizeof(kinds[0]) && kinds[failure])
+        snprintf(buf, size, "%s", kinds[failure]);
+    else
+        snprintf(buf, size, "failure");
+    return buf;
+}
+
+bool server_report_failure(struct server *s, unsigned threshold, unsigned failure)
+{
+    atomic_store_explicit(&s->last_failure, failure, memory_order_relaxed);
+    unsigned n = atomic_fetch_add_explicit(&s->consecutive_failures, 1, memory_order_relaxed) + 1;
+    if (!threshold || n != threshold)
+        return false;
+    atomic_store(&s->eject_wanted, true);
+    server_eject_hook *hook = atomic_load(&eject_hook);
+    if (hook)
+        hook();
+    return true;
+}
+
+void server_set_eject_hook(server_eject_hook *hook)
+{
+    atomic_store(&eject_hook, hook);
+}
+
+unsigned server_slot_limit(void)
+{
+    return atomic_load(&next_server_slot);
+}
+
+/* Names of the pools seen so far, by slot. Only the thread that builds snapshots uses it. */
+static char **pool_names;
+static unsigned npool_names;
+
+unsigned pool_slot_for(const char *name)
+{
+    for (unsigned i = 0; i < npool_names; i++)
+        if (strcmp(pool_names[i], name) == 0)
+            return i;
+    char **grown = realloc(pool_names, (npool_names + 1) * sizeof(*grown));
+    char *copy = strdup(name);
+    if (!grown || !copy) {
+        /* Without memory the pool shares slot 0's counters: wrong numbers, but no crash. */
+        free(copy);
+        if (grown)
+            pool_names = grown;
+        return 0;
+    }
+    pool_names = grown;
+    pool_names[npool_names] = copy;
+    return npool_names++;
+}
