@@ -125,6 +125,12 @@ bench: deps-bench all
 soak: all
 	python3 tests/soak/soak.py
 
+# The fault-injection suite (tests/e2e/test_faults.py) with longer loads and repeated
+# fault/heal cycles; make test runs its short form.
+.PHONY: test-faults-long
+test-faults-long: all
+	FULCRUM_FAULTS_LONG=1 FULCRUM_BUILD=$(BUILD) python3 tests/e2e/run.py test_faults.
+
 fmt:
 	clang-format -i src/*.c src/*/*.c src/*/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
 

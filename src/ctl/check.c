@@ -167,10 +167,11 @@ void checker_eject_requests(struct checker *c)
 
 /*
  * An ejected server comes back early only after `rise` passing checks in a row that all began
- * after the ejection: a check can pass while real requests fail (a server that answers its
- * health path but hangs on everything else), so one pass proves little, and a check already
- * running when the server was ejected proves nothing about what came after. Returns true when
- * this check ended the ejection.
+ * after the ejection (strictly after: the loop clock counts milliseconds, and a check begun in the
+ * same millisecond may have begun before it): a check can pass while real requests fail (a server
+ * that answers its health path but hangs on everything else), so one pass proves little, and a
+ * check already running when the server was ejected proves nothing about what came after. Returns
+ * true when this check ended the ejection.
  */
 static bool readmit_on_checks(struct watch *w, bool passed, unsigned rise)
 {
@@ -179,7 +180,7 @@ static bool readmit_on_checks(struct watch *w, bool passed, unsigned rise)
         s->h.passes_since_ejection = 0;
         return false;
     }
-    if (w->started_ms < s->h.ejected_at_ms || ++s->h.passes_since_ejection < rise)
+    if (w->started_ms <= s->h.ejected_at_ms || ++s->h.passes_since_ejection < rise)
         return false;
     end_ejection(w);
     return true;
