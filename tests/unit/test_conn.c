@@ -81,7 +81,8 @@ static const struct conn_ops fake_ops = {
 static void script(struct conn *c, uint32_t ready, unsigned n, const struct step *steps)
 {
     memset(&fake, 0, sizeof(fake));
-    memcpy(fake.script, steps, n * sizeof(*steps));
+    if (n) /* steps may be NULL when nothing is scripted */
+        memcpy(fake.script, steps, n * sizeof(*steps));
     fake.nsteps = n;
     c->io.fd = 7;
     c->io.ready = ready;
