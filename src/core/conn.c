@@ -72,11 +72,8 @@ int conn_watch(struct loop *loop, struct conn *c)
     return loop_add(loop, &c->io, LOOP_EDGE_RW);
 }
 
-enum conn_status conn_read(struct conn *c, char *buf, size_t room, size_t *got)
+enum conn_status conn_read_ready(struct conn *c, char *buf, size_t room, size_t *got)
 {
-    *got = 0;
-    if (!room || !(c->io.ready & LOOP_READABLE))
-        return CONN_BLOCKED;
     for (;;) {
         ssize_t n = c->ops->recv(c, buf, room);
         if (n > 0) {
@@ -101,14 +98,9 @@ enum conn_status conn_read(struct conn *c, char *buf, size_t room, size_t *got)
     }
 }
 
-enum conn_status conn_writev(struct conn *c, const struct iovec *iov, int iovcnt, size_t *sent)
+enum conn_status conn_writev_ready(struct conn *c, const struct iovec *iov, int iovcnt, size_t len,
+                                   size_t *sent)
 {
-    size_t len = 0;
-    for (int i = 0; i < iovcnt; i++)
-        len += iov[i].iov_len;
-    *sent = 0;
-    if (!len || !(c->io.ready & LOOP_WRITABLE))
-        return CONN_BLOCKED;
     for (;;) {
         ssize_t n = c->ops->sendv(c, iov, iovcnt);
         if (n > 0) {
@@ -127,12 +119,6 @@ enum conn_status conn_writev(struct conn *c, const struct iovec *iov, int iovcnt
             errno = EPIPE; /* nothing taken from a non-empty write: the peer is gone */
         return CONN_ERROR;
     }
-}
-
-enum conn_status conn_write(struct conn *c, const char *p, size_t len, size_t *sent)
-{
-    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
-    return conn_writev(c, &iov, 1, sent);
 }
 
 bool conn_peer_gone(struct conn *c)

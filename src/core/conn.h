@@ -62,11 +62,45 @@ void conn_init_tcp(struct conn *c, int fd, loop_io_fn handler);
 /* Watches c in loop, both directions, edge-triggered. Returns 0, or -1 with errno set. */
 int conn_watch(struct loop *loop, struct conn *c);
 
-/* One read of up to room bytes into buf; *got is the count. */
-enum conn_status conn_read(struct conn *c, char *buf, size_t room, size_t *got);
+/* The transfers below, once the readiness flag says one may go ahead (conn.c). */
+enum conn_status conn_read_ready(struct conn *c, char *buf, size_t room, size_t *got);
+enum conn_status conn_writev_ready(struct conn *c, const struct iovec *iov, int iovcnt, size_t len,
+                                   size_t *sent);
+
+/*
+ * One read of up to room bytes into buf; *got is the count. The request path asks far more often
+ * than there is anything to move, so the no-op case is decided here, inline, without a call.
+ */
+static inline enum conn_status conn_read(struct conn *c, char *buf, size_t room, size_t *got)
+{
+    *got = 0;
+    if (!room || !(c->io.ready & LOOP_READABLE))
+        return CONN_BLOCKED;
+    return conn_read_ready(c, buf, room, got);
+}
+
 /* One write of up to len bytes; *sent is the count (a short write means the transport is full). */
-enum conn_status conn_write(struct conn *c, const char *p, size_t len, size_t *sent);
-enum conn_status conn_writev(struct conn *c, const struct iovec *iov, int iovcnt, size_t *sent);
+static inline enum conn_status conn_write(struct conn *c, const char *p, size_t len, size_t *sent)
+{
+    *sent = 0;
+    if (!len || !(c->io.ready & LOOP_WRITABLE))
+        return CONN_BLOCKED;
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+    return conn_writev_ready(c, &iov, 1, len, sent);
+}
+
+/* The same with several buffers, written in order as one. */
+static inline enum conn_status conn_writev(struct conn *c, const struct iovec *iov, int iovcnt,
+                                           size_t *sent)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    *sent = 0;
+    if (!len || !(c->io.ready & LOOP_WRITABLE))
+        return CONN_BLOCKED;
+    return conn_writev_ready(c, iov, iovcnt, len, sent);
+}
 
 /*
  * Has the peer gone, with nothing left unread? Meant for a peer that signalled end of stream
