@@ -236,7 +236,8 @@ class InstallTest(unittest.TestCase):
                     "max_headers", "consecutive_failures", "failure_status", "ejection_time",
                     "max_ejection_time", "max_ejected_percent", "expect_status", "expect_body",
                     "fast_interval", "down_interval", "token", "http",
-                    "underscores_in_headers"):
+                    "underscores_in_headers", "server_body_idle", "ignore_client_abort",
+                    "max_backlog"):
             self.assertRegex(pages["man5/fulcrum.yaml.5.gz"], r"(?m)^\.BR? %s\b" % key)
         if not shutil.which("groff"):
             self.skipTest("groff is not installed: the pages were not rendered "
