@@ -52,11 +52,11 @@
 #include "core/buf.h"
 #include "core/conn.h"
 #include "core/container.h"
-#include "http/http1.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/net.h"
 #include "core/version.h"
+#include "http/http1.h"
 
 #define MAX_HEAD_BYTES (64u * 1024)
 #define MAX_FIELDS     200

@@ -25,13 +25,13 @@
 #include <jansson.h>
 #include <yaml.h>
 
-#include "proxy/accesslog.h"
 #include "conf/conf.h"
-#include "ctl/control.h"
 #include "core/log.h"
 #include "core/notify.h"
-#include "lb/snapshot.h"
 #include "core/version.h"
+#include "ctl/control.h"
+#include "lb/snapshot.h"
+#include "proxy/accesslog.h"
 #include "proxy/worker.h"
 
 static void usage(FILE *out)

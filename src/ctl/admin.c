@@ -27,20 +27,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proxy/accesslog.h"
-#include "ctl/plane.h"
-#include "servers/health.h"
-#include "http/http1.h"
-#include "lb/lb.h"
 #include "core/conn.h"
 #include "core/container.h"
 #include "core/log.h"
-#include "ctl/metrics.h"
 #include "core/net.h"
-#include "servers/pool.h"
-#include "lb/snapshot.h"
-#include "proxy/stats.h"
 #include "core/version.h"
+#include "ctl/metrics.h"
+#include "ctl/plane.h"
+#include "http/http1.h"
+#include "lb/lb.h"
+#include "lb/snapshot.h"
+#include "proxy/accesslog.h"
+#include "proxy/stats.h"
+#include "servers/health.h"
+#include "servers/pool.h"
 
 #ifndef FULCRUM_VERSION
 #define FULCRUM_VERSION "0.0.0"

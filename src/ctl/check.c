@@ -29,12 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http/http1.h"
 #include "core/conn.h"
 #include "core/container.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/net.h"
+#include "http/http1.h"
 #include "servers/pool.h"
 
 #define CHECK_BUF 16384

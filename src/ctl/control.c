@@ -22,15 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/accesslog.h"
-#include "ctl/admin.h"
-#include "ctl/check.h"
 #include "conf/conf.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/notify.h"
+#include "ctl/admin.h"
+#include "ctl/check.h"
 #include "lb/lb.h"
 #include "lb/snapshot.h"
+#include "proxy/accesslog.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"
 #include "servers/pool.h"

@@ -34,12 +34,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy/accesslog.h"
-#include "ctl/plane.h"
-#include "servers/pool.h"
-#include "lb/snapshot.h"
-#include "proxy/stats.h"
 #include "core/version.h"
+#include "ctl/plane.h"
+#include "lb/snapshot.h"
+#include "proxy/accesslog.h"
+#include "proxy/stats.h"
+#include "servers/pool.h"
 
 /* Which series a family has. */
 enum scope {

@@ -55,17 +55,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proxy/accesslog.h"
 #include "core/conn.h"
 #include "core/container.h"
 #include "core/freelist.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "http/rewrite.h"
-#include "proxy/stats.h"
-#include "proxy/upstream.h"
-#include "proxy/thread.h"
 #include "lb/lb.h"
+#include "proxy/accesslog.h"
+#include "proxy/stats.h"
+#include "proxy/thread.h"
+#include "proxy/upstream.h"
 
 /* Rounds of work one event may do before the session yields to others. */
 #define MAX_ROUNDS 16

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proxy/accesslog.h"
 #include "core/container.h"
 #include "core/log.h"
+#include "proxy/accesslog.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"

@@ -30,8 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "servers/health.h"
 #include "core/net.h"
+#include "servers/health.h"
 
 struct lb_ops;
 struct conf_pool;
