@@ -105,10 +105,7 @@ static void uneject(struct watch *w, const char *reason)
 
 static void on_eject_timer(struct loop *loop, struct loop_timer *t)
 {
-    struct watch *w = container_of(t, struct watch, eject_timer);
-    char reason[96];
-    snprintf(reason, sizeof(reason), "ejection time over");
-    uneject(w, reason);
+    uneject(container_of(t, struct watch, eject_timer), "ejection time over");
 }
 
 static unsigned ejected_in_pool(const struct pool *p)
@@ -190,8 +187,7 @@ static bool readmit_on_checks(struct watch *w, bool passed, unsigned rise)
 static void abandon_check(struct watch *w)
 {
     if (w->phase != CK_IDLE)
-        conn_close(&w->conn, false);
-    w->conn.io.fd = -1;
+        conn_close(&w->conn, false); /* sets fd to -1 */
     free(w->buf);
     w->buf = NULL;
     w->phase = CK_IDLE;

@@ -166,6 +166,11 @@ static inline const struct conf_timeouts *timeouts(const struct session *s)
     return &s->snap->conf->timeouts;
 }
 
+static const struct pool *session_pool(const struct session *s)
+{
+    return s->snap->listeners[s->listener].pool;
+}
+
 static int8_t phase_client_state(uint8_t phase)
 {
     switch (phase) {
@@ -196,7 +201,7 @@ static void set_active(struct session *s, struct server *srv)
 {
     if (s->active == srv)
         return;
-    const struct pool *pool = s->snap->listeners[s->listener].pool;
+    const struct pool *pool = session_pool(s);
     bool follow = lb_follows_requests(pool);
     if (s->active) {
         stats_sub(&stats_server(s->w->stats, s->active->slot)->active, 1);
@@ -358,7 +363,7 @@ static void account_request(struct session *s, unsigned status)
     uint64_t now = loop_now_us(w->loop);
     uint64_t total = now - s->t_start_us;
     unsigned cls = status >= 100 && status < 600 ? status / 100 : 0;
-    const struct pool *pool = s->snap->listeners[s->listener].pool;
+    const struct pool *pool = session_pool(s);
     struct stats_pool *ps = stats_pool(w->stats, pool->slot);
     stats_add(&ps->requests[cls], 1);
     stats_observe(&ps->latency, total);
@@ -643,11 +648,6 @@ static void upstream_event(struct loop *loop, struct loop_io *io)
 
 static int attach_upstream(struct session *s, struct server *srv, bool allow_idle);
 
-static const struct pool *session_pool(const struct session *s)
-{
-    return s->snap->listeners[s->listener].pool;
-}
-
 /* Counts a failure of srv for passive detection (pool.h, check.c); failure is an
  * enum server_failure or a status. */
 static void report_failure(struct session *s, struct server *srv, unsigned failure)
@@ -930,9 +930,10 @@ static int scan_request_body(struct session *s)
     return 0;
 }
 
-/* The client stopped sending in the middle of a request body: it left (499, as a client that
- * closes while waiting). Never let the server take a cut-short upload for a complete one. */
-static int request_truncated(struct session *s)
+/* The client left: the backend request ends with an RST, so that the server neither works on
+ * for nobody nor takes a cut-short upload for a complete one, and the client connection closes
+ * (logged 499 if no response had begun). */
+static int abort_for_client(struct session *s)
 {
     if (s->up) {
         upstream_close(s->w, s->up, true);
@@ -1225,18 +1226,13 @@ static bool client_left(struct session *s)
     return true;
 }
 
-/* The client left before its response was complete: end the backend request too, so that the
- * server stops working for nobody, unless the pool says to let it finish (ignore_client_abort). */
+/* The client left before its response was complete: the backend request ends too, unless the
+ * pool says to let it finish (ignore_client_abort). */
 static int client_aborted(struct session *s)
 {
     if (session_pool(s)->conf->ignore_client_abort)
         return STEP_PROGRESS;
-    if (s->up) {
-        upstream_close(s->w, s->up, true);
-        s->up = NULL;
-    }
-    set_term(s, "client_abort");
-    return close_session(s, false);
+    return abort_for_client(s);
 }
 
 static int step_exchange(struct session *s)
@@ -1276,7 +1272,7 @@ static int step_exchange(struct session *s)
         }
         r = client_read(s, s->w->bufs.size);
         if (r == CONN_EOF)
-            return request_truncated(s);
+            return abort_for_client(s); /* it stopped in the middle of its body */
         if (r == CONN_ERROR)
             return abort_session(s);
         progress |= r == CONN_DONE;
