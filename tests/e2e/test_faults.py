@@ -79,34 +79,38 @@ TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FI
               "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
 
 
-def tcp_sockets(pid):
-    """The TCP sockets process pid holds: [{state, local_port, remote_port}]."""
-    inodes = set()
+def socket_inodes(pid):
+    """pid's descriptors: [the inode of each socket, or None for anything else]."""
     try:
         names = os.listdir("/proc/%d/fd" % pid)
     except OSError:
         return []
+    out = []
     for fd in names:
         try:
             target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
         except OSError:
             continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("tcp", "tcp6"):
-        try:
-            with open("/proc/%d/net/%s" % (pid, table)) as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            col = row.split()
-            if col[9] in inodes:
-                found.append({"state": TCP_STATES.get(col[3], col[3]),
-                              "local_port": int(col[1].rsplit(":", 1)[1], 16),
-                              "remote_port": int(col[2].rsplit(":", 1)[1], 16)})
-    return found
+        out.append(target[8:-1] if target.startswith("socket:[") else None)
+    return out
+
+
+def net_rows(pid, table):
+    """The rows of /proc/PID/net/TABLE (tcp, tcp6, udp, udp6, unix), split into columns."""
+    try:
+        with open("/proc/%d/net/%s" % (pid, table)) as fh:
+            return [row.split() for row in fh.read().splitlines()[1:]]
+    except OSError:
+        return []
+
+
+def tcp_sockets(pid):
+    """The TCP sockets process pid holds: [{state, local_port, remote_port}]."""
+    inodes = {i for i in socket_inodes(pid) if i}
+    return [{"state": TCP_STATES.get(col[3], col[3]),
+             "local_port": int(col[1].rsplit(":", 1)[1], 16),
+             "remote_port": int(col[2].rsplit(":", 1)[1], 16)}
+            for table in ("tcp", "tcp6") for col in net_rows(pid, table) if col[9] in inodes]
 
 
 def connected_sockets(pid):
@@ -118,26 +122,12 @@ def lasting_fd_count(pid):
     no table yet): listeners, epoll, eventfds, pipes, files, unix and UDP sockets."""
     lasting = set()
     for table in ("tcp", "tcp6", "udp", "udp6", "unix"):
-        try:
-            with open("/proc/%d/net/%s" % (pid, table)) as fh:
-                rows = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            col = row.split()
+        for col in net_rows(pid, table):
             if table == "unix":
                 lasting.add(col[6])
             elif not table.startswith("tcp") or col[3] == "0A":
                 lasting.add(col[9])
-    n = 0
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if not target.startswith("socket:[") or target[8:-1] in lasting:
-            n += 1
-    return n
+    return sum(1 for inode in socket_inodes(pid) if inode is None or inode in lasting)
 
 
 def fault_config(servers, admin_port, threads=2, server="1s", body_idle=None,
