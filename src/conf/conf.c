@@ -602,6 +602,21 @@ static const char *host_problem(const char *s)
     return NULL;
 }
 
+/* An admin.allowed_hosts entry: a host name or IP literal as a Host field carries it, no port. */
+static const char *allowed_host_problem(const char *s)
+{
+    if (*s == '[')
+        return strchr(s, ']') && strchr(s, ']')[1] == '\0'
+                   ? NULL
+                   : "must be a host name or IP address without a port";
+    for (; *s; s++)
+        if (*s == ':')
+            return "must be a host name or IP address without a port";
+        else if (!is_alnum((unsigned char)*s) && !strchr("-._", *s))
+            return "must be a host name (letters, digits, '-', '_' and '.') or an IP address";
+    return NULL;
+}
+
 /* The admin token is compared with what a client sends in the Authorization field. */
 static const char *token_problem(const char *s)
 {
@@ -851,6 +866,45 @@ static void parse_switch(struct ctx *ctx, const yaml_node_t *node, void *obj, co
     if (node->type == YAML_MAPPING_NODE)
         store(obj, f->offset2, &(bool){true}, sizeof(bool));
     parse_submapping(ctx, node, obj, f);
+}
+
+/*
+ * A sequence of strings, each accepted by the row's check: a char * array at offset and its
+ * count at offset2, stored before the entries are copied so conf_free() releases a partial one.
+ */
+static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                          const struct field *f)
+{
+    if (node->type != YAML_SEQUENCE_NODE) {
+        node_error(ctx, node, "expected a sequence of strings, found %s", node_kind(node));
+        return;
+    }
+    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n > MAX_ITEMS - ctx->items) {
+        if (!ctx->too_many)
+            node_error(ctx, node, "too many entries (at most %u in all)", MAX_ITEMS);
+        ctx->too_many = true;
+        return;
+    }
+    if (n == 0)
+        return;
+    ctx->items += n;
+    char **array = calloc(n, sizeof(*array));
+    if (!array) {
+        ctx->oom = true;
+        return;
+    }
+    unsigned count = (unsigned)n;
+    store(obj, f->offset, &array, sizeof(array));
+    store(obj, f->offset2, &count, sizeof(count));
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
+        size_t mark = path_push(ctx, "[%zu]", i);
+        const struct field one = {.key = f->key, .offset = i * sizeof(char *), .check = f->check};
+        if (child)
+            parse_string(ctx, child, array, &one);
+        path_pop(ctx, mark);
+    }
 }
 
 /*
@@ -1128,6 +1182,8 @@ static const struct field admin_fields[] = {
     FIELD("bind", parse_address, struct conf_admin, bind,
           .offset2 = offsetof(struct conf_admin, addr)),
     FIELD("token", parse_string, struct conf_admin, token, .check = token_problem, .secret = true),
+    FIELD("allowed_hosts", parse_strings, struct conf_admin, allowed_hosts,
+          .offset2 = offsetof(struct conf_admin, nallowed_hosts), .check = allowed_host_problem),
 };
 static const struct schema admin_schema = SCHEMA(admin_fields, .finish = admin_finish);
 
@@ -1830,6 +1886,9 @@ void conf_free(struct conf *conf)
     free(conf->pools);
     free(conf->admin.bind);
     free(conf->admin.token);
+    for (unsigned i = 0; i < conf->admin.nallowed_hosts; i++)
+        free(conf->admin.allowed_hosts[i]);
+    free(conf->admin.allowed_hosts);
     free(conf->access_log.path);
     free(conf->error_log);
     free(conf->path);

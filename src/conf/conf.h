@@ -138,6 +138,8 @@ struct conf_admin {
     char *bind;           /* as written; default "127.0.0.1:9900" */
     struct net_addr addr; /* bind, parsed */
     char *token;          /* NULL: no authentication; else every call needs Bearer TOKEN */
+    char **allowed_hosts; /* Host names accepted besides localhost and the machine's addresses */
+    unsigned nallowed_hosts;
 };
 
 /* Request fields whose name contains '_' (the http mapping's underscores_in_headers). */

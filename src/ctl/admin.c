@@ -15,13 +15,18 @@
  *   DELETE /api/pools/{pool}/servers/{name}
  *   POST   /api/reload
  *
- * With a token configured, every request must carry it (admin_authorized); the dashboard page
- * asks the browser for it through HTTP Basic, which browsers then send with every fetch.
+ * Before anything else, admin_guard.c refuses what a web page could have made the operator's
+ * browser send: a foreign Host (DNS rebinding), a foreign Origin, and a change without
+ * Content-Type: application/json. Then, with a token configured, every request must carry it
+ * (admin_authorized); the dashboard page asks the browser for it through HTTP Basic, which
+ * browsers then send with every fetch.
  */
 #include "ctl/admin.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +37,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/version.h"
+#include "ctl/admin_guard.h"
 #include "ctl/metrics.h"
 #include "ctl/plane.h"
 #include "http/http1.h"
@@ -73,6 +79,9 @@ static struct {
     bool listening;
     struct net_addr addr;
     char *token;
+    bool locked;          /* the token could not be copied: every request is refused */
+    char **allowed_hosts; /* admin.allowed_hosts, copied: the configuration may be replaced */
+    unsigned nallowed_hosts;
     struct admin_conn *conns, *dead;
     unsigned nconns;
     const struct control_plane *plane; /* the control thread's services (ctl/plane.h) */
@@ -176,7 +185,8 @@ static void respond(struct admin_conn *c, unsigned status, const char *type, con
 
 static void respond_json(struct admin_conn *c, unsigned status, json_t *doc, const char *extra)
 {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    /* 15 significant digits: 3.987, not the 3.9870000000000001 that the default 17 print */
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(doc);
     if (!text) {
         respond(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
@@ -617,6 +627,51 @@ static const char *header(const struct http1_msg *msg, const char *buf, const ch
     return NULL;
 }
 
+/* Is sa one of the machine's addresses? Asked only for a Host or Origin that is an IP literal
+ * other than loopback, so the list is read then and never kept: addresses come and go. */
+static bool machine_has_ip(const struct sockaddr *sa)
+{
+    struct ifaddrs *list;
+    if (getifaddrs(&list) < 0) {
+        log_error("admin: cannot list the machine's addresses: %s", strerror(errno));
+        return false;
+    }
+    bool found = false;
+    for (const struct ifaddrs *i = list; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != sa->sa_family)
+            continue;
+        if (sa->sa_family == AF_INET)
+            found = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
+                    ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+        else if (sa->sa_family == AF_INET6)
+            found =
+                memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+                       &((const struct sockaddr_in6 *)sa)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    }
+    freeifaddrs(list);
+    return found;
+}
+
+/* The status admin_guard.c refuses the request with (setting *why), or 0. */
+static unsigned guard_status(const struct http1_msg *msg, const char *buf, const char **why)
+{
+    uint8_t m = msg->method;
+    struct admin_guard_request req = {
+        .changes = m != HTTP1_METHOD_GET && m != HTTP1_METHOD_HEAD && m != HTTP1_METHOD_OPTIONS,
+    };
+    req.host.ptr = header(msg, buf, "host", &req.host.len);
+    req.origin.ptr = header(msg, buf, "origin", &req.origin.len);
+    req.fetch_site.ptr = header(msg, buf, "sec-fetch-site", &req.fetch_site.len);
+    req.fetch_mode.ptr = header(msg, buf, "sec-fetch-mode", &req.fetch_mode.len);
+    req.content_type.ptr = header(msg, buf, "content-type", &req.content_type.len);
+    const struct admin_guard_policy policy = {
+        .allowed_hosts = adm.allowed_hosts,
+        .nallowed_hosts = adm.nallowed_hosts,
+        .is_local_ip = machine_has_ip,
+    };
+    return admin_guard_check(&policy, &req, why);
+}
+
 /* Handles the request at the front of c->in if it is complete. Returns true if it did. */
 static bool handle_request(struct admin_conn *c)
 {
@@ -652,7 +707,11 @@ static bool handle_request(struct admin_conn *c)
 
     size_t auth_len;
     const char *auth = header(&msg, c->in, "authorization", &auth_len);
-    if (!admin_authorized(adm.token, auth, auth_len))
+    const char *refusal;
+    unsigned refused = guard_status(&msg, c->in, &refusal);
+    if (refused)
+        respond_error(c, refused, refusal, NULL);
+    else if (adm.locked || !admin_authorized(adm.token, auth, auth_len))
         respond_error(c, 401, "missing or wrong credentials: send Authorization: Bearer TOKEN",
                       "WWW-Authenticate: Basic realm=\"fulcrum admin\", charset=\"UTF-8\"\r\n");
     else
@@ -797,12 +856,42 @@ static void close_listener(void)
     adm.listening = false;
 }
 
-static void set_token(const char *token)
+static void free_allowed_hosts(void)
+{
+    for (unsigned i = 0; i < adm.nallowed_hosts; i++)
+        free(adm.allowed_hosts[i]);
+    free(adm.allowed_hosts);
+    adm.allowed_hosts = NULL;
+    adm.nallowed_hosts = 0;
+}
+
+/* Copies what the requests are checked against: the token and the allowed Host names. Returns
+ * -1 if memory ran out; the API then refuses every request that needs what is missing. */
+static int set_access(const struct conf_admin *conf)
 {
     free(adm.token);
+    free_allowed_hosts();
+    const char *token = conf ? conf->token : NULL;
     adm.token = token ? strdup(token) : NULL;
-    if (token && !adm.token)
+    adm.locked = token && !adm.token;
+    if (adm.locked) {
         log_error("admin: out of memory for the token: the API refuses every request");
+        return -1;
+    }
+    unsigned n = conf ? conf->nallowed_hosts : 0;
+    adm.allowed_hosts = n ? calloc(n, sizeof(*adm.allowed_hosts)) : NULL;
+    for (unsigned i = 0; adm.allowed_hosts && i < n; i++) {
+        adm.allowed_hosts[i] = strdup(conf->allowed_hosts[i]);
+        if (!adm.allowed_hosts[i])
+            break;
+        adm.nallowed_hosts++;
+    }
+    if (adm.nallowed_hosts < n) {
+        log_error("admin: out of memory for allowed_hosts: only localhost and the machine's "
+                  "addresses are accepted");
+        return -1;
+    }
+    return 0;
 }
 
 int admin_start(struct loop *loop, const struct conf_admin *conf, const struct control_plane *plane)
@@ -812,8 +901,7 @@ int admin_start(struct loop *loop, const struct conf_admin *conf, const struct c
     loop_set_before_poll(loop, before_poll, NULL);
     if (!conf->enabled)
         return 0;
-    set_token(conf->token);
-    if (conf->token && !adm.token)
+    if (set_access(conf) < 0)
         return -1;
     return open_listener(conf);
 }
@@ -822,10 +910,10 @@ void admin_configure(const struct conf_admin *conf)
 {
     if (!conf->enabled) {
         close_listener();
-        set_token(NULL);
+        set_access(NULL);
         return;
     }
-    set_token(conf->token);
+    set_access(conf);
     if (adm.listening && net_addr_equal(&adm.addr, &conf->addr))
         return;
     close_listener();
@@ -838,5 +926,5 @@ void admin_stop(void)
         drop_conn(adm.conns);
     before_poll(NULL, NULL);
     close_listener();
-    set_token(NULL);
+    set_access(NULL);
 }

@@ -8,7 +8,8 @@
 //                 (data-state); with "exact": true no other pools or rows may be shown
 //   traffic       true: also wait until some server row shows a request rate above zero
 //   click         {"pool": P, "server": S, "action": "drain", "state": "draining"}: click the
-//                 button data-action=action in that row, then wait for data-state=state
+//                 button data-action=action in that row, then wait for data-state=state; a
+//                 list of those clicks each in turn (what the page showed after each: "clicks")
 //   click_error   {"pool": P, "server": S, "action": "drain", "body": TEXT}: click that button
 //                 with the request body replaced by TEXT (to provoke an API error), then wait
 //                 for the page's error banner; its text is in the result as "banner"
@@ -159,8 +160,10 @@ async function main() {
       for (const expr of spec.evaluate) result.evaluated.push(await page.evaluate(expr));
     }
 
-    if (spec.click) {
-      const { pool, server, action = "drain", state = "draining" } = spec.click;
+    // One click, or several in order; what the page showed after each is in result.clicks.
+    result.clicks = [];
+    for (const click of spec.click ? [].concat(spec.click) : []) {
+      const { pool, server, action = "drain", state = "draining" } = click;
       const button = page.locator(`${attr("data-pool", pool)} tr${attr("data-server", server)} ` +
                                   `button${attr("data-action", action)}`);
       if (await button.count() !== 1) fail(`no ${action} button for ${pool}/${server}`, result);
@@ -168,6 +171,7 @@ async function main() {
       await wait(`${pool}/${server} to show ${state}`, { expect: { [pool]: { [server]: state } } });
       result.clicked = { pool, server, action, state };
       result.after = await page.evaluate(snapshot);
+      result.clicks.push(result.after);
       if (result.after.error) fail(`the page shows an error: ${result.after.error}`, result);
     }
 

@@ -19,19 +19,23 @@ from harness import (FulcrumTestCase, Reader, config, connect, free_port, get, p
                      served_by, wait_for)
 
 
-def api(port, method, path, body=None, token=None, raw_auth=None):
-    """One admin call; returns (status, parsed JSON or text, headers)."""
+def api(port, method, path, body=None, token=None, raw_auth=None, headers=None):
+    """One admin call; returns (status, parsed JSON or text, headers). A change carries
+    Content-Type: application/json unless headers say otherwise, as the docs tell users to."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    headers = {}
+    sent = {}
+    if method not in ("GET", "HEAD", "OPTIONS"):
+        sent["Content-Type"] = "application/json"
     if token:
-        headers["Authorization"] = "Bearer " + token
+        sent["Authorization"] = "Bearer " + token
     if raw_auth:
-        headers["Authorization"] = raw_auth
+        sent["Authorization"] = raw_auth
+    sent.update(headers or {})
+    sent = {k: v for k, v in sent.items() if v is not None}
     data = None
     if body is not None:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=headers)
+    conn.request(method, path, body=data, headers=sent)
     r = conn.getresponse()
     text = r.read()
     hdrs = {k.lower(): v for k, v in r.getheaders()}

@@ -52,8 +52,9 @@ def basic(password, user="admin"):
 def api(port, path="/api/state", method="GET", body=None, token=None):
     """One admin API call; returns (status, headers (lower-case), parsed JSON or raw bytes)."""
     headers = {"Authorization": basic(token)} if token else {}
-    if body is not None:
+    if method not in ("GET", "HEAD"):
         headers["Content-Type"] = "application/json"
+    if body is not None:
         body = json.dumps(body)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request(method, path, body=body, headers=headers)
@@ -228,10 +229,19 @@ class DashboardTest(DashboardTestCase):
         seen = [get(f.port, "/")[1].get("x-backend") for _ in range(6)]
         self.assertEqual(seen, ["b0"] * 6)
 
-        # Ready puts it back, through the same API the page uses.
-        status, _, body = api(admin, "/api/pools/app/servers/s2", "POST", {"state": "ready"})
-        self.assertEqual(status, 200, body)
-        wait_for(lambda: states(admin)["app"]["s2"] == "up", what="s2 up again")
+        # The page's Ready button puts it back (a fresh page: the API is what it reads).
+        draining = {"app": {"s0": "up", "s1": "down", "s2": "draining"}}
+        result = self.driver("http://127.0.0.1:%d/" % admin, {
+            "expect": draining, "exact": True,
+            "click": [{"pool": "app", "server": "s2", "action": "ready", "state": "up"}],
+            "timeout_ms": 30000})
+        self.assertEqual(result["before"]["pools"], draining)
+        self.assertEqual(result["clicks"][0]["pools"]["app"]["s2"], "up")
+        self.assertIsNone(result["after"]["error"])
+        s2 = server_info(admin, "app", "s2")
+        self.assertEqual((s2["state"], s2["admin"]), ("up", "ready"))
+        self.assertEqual(sorted(set(get(f.port, "/")[1].get("x-backend") for _ in range(6))),
+                         ["b0", "b2"])
 
     def test_page_shows_an_api_error(self):
         bs, f, admin = self.start(2)

@@ -1344,6 +1344,7 @@ static void test_ops_full(void **state)
     assert_int_equal(c->admin.addr.ss.ss_family, AF_INET);
     assert_int_equal(port_of(&c->admin.addr), 9901);
     assert_string_equal(c->admin.token, "s3cret-T0ken_.~+/=:");
+    assert_int_equal(c->admin.nallowed_hosts, 0);
     assert_true(c->access_log.enabled);
     assert_string_equal(c->access_log.path, "/var/log/fulcrum/access.log");
     assert_int_equal(c->access_log.format, CONF_LOG_COMBINED);
@@ -1370,6 +1371,13 @@ static void test_ops_full(void **state)
     assert_string_equal(c->access_log.path, "stderr");
     assert_int_equal(c->access_log.format, CONF_LOG_JSON); /* the default */
     assert_string_equal(c->error_log, "no/such/dir/e.log");
+    conf_free(c);
+
+    c = load_ok(OPS("admin:\n  allowed_hosts: [lb.example.com, 10.0.0.5, '[2001:db8::1]']\n"));
+    assert_int_equal(c->admin.nallowed_hosts, 3);
+    assert_string_equal(c->admin.allowed_hosts[0], "lb.example.com");
+    assert_string_equal(c->admin.allowed_hosts[1], "10.0.0.5");
+    assert_string_equal(c->admin.allowed_hosts[2], "[2001:db8::1]");
     conf_free(c);
 
     /* The example in docs/configuration.md. */
@@ -1449,7 +1457,22 @@ static void test_ops_errors(void **state)
         {OPS("admin: [127.0.0.1:9900]\n"),
          "t.yaml:8:8: admin: expected a mapping, found a sequence"},
         {OPS("admin:\n  bnd: 127.0.0.1:9900\n"),
-         "t.yaml:9:3: admin.bnd: unknown key (expected one of: bind, token)"},
+         "t.yaml:9:3: admin.bnd: unknown key (expected one of: bind, token, allowed_hosts)"},
+        {OPS("admin:\n  allowed_hosts: lb.example.com\n"),
+         "t.yaml:9:18: admin.allowed_hosts: expected a sequence of strings, found a scalar"},
+        {OPS("admin:\n  allowed_hosts: [lb.example.com:9900]\n"),
+         "t.yaml:9:19: admin.allowed_hosts[0]: must be a host name or IP address without a port, "
+         "found \"lb.example.com:9900\""},
+        {OPS("admin:\n  allowed_hosts: [ok.example, 'a b']\n"),
+         "t.yaml:9:31: admin.allowed_hosts[1]: must be a host name (letters, digits, '-', '_' and "
+         "'.') or an IP address, found \"a b\""},
+        {OPS("admin:\n  allowed_hosts: ['[::1]:9900']\n"),
+         "t.yaml:9:19: admin.allowed_hosts[0]: must be a host name or IP address without a port, "
+         "found \"[::1]:9900\""},
+        {OPS("admin:\n  allowed_hosts: ['']\n"),
+         "t.yaml:9:19: admin.allowed_hosts[0]: must not be empty"},
+        {OPS("admin:\n  allowed_hosts: [{a: b}]\n"),
+         "t.yaml:9:19: admin.allowed_hosts[0]: expected a string, found a mapping"},
         {OPS("admin:\n  bind: 127.0.0.1:9900\n  bind: 127.0.0.1:9901\n"),
          "t.yaml:10:3: admin.bind: duplicate key (first given at line 9)"},
         {OPS("admin:\n  bind: 127.0.0.1\n"),
@@ -1532,7 +1555,7 @@ static void test_ops_errors(void **state)
                             "error_log: \"\"\n"));
     snprintf(expected, sizeof(expected),
              "t.yaml:9:10: admin.token: %s\n"
-             "t.yaml:10:3: admin.port: unknown key (expected one of: bind, token)\n"
+             "t.yaml:10:3: admin.port: unknown key (expected one of: bind, token, allowed_hosts)\n"
              "t.yaml:12:3: access_log.path: required key is missing\n"
              "t.yaml:12:11: access_log.format: expected one of: json, combined, found \"xml\"\n"
              "t.yaml:13:12: error_log: must not be empty",
