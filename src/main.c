@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <yaml.h>
 
 #include "conf/conf.h"
@@ -33,6 +34,7 @@
 #include "lb/snapshot.h"
 #include "proxy/accesslog.h"
 #include "proxy/worker.h"
+#include "tls/set.h"
 
 static void usage(FILE *out)
 {
@@ -60,6 +62,9 @@ static void usage(FILE *out)
         "  --admin ADDR          admin API, metrics and dashboard on ADDR\n"
         "                        (e.g. 127.0.0.1:9900)\n"
         "  --access-log PATH     JSON access log to PATH, or stdout\n"
+        "  --tls-cert FILE       serve HTTPS on every --listen with this certificate (PEM,\n"
+        "                        its chain after it) ...\n"
+        "  --tls-key FILE        ... and this private key (PEM)\n"
         "\n"
         "Options:\n"
         "  --threads N           worker threads (default: one per CPU); overrides the file\n"
@@ -87,8 +92,10 @@ static void version(void)
            "unknown"
 #endif
     );
-    printf("libraries: libyaml %s, jansson %s\n", yaml_get_version_string(), jansson_version_str());
-    printf("features: epoll, SO_REUSEPORT, sd_notify, admin API, Prometheus metrics, access log\n");
+    printf("libraries: libyaml %s, jansson %s, %s\n", yaml_get_version_string(),
+           jansson_version_str(), OpenSSL_version(OPENSSL_VERSION));
+    printf("features: epoll, SO_REUSEPORT, TLS, sd_notify, admin API, Prometheus metrics, "
+           "access log\n");
 #if defined(__SANITIZE_ADDRESS__)
     printf("sanitizers: address\n");
 #endif
@@ -162,7 +169,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         OPT_CHECK,
         OPT_INTERVAL,
         OPT_ADMIN,
-        OPT_ACCESS_LOG
+        OPT_ACCESS_LOG,
+        OPT_TLS_CERT,
+        OPT_TLS_KEY
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -173,6 +182,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"health-interval", required_argument, NULL, OPT_INTERVAL},
         {"admin", required_argument, NULL, OPT_ADMIN},
         {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"version", no_argument, NULL, 'v'},
@@ -200,7 +211,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_CHECK:
         case OPT_INTERVAL:
         case OPT_ADMIN:
-        case OPT_ACCESS_LOG: {
+        case OPT_ACCESS_LOG:
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY: {
             if (!o->flags_conf && !(o->flags_conf = conf_new())) {
                 fprintf(stderr, "fulcrum: out of memory\n");
                 return -1;
@@ -211,7 +224,9 @@ static int parse_args(int argc, char **argv, struct options *o)
                      : c == OPT_INTERVAL
                          ? conf_set_health_interval_flag(o->flags_conf, optarg, &err)
                      : c == OPT_ADMIN ? conf_set_admin_flag(o->flags_conf, optarg, &err)
-                                      : conf_set_access_log_flag(o->flags_conf, optarg, &err);
+                     : c == OPT_ACCESS_LOG
+                         ? conf_set_access_log_flag(o->flags_conf, optarg, &err)
+                         : conf_set_tls_flag(o->flags_conf, c == OPT_TLS_KEY, optarg, &err);
             if (rc < 0) {
                 fprintf(stderr, "fulcrum: %s\n", err ? err : "invalid argument");
                 free(err);
@@ -306,14 +321,29 @@ int main(int argc, char **argv)
     struct conf *conf = load_conf(&opts);
     if (!conf)
         return 1;
+    if (tls_global_init() < 0) {
+        fprintf(stderr, "fulcrum: cannot initialise OpenSSL\n");
+        conf_free(conf);
+        return 1;
+    }
+    char *tls_errors = NULL;
+    struct tls_set *tls = tls_set_new(conf, &tls_errors);
+    if (!tls) {
+        fprintf(stderr, "%s\n", tls_errors ? tls_errors : "out of memory");
+        free(tls_errors);
+        conf_free(conf);
+        return 1;
+    }
     if (opts.test) {
         printf("configuration OK\n");
+        tls_set_free(tls);
         conf_free(conf);
         return 0;
     }
     log_max_level = conf->log_level;
     if (conf->error_log && log_open(conf->error_log) < 0) {
         fprintf(stderr, "fulcrum: error log %s: %s\n", conf->error_log, strerror(errno));
+        tls_set_free(tls);
         conf_free(conf);
         return 1;
     }
@@ -322,13 +352,15 @@ int main(int argc, char **argv)
     uint32_t shutdown_ms = conf->shutdown_timeout_ms;
     raise_fd_limit(conf->limits.max_connections);
     if (check_listen_addresses(conf) < 0) {
+        tls_set_free(tls);
         conf_free(conf);
         return 1;
     }
     snapshot_set_workers(nthreads);
-    struct snapshot *snap = snapshot_new(conf, NULL, NULL);
+    struct snapshot *snap = snapshot_new(conf, tls, NULL, NULL);
     if (!snap) {
         log_error("out of memory");
+        tls_set_free(tls);
         conf_free(conf);
         return 1;
     }

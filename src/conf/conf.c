@@ -617,6 +617,27 @@ static const char *allowed_host_problem(const char *s)
     return NULL;
 }
 
+/* An ALPN protocol name (RFC 7301): 1-255 bytes; fulcrum takes visible ASCII only. */
+static const char *alpn_problem(const char *s)
+{
+    if (strlen(s) > 255)
+        return "must be at most 255 characters";
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return "must contain only visible ASCII characters, such as http/1.1";
+    return NULL;
+}
+
+/* An OpenSSL cipher list; OpenSSL itself judges the names when the listener is set up. */
+static const char *cipher_list_problem(const char *s)
+{
+    for (; *s; s++)
+        if (!is_alnum((unsigned char)*s) && !strchr("-_:!+@=,. ", *s))
+            return "must be an OpenSSL cipher list such as ECDHE-ECDSA-AES128-GCM-SHA256:"
+                   "ECDHE-RSA-AES128-GCM-SHA256";
+    return NULL;
+}
+
 /* The admin token is compared with what a client sends in the Authorization field. */
 static const char *token_problem(const char *s)
 {
@@ -692,12 +713,16 @@ static const struct enumeration underscores_names = {"drop, allow or reject",
                                                       [CONF_UNDERSCORES_ALLOW] = "allow",
                                                       [CONF_UNDERSCORES_REJECT] = "reject"}};
 
+static const struct enumeration tls_version_names = {
+    "a TLS version", {[CONF_TLS_1_2] = "tls1.2", [CONF_TLS_1_3] = "tls1.3"}};
+
 /* Enum members are stored as int. */
 _Static_assert(sizeof(enum conf_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_check_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_when_all_down) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_underscores) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_tls_version) == sizeof(int), "enum size");
 
 static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
@@ -1003,6 +1028,7 @@ static void pool_init(void *obj)
 {
     struct conf_pool *p = obj;
     p->retries = 2;
+    p->tls.verify = true;
     p->check = (struct conf_health_check){
         .type = CONF_CHECK_HTTP, .interval_ms = SECONDS(2), .rise = 2, .fall = 3};
     status_add(&p->check.expect_status, 200, 399);
@@ -1103,6 +1129,27 @@ static const struct field passive_fields[] = {
 };
 static const struct schema passive_schema = SCHEMA(passive_fields, .finish = passive_finish);
 
+/* cert and key go together. */
+static void pool_tls_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_pool_tls *t = obj;
+    if (!t->cert == !t->key)
+        return;
+    const char *missing = t->cert ? "key" : "cert";
+    size_t mark = path_push_key(ctx, missing, strlen(missing));
+    node_error(ctx, node, "%s is needed with %s", missing, t->cert ? "cert" : "key");
+    path_pop(ctx, mark);
+}
+
+static const struct field pool_tls_fields[] = {
+    FIELD("verify", parse_bool, struct conf_pool_tls, verify),
+    FIELD("ca", parse_string, struct conf_pool_tls, ca),
+    FIELD("sni", parse_string, struct conf_pool_tls, sni, .check = host_problem),
+    FIELD("cert", parse_string, struct conf_pool_tls, cert),
+    FIELD("key", parse_string, struct conf_pool_tls, key),
+};
+static const struct schema pool_tls_schema = SCHEMA(pool_tls_fields, .finish = pool_tls_finish);
+
 static const struct field pool_fields[] = {
     FIELD("name", parse_string, struct conf_pool, name, .required = true),
     FIELD("balance", parse_enum, struct conf_pool, balance, .names = &balance_names),
@@ -1118,18 +1165,71 @@ static const struct field pool_fields[] = {
     FIELD("health_check", parse_switch, struct conf_pool, check,
           .offset2 = offsetof(struct conf_pool, check.enabled), .sub = &check_schema),
     FIELD("passive", parse_submapping, struct conf_pool, passive, .sub = &passive_schema),
+    FIELD("tls", parse_switch, struct conf_pool, tls,
+          .offset2 = offsetof(struct conf_pool, tls.enabled), .sub = &pool_tls_schema),
 };
 static const struct schema pool_schema =
     SCHEMA(pool_fields, ENTRY(struct conf_pool), .init = pool_init, .finish = pool_finish);
+
+static const struct field tls_certificate_fields[] = {
+    FIELD("cert", parse_string, struct conf_tls_certificate, cert, .required = true),
+    FIELD("key", parse_string, struct conf_tls_certificate, key, .required = true),
+};
+static const struct schema tls_certificate_schema =
+    SCHEMA(tls_certificate_fields, ENTRY(struct conf_tls_certificate));
+
+/* default_certificate names one of the certificates by its cert path. */
+static void listener_tls_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_listener_tls *t = obj;
+    char shown[ESC_SIZE];
+    if (!t->default_certificate)
+        return;
+    for (unsigned i = 0; i < t->ncertificates; i++)
+        if (t->certificates[i].cert && strcmp(t->certificates[i].cert, t->default_certificate) == 0)
+            return;
+    const yaml_node_t *at = map_get(ctx, node, "default_certificate");
+    size_t mark = path_push_key(ctx, "default_certificate", strlen("default_certificate"));
+    node_error(
+        ctx, at ? at : node, "\"%s\" is not the cert of one of the certificates",
+        escape(shown, sizeof(shown), t->default_certificate, strlen(t->default_certificate)));
+    path_pop(ctx, mark);
+}
+
+static const struct field listener_tls_fields[] = {
+    FIELD("certificates", parse_list, struct conf_listener_tls, certificates,
+          .offset2 = offsetof(struct conf_listener_tls, ncertificates), .min = 1, .required = true,
+          .sub = &tls_certificate_schema),
+    FIELD("default_certificate", parse_string, struct conf_listener_tls, default_certificate),
+    FIELD("sni_strict", parse_bool, struct conf_listener_tls, sni_strict),
+    FIELD("min_version", parse_enum, struct conf_listener_tls, min_version,
+          .names = &tls_version_names),
+    FIELD("ciphers", parse_string, struct conf_listener_tls, ciphers, .check = cipher_list_problem),
+    FIELD("alpn", parse_strings, struct conf_listener_tls, alpn,
+          .offset2 = offsetof(struct conf_listener_tls, nalpn), .check = alpn_problem),
+    FIELD("client_ca", parse_string, struct conf_listener_tls, client_ca),
+    FIELD("client_subject_header", parse_string, struct conf_listener_tls, client_subject_header,
+          .check = method_problem),
+    FIELD("session_tickets", parse_bool, struct conf_listener_tls, session_tickets),
+};
+static const struct schema listener_tls_schema =
+    SCHEMA(listener_tls_fields, .finish = listener_tls_finish);
+
+static void listener_init(void *obj)
+{
+    ((struct conf_listener *)obj)->tls.session_tickets = true;
+}
 
 static const struct field listener_fields[] = {
     FIELD("name", parse_string, struct conf_listener, name),
     FIELD("bind", parse_address, struct conf_listener, bind,
           .offset2 = offsetof(struct conf_listener, addr), .required = true),
     FIELD("pool", parse_string, struct conf_listener, pool_name, .required = true),
+    FIELD("tls", parse_switch, struct conf_listener, tls,
+          .offset2 = offsetof(struct conf_listener, tls.enabled), .sub = &listener_tls_schema),
 };
-static const struct schema listener_schema =
-    SCHEMA(listener_fields, ENTRY(struct conf_listener), .finish = listener_finish);
+static const struct schema listener_schema = SCHEMA(
+    listener_fields, ENTRY(struct conf_listener), .init = listener_init, .finish = listener_finish);
 
 #define TIMEOUT(k, member)                                                                         \
     FIELD(k, parse_number, struct conf_timeouts, member, .num = &num_duration, .min = 1,           \
@@ -1142,6 +1242,7 @@ static const struct field timeout_fields[] = {
     TIMEOUT("server", server_ms),
     TIMEOUT("server_idle", server_idle_ms),
     TIMEOUT("server_body_idle", server_body_idle_ms),
+    TIMEOUT("tls_handshake", tls_handshake_ms),
 };
 static const struct schema timeout_schema = SCHEMA(timeout_fields);
 
@@ -1222,6 +1323,7 @@ _Static_assert(ARRAY_LEN(pool_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(check_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(passive_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(listener_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(listener_tls_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(timeout_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(limit_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(http_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
@@ -1639,7 +1741,8 @@ struct conf *conf_new(void)
                                             .client_ms = SECONDS(60),
                                             .connect_ms = SECONDS(3),
                                             .server_ms = SECONDS(30),
-                                            .server_idle_ms = SECONDS(15)};
+                                            .server_idle_ms = SECONDS(15),
+                                            .tls_handshake_ms = SECONDS(10)};
     conf->access_log.max_backlog = 16u << 20;
     conf->limits = (struct conf_limits){
         .max_connections = 10000, .max_header_bytes = 16384, .max_headers = 100};
@@ -1811,6 +1914,52 @@ int conf_set_health_interval_flag(struct conf *conf, const char *duration, char 
     return 0;
 }
 
+/* Given twice, the last --tls-cert or --tls-key counts. */
+int conf_set_tls_flag(struct conf *conf, bool key, const char *path, char **error)
+{
+    if (error)
+        *error = NULL;
+    if (!path || !*path)
+        return fail(error, "%s: expected a file name", key ? "--tls-key" : "--tls-cert");
+    char *copy = strdup(path);
+    if (!copy)
+        return fail(error, "out of memory");
+    char **slot = key ? &conf->tls_flags.key : &conf->tls_flags.cert;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* --tls-cert and --tls-key make every --listen an HTTPS listener with that one certificate. */
+static void apply_tls_flags(struct ctx *ctx, struct conf *conf)
+{
+    const struct conf_tls_certificate *f = &conf->tls_flags;
+    if (!f->cert && !f->key)
+        return;
+    if (!f->cert || !f->key) {
+        error_at(ctx, 0, 0, "", "%s needs %s as well", f->cert ? "--tls-cert" : "--tls-key",
+                 f->cert ? "--tls-key FILE" : "--tls-cert FILE");
+        return;
+    }
+    for (unsigned i = 0; i < conf->nlisteners; i++) {
+        struct conf_listener_tls *t = &conf->listeners[i].tls;
+        if (t->enabled)
+            continue;
+        t->certificates = calloc(1, sizeof(*t->certificates));
+        if (!t->certificates) {
+            ctx->oom = true;
+            return;
+        }
+        t->ncertificates = 1;
+        t->certificates[0].cert = strdup(f->cert);
+        t->certificates[0].key = strdup(f->key);
+        if (!t->certificates[0].cert || !t->certificates[0].key)
+            ctx->oom = true;
+        t->enabled = true;
+        t->session_tickets = true;
+    }
+}
+
 /* Given twice, the last --admin or --access-log counts. */
 int conf_set_admin_flag(struct conf *conf, const char *addr, char **error)
 {
@@ -1856,6 +2005,7 @@ int conf_finish(struct conf *conf, char **errors)
     for (unsigned i = 0; i < conf->npools; i++)
         pool_complete(&ctx, &conf->pools[i]);
     admin_complete(&ctx, &conf->admin);
+    apply_tls_flags(&ctx, conf);
     validate(&ctx, conf);
     return finish_errors(&ctx, errors);
 }
@@ -1865,10 +2015,25 @@ void conf_free(struct conf *conf)
     if (!conf)
         return;
     for (unsigned i = 0; i < conf->nlisteners; i++) {
-        free(conf->listeners[i].name);
-        free(conf->listeners[i].bind);
-        free(conf->listeners[i].pool_name);
+        struct conf_listener *l = &conf->listeners[i];
+        free(l->name);
+        free(l->bind);
+        free(l->pool_name);
+        for (unsigned j = 0; j < l->tls.ncertificates; j++) {
+            free(l->tls.certificates[j].cert);
+            free(l->tls.certificates[j].key);
+        }
+        free(l->tls.certificates);
+        free(l->tls.default_certificate);
+        free(l->tls.ciphers);
+        for (unsigned j = 0; j < l->tls.nalpn; j++)
+            free(l->tls.alpn[j]);
+        free(l->tls.alpn);
+        free(l->tls.client_ca);
+        free(l->tls.client_subject_header);
     }
+    free(conf->tls_flags.cert);
+    free(conf->tls_flags.key);
     for (unsigned i = 0; i < conf->npools; i++) {
         struct conf_pool *p = &conf->pools[i];
         for (unsigned j = 0; j < p->nservers; j++) {
@@ -1881,6 +2046,10 @@ void conf_free(struct conf *conf)
         free(p->check.path);
         free(p->check.host);
         free(p->check.expect_body);
+        free(p->tls.ca);
+        free(p->tls.sni);
+        free(p->tls.cert);
+        free(p->tls.key);
     }
     free(conf->listeners);
     free(conf->pools);

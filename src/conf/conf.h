@@ -91,6 +91,15 @@ struct conf_server {
     int line, column;
 };
 
+/* Re-encryption: TLS from fulcrum to a pool's servers (the pool's tls mapping). */
+struct conf_pool_tls {
+    bool enabled;
+    bool verify;      /* check the server's chain and name (default true) */
+    char *ca;         /* PEM of trusted CAs; NULL: the system's store */
+    char *sni;        /* the name sent and verified; NULL: the address's host part, if a name */
+    char *cert, *key; /* a client certificate for servers that ask for one; NULL: none */
+};
+
 struct conf_pool {
     char *name;
     enum conf_balance balance;
@@ -102,7 +111,35 @@ struct conf_pool {
     uint32_t slow_start_ms; /* weight ramp after a server comes back (default 0: off) */
     enum conf_when_all_down when_all_down;
     bool ignore_client_abort; /* finish a request whose client went away (default false: abort) */
+    struct conf_pool_tls tls;
     int line, column;
+};
+
+/* One certificate of a TLS listener: a PEM file that may hold the chain after it, and its key. */
+struct conf_tls_certificate {
+    char *cert, *key; /* as written; relative paths are from the configuration file's folder */
+    int line, column;
+};
+
+enum conf_tls_version {
+    CONF_TLS_1_2 = 0, /* the default; nothing older is ever offered */
+    CONF_TLS_1_3,
+};
+
+/* A listener's TLS termination (its tls mapping, or --tls-cert/--tls-key). */
+struct conf_listener_tls {
+    bool enabled;
+    struct conf_tls_certificate *certificates; /* at least one */
+    unsigned ncertificates;
+    char *default_certificate; /* a cert path of the list; NULL: the first */
+    bool sni_strict;           /* a server name no certificate covers gets an alert */
+    enum conf_tls_version min_version;
+    char *ciphers; /* TLS 1.2 cipher list; NULL: Mozilla "intermediate" */
+    char **alpn;   /* protocols offered, in order of preference; NULL: http/1.1 */
+    unsigned nalpn;
+    char *client_ca; /* PEM of CAs whose client certificates are required; NULL: no mTLS */
+    char *client_subject_header; /* the verified client certificate's subject goes here */
+    bool session_tickets;        /* default true */
 };
 
 struct conf_listener {
@@ -111,6 +148,7 @@ struct conf_listener {
     struct net_addr addr;
     char *pool_name;
     unsigned pool; /* index into conf->pools, resolved by validation */
+    struct conf_listener_tls tls;
     int line, column;
 };
 
@@ -124,6 +162,7 @@ struct conf_timeouts {
     uint32_t server_body_idle_ms; /* silence allowed from a server mid-body, either direction
                                    * (default: server) */
     uint32_t server_idle_ms;      /* pooled idle backend connection lifetime (default 15s) */
+    uint32_t tls_handshake_ms;    /* a client's TLS handshake, from accept (default 10s) */
 };
 
 struct conf_limits {
@@ -181,7 +220,8 @@ struct conf {
     struct conf_http http;
     struct conf_admin admin;
     struct conf_access_log access_log;
-    char *error_log; /* NULL or "stderr": standard error; otherwise a file */
+    char *error_log;                       /* NULL or "stderr": standard error; otherwise a file */
+    struct conf_tls_certificate tls_flags; /* --tls-cert, --tls-key: for every --listen */
 };
 
 /*
@@ -202,6 +242,9 @@ int conf_add_server_flag(struct conf *conf, const char *spec, char **error);
 int conf_set_health_check_flag(struct conf *conf, const char *path, char **error);
 /* --health-interval DUR: their interval (implies checks of /healthcheck if no path was given). */
 int conf_set_health_interval_flag(struct conf *conf, const char *duration, char **error);
+/* --tls-cert FILE and --tls-key FILE: every --listen serves HTTPS with this certificate. Both
+ * must be given; conf_finish() says so otherwise. */
+int conf_set_tls_flag(struct conf *conf, bool key, const char *path, char **error);
 /* --admin ADDR: the admin listener for a quick start (no token). */
 int conf_set_admin_flag(struct conf *conf, const char *addr, char **error);
 /* --access-log PATH: a JSON access log ("stdout" for standard output). */

@@ -63,6 +63,7 @@ void conn_init_tcp(struct conn *c, int fd, loop_io_fn handler)
     c->io.ready = 0;
     c->io.handler = handler;
     c->ops = &conn_tcp_ops;
+    c->ssl = NULL;
 }
 
 /* ---- the rules ---- */

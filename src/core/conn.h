@@ -48,9 +48,12 @@ struct conn_ops {
     void (*close)(struct conn *c, bool reset); /* releases the transport and its descriptor */
 };
 
+struct ssl_st; /* OpenSSL's SSL, for the TLS transport (core/tls_conn.h) */
+
 struct conn {
     struct loop_io io; /* first: fd, readiness and handler, as the loop sees them */
     const struct conn_ops *ops;
+    struct ssl_st *ssl; /* the TLS transport's session; NULL for plain TCP */
 };
 
 extern const struct conn_ops conn_tcp_ops;

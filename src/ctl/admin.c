@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/conn.h"
@@ -47,6 +48,7 @@
 #include "proxy/stats.h"
 #include "servers/health.h"
 #include "servers/pool.h"
+#include "tls/server.h"
 
 #ifndef FULCRUM_VERSION
 #define FULCRUM_VERSION "0.0.0"
@@ -271,6 +273,46 @@ static json_t *pool_json(const struct pool *p)
                      (json_int_t)sum.retries, "servers", servers);
 }
 
+static json_t *certificate_json(const struct tls_certificate_view *v, time_t now)
+{
+    const struct certinfo *ci = v->info;
+    json_t *names = json_array();
+    for (unsigned i = 0; i < ci->nnames; i++)
+        json_array_append_new(names, json_string(ci->names[i]));
+    char after[32];
+    time_t t = (time_t)ci->not_after;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(after, sizeof(after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    static const char *const key_names[] = {"other", "RSA", "ECDSA"};
+    return json_pack("{s:s,s:s,s:s?,s:s?,s:o,s:s,s:I,s:s,s:I,s:f,s:b,s:I}", "cert", v->cert, "key",
+                     v->key, "subject", ci->subject, "issuer", ci->issuer, "names", names,
+                     "key_type", key_names[ci->key], "key_bits", (json_int_t)ci->key_bits,
+                     "not_after", after, "not_after_unix", (json_int_t)ci->not_after, "days_left",
+                     (double)(ci->not_after - (int64_t)now) / 86400.0, "default", v->is_default,
+                     "chain_length", (json_int_t)ci->chain_len);
+}
+
+/* A listener's TLS side: its certificates and the settings that shape handshakes. */
+static json_t *listener_tls_json(const struct snapshot_listener *l)
+{
+    const struct conf_listener_tls *t = &l->conf->tls;
+    json_t *certs = json_array(), *alpn = json_array();
+    time_t now = time(NULL);
+    for (unsigned k = 0; k < tls_server_certificates(l->tls); k++) {
+        struct tls_certificate_view v = tls_server_certificate(l->tls, k);
+        json_array_append_new(certs, certificate_json(&v, now));
+    }
+    for (unsigned k = 0; k < t->nalpn; k++)
+        json_array_append_new(alpn, json_string(t->alpn[k]));
+    if (!t->nalpn)
+        json_array_append_new(alpn, json_string("http/1.1"));
+    return json_pack("{s:o,s:s,s:b,s:o,s:b,s:b}", "certificates", certs, "min_version",
+                     t->min_version == CONF_TLS_1_3 ? "tls1.3" : "tls1.2", "sni_strict",
+                     t->sni_strict, "alpn", alpn, "client_certificates", t->client_ca != NULL,
+                     "session_tickets", t->session_tickets);
+}
+
 static json_t *state_json(void)
 {
     const struct snapshot *snap = adm.plane->snapshot();
@@ -285,8 +327,10 @@ static json_t *state_json(void)
     json_t *listeners = json_array(), *pools = json_array(), *buckets = json_array();
     for (unsigned i = 0; i < snap->nlisteners; i++) {
         const struct snapshot_listener *l = &snap->listeners[i];
-        json_array_append_new(listeners, json_pack("{s:s,s:s,s:s}", "name", l->conf->name, "bind",
-                                                   l->conf->bind, "pool", l->pool->name));
+        json_array_append_new(listeners,
+                              json_pack("{s:s,s:s,s:s,s:o}", "name", l->conf->name, "bind",
+                                        l->conf->bind, "pool", l->pool->name, "tls",
+                                        l->tls ? listener_tls_json(l) : json_null()));
     }
     for (unsigned i = 0; i < snap->npools; i++)
         json_array_append_new(pools, pool_json(&snap->pools[i]));

@@ -34,12 +34,14 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/net.h"
+#include "core/tls_conn.h"
 #include "http/http1.h"
 #include "servers/pool.h"
+#include "tls/client.h"
 
 #define CHECK_BUF 16384
 
-enum phase { CK_IDLE, CK_CONNECTING, CK_SENDING, CK_READING };
+enum phase { CK_IDLE, CK_CONNECTING, CK_HANDSHAKE, CK_SENDING, CK_READING };
 
 struct watch {
     struct conn conn; /* first: the loop's pointer is the watch's */
@@ -335,8 +337,26 @@ static void check_io(struct loop *loop, struct loop_io *io)
         }
         if (!(io->ready & LOOP_WRITABLE))
             return;
-        if (w->pool->conf->check.type == CONF_CHECK_TCP) {
+        w->phase = w->conn.ssl ? CK_HANDSHAKE : CK_SENDING;
+        if (w->phase == CK_SENDING && w->pool->conf->check.type == CONF_CHECK_TCP) {
             check_done(w, true, "connected");
+            return;
+        }
+    }
+    if (w->phase == CK_HANDSHAKE) { /* a TLS pool's checks use TLS, with the same settings */
+        const char *why = "TLS handshake failed";
+        enum conn_status r = conn_handshake(&w->conn, &why);
+        if (r == CONN_BLOCKED)
+            return;
+        if (r != CONN_DONE) {
+            const char *cert = tls_client_verify_error(w->conn.ssl);
+            char text[160];
+            snprintf(text, sizeof(text), "TLS: %s", cert ? cert : why);
+            check_done(w, false, text);
+            return;
+        }
+        if (w->pool->conf->check.type == CONF_CHECK_TCP) {
+            check_done(w, true, "TLS handshake done");
             return;
         }
         w->phase = CK_SENDING;
@@ -411,7 +431,21 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
         check_done(w, false, strerror(errno));
         return;
     }
-    conn_init_tcp(&w->conn, fd, check_io);
+    if (!w->pool->tls) {
+        conn_init_tcp(&w->conn, fd, check_io);
+    } else {
+        struct ssl_st *ssl = tls_client_connect(w->pool->tls, w->server->host, NULL);
+        if (!ssl || conn_init_tls(&w->conn, fd, check_io, ssl) < 0) {
+            log_warn("pool %s server %s: health check skipped: out of memory", w->pool->name,
+                     w->server->name);
+            if (ssl)
+                conn_close(&w->conn, false);
+            else
+                close(fd);
+            schedule(w);
+            return;
+        }
+    }
     w->sent = 0;
     w->started_ms = now_ms();
     w->phase = CK_CONNECTING;

@@ -33,6 +33,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"
+#include "tls/set.h"
 #include "servers/pool.h"
 
 static struct {
@@ -344,8 +345,15 @@ static int control_reload(char **errors)
     if (conf->threads && conf->threads != ctl.nworkers)
         log_warn("reload: threads %u takes effect at the next restart; %u are running",
                  conf->threads, ctl.nworkers);
-    struct snapshot *snap = snapshot_new(conf, ctl.snap, NULL);
+    /* Certificates and keys are read again; any problem keeps the running ones serving. */
+    struct tls_set *tls = tls_set_new(conf, errors);
+    if (!tls) {
+        conf_free(conf);
+        return reload_failed(*errors);
+    }
+    struct snapshot *snap = snapshot_new(conf, tls, ctl.snap, NULL);
     if (!snap) {
+        tls_set_free(tls);
         conf_free(conf);
         *errors = format("out of memory");
         return reload_failed(*errors);

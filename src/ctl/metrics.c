@@ -21,6 +21,10 @@
  *   header_fields_dropped_total{reason}           counter, reason underscore
  *   config_reloads_total{result}                  counter, ok|failed
  *   access_log_dropped_total                      counter
+ *   tls_handshakes_total{kind}                    counter, full|resumed
+ *   tls_handshake_failures_total{reason}          counter, stats_tls_failure_names
+ *   tls_version_total{version}                    counter, TLSv1.2|TLSv1.3 (completed handshakes)
+ *   tls_certificate_expiry_timestamp_seconds{listener,certificate}   gauge, Unix time
  *
  * Each family is one row of the table `families`: its name, type and help, which series it has
  * (one for the process, one per pool or one per server, times the values of an optional extra
@@ -40,6 +44,7 @@
 #include "proxy/accesslog.h"
 #include "proxy/stats.h"
 #include "servers/pool.h"
+#include "tls/server.h"
 
 /* Which series a family has. */
 enum scope {
@@ -315,6 +320,40 @@ static uint64_t access_log_dropped(const struct source *src, unsigned i, const c
     return accesslog_dropped();
 }
 
+static uint64_t tls_handshakes(const struct source *src, unsigned i, const char **lv)
+{
+    *lv = i == 0 ? "full" : "resumed";
+    return src->g->tls_handshakes[i];
+}
+
+static uint64_t tls_failures(const struct source *src, unsigned i, const char **lv)
+{
+    *lv = stats_tls_failure_names[i];
+    return src->g->tls_failures[i];
+}
+
+static uint64_t tls_versions(const struct source *src, unsigned i, const char **lv)
+{
+    *lv = i == 0 ? "TLSv1.2" : "TLSv1.3";
+    return src->g->tls_versions[i];
+}
+
+/* One series per certificate of each TLS listener: when it stops being valid. */
+static void emit_certificate_expiry(const struct render *r, const struct family *fam)
+{
+    for (unsigned i = 0; i < r->snap->nlisteners; i++) {
+        const struct snapshot_listener *l = &r->snap->listeners[i];
+        for (unsigned k = 0; l->tls && k < tls_server_certificates(l->tls); k++) {
+            struct tls_certificate_view v = tls_server_certificate(l->tls, k);
+            struct labels lb = {0};
+            add_label(&lb, "listener", l->conf->name);
+            add_label(&lb, "certificate", v.cert);
+            put_series(r->f, fam->name, "", &lb);
+            fprintf(r->f, " %lld\n", (long long)v.info->not_after);
+        }
+    }
+}
+
 /* ---- the families, in the order they are written ---- */
 
 static const struct family families[] = {
@@ -359,6 +398,15 @@ static const struct family families[] = {
     {"access_log_dropped_total", "counter",
      "Access log lines dropped because the writer could not keep up.", SCOPE_PROCESS,
      .value = access_log_dropped},
+    {"tls_handshakes_total", "counter", "Completed TLS handshakes with clients, full or resumed.",
+     SCOPE_PROCESS, .label = "kind", .nlabel = 2, .value = tls_handshakes},
+    {"tls_handshake_failures_total", "counter", "Failed TLS handshakes with clients, by reason.",
+     SCOPE_PROCESS, .label = "reason", .nlabel = STATS_TLS_FAILURES, .value = tls_failures},
+    {"tls_version_total", "counter", "Completed TLS handshakes with clients, by protocol version.",
+     SCOPE_PROCESS, .label = "version", .nlabel = 2, .value = tls_versions},
+    {"tls_certificate_expiry_timestamp_seconds", "gauge",
+     "When each listener certificate expires (notAfter), in Unix time.", SCOPE_CUSTOM,
+     .emit = emit_certificate_expiry},
 };
 
 static void emit_family(const struct render *r, const struct family *fam,

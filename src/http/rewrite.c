@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/wbuf.h"
 
@@ -26,8 +27,8 @@ static size_t finish(struct wbuf *w)
     return wbuf_len(w);
 }
 
-size_t rewrite_request(const char *buf, const struct http1_msg *msg, const char *client_ip,
-                       size_t client_ip_len, char *out, size_t cap)
+size_t rewrite_request(const char *buf, const struct http1_msg *msg,
+                       const struct rewrite_client *client, char *out, size_t cap)
 {
     struct wbuf w = wbuf_init(out, cap);
     const struct http1_field *host = msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
@@ -50,8 +51,12 @@ size_t rewrite_request(const char *buf, const struct http1_msg *msg, const char 
 
     for (uint32_t i = 0; i < msg->nfields; i++) {
         const struct http1_field *f = &msg->fields[i];
-        if (!f->drop && f->id != HTTP1_FIELD_HOST)
-            put_field(&w, buf, f);
+        if (f->drop || f->id == HTTP1_FIELD_HOST)
+            continue;
+        if (client->subject_header && f->name_len == strlen(client->subject_header) &&
+            strncasecmp(buf + f->name_off, client->subject_header, f->name_len) == 0)
+            continue; /* a client's own claim of a certificate subject */
+        put_field(&w, buf, f);
     }
     if (msg->flags & HTTP1_F_HAS_LENGTH) {
         WBUF_LITERAL(&w, "Content-Length: ");
@@ -72,8 +77,17 @@ size_t rewrite_request(const char *buf, const struct http1_msg *msg, const char 
             WBUF_LITERAL(&w, ", ");
         }
     }
-    wbuf_put(&w, client_ip, client_ip_len);
-    WBUF_LITERAL(&w, "\r\nX-Forwarded-Proto: http\r\n");
+    wbuf_put(&w, client->ip, client->ip_len);
+    if (client->tls)
+        WBUF_LITERAL(&w, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        WBUF_LITERAL(&w, "\r\nX-Forwarded-Proto: http\r\n");
+    if (client->subject_header && client->subject) {
+        wbuf_put(&w, client->subject_header, strlen(client->subject_header));
+        WBUF_LITERAL(&w, ": ");
+        wbuf_put(&w, client->subject, strlen(client->subject));
+        WBUF_LITERAL(&w, "\r\n");
+    }
     if (absolute || host) {
         WBUF_LITERAL(&w, "X-Forwarded-Host: ");
         if (absolute)

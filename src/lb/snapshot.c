@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lb/lb.h"
+#include "tls/set.h"
 
 static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
                                   const struct net_addr *addr)
@@ -34,7 +35,8 @@ static bool removed(const struct snapshot_overlay *ov, const char *pool, const c
 
 /* The server called name in pool: shared with prev if unchanged, otherwise new. */
 static struct server *get_server(const struct snapshot *prev, const char *pool, const char *name,
-                                 const struct net_addr *addr, unsigned weight, bool runtime)
+                                 const struct net_addr *addr, const char *address, unsigned weight,
+                                 bool runtime)
 {
     struct server *s = find_server(prev, pool, name, addr);
     if (s) {
@@ -44,15 +46,29 @@ static struct server *get_server(const struct snapshot *prev, const char *pool, 
         return s;
     }
     s = server_new(pool, name, addr, weight);
-    if (s)
+    if (s) {
         s->runtime = runtime;
+        server_set_host(s, address);
+    }
     return s;
 }
 
 struct conf_box {
     struct conf *conf;
+    struct tls_set *tls; /* the listeners' TLS contexts, built from conf */
     _Atomic unsigned refs;
 };
+
+/* Listeners and pools point at the TLS contexts their configuration's box holds (a snapshot's
+ * listeners and pools are in the configuration's order). */
+static void attach_tls(struct snapshot *snap)
+{
+    const struct tls_set *set = snap->box->tls;
+    for (unsigned i = 0; i < snap->nlisteners; i++)
+        snap->listeners[i].tls = set && i < set->nservers ? set->servers[i] : NULL;
+    for (unsigned i = 0; i < snap->npools; i++)
+        snap->pools[i].tls = set && i < set->nclients ? set->clients[i] : NULL;
+}
 
 static unsigned nworkers = 1;
 
@@ -181,7 +197,8 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
             const struct conf_server *cs = &cp->servers[k];
             if (removed(overlay, cp->name, cs->name))
                 continue;
-            struct server *s = get_server(prev, cp->name, cs->name, &cs->addr, cs->weight, false);
+            struct server *s =
+                get_server(prev, cp->name, cs->name, &cs->addr, cs->address, cs->weight, false);
             if (!s)
                 goto fail;
             p->servers[p->nservers++] = s;
@@ -190,7 +207,7 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
             const struct snapshot_change *a = &overlay->add[k];
             if (strcmp(a->pool, cp->name) != 0 || removed(overlay, a->pool, a->name))
                 continue;
-            struct server *s = get_server(prev, a->pool, a->name, &a->addr, a->weight, true);
+            struct server *s = get_server(prev, a->pool, a->name, &a->addr, NULL, a->weight, true);
             if (!s)
                 goto fail;
             p->servers[p->nservers++] = s;
@@ -215,7 +232,7 @@ fail:
     return NULL;
 }
 
-struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
+struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const struct snapshot *prev,
                               const struct snapshot_overlay *overlay)
 {
     struct conf_box *box = malloc(sizeof(*box));
@@ -227,8 +244,10 @@ struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
         return NULL;
     }
     box->conf = conf;
+    box->tls = tls;
     atomic_init(&box->refs, 1);
     snap->box = box;
+    attach_tls(snap);
     return snap;
 }
 
@@ -240,6 +259,7 @@ struct snapshot *snapshot_rebuild(const struct snapshot *cur,
         return NULL;
     atomic_fetch_add(&cur->box->refs, 1);
     snap->box = cur->box;
+    attach_tls(snap);
     return snap;
 }
 
@@ -281,6 +301,7 @@ struct snapshot *snapshot_refresh(const struct snapshot *cur)
     atomic_init(&snap->refs, 1);
     atomic_fetch_add(&cur->box->refs, 1);
     snap->box = cur->box;
+    attach_tls(snap);
     return snap;
 fail:
     free_pools(snap, cur->npools); /* pools not reached are zeroed */
@@ -301,6 +322,7 @@ void snapshot_unref(struct snapshot *snap)
     free_pools(snap, snap->npools);
     free(snap->listeners);
     if (atomic_fetch_sub(&snap->box->refs, 1) == 1) {
+        tls_set_free(snap->box->tls);
         conf_free(snap->box->conf);
         free(snap->box);
     }

@@ -17,9 +17,13 @@
 #include "conf/conf.h"
 #include "servers/pool.h"
 
+struct tls_server;
+struct tls_set;
+
 struct snapshot_listener {
     const struct conf_listener *conf;
     struct pool *pool;
+    const struct tls_server *tls; /* NULL for plain HTTP */
 };
 
 struct conf_box;  /* a conf with a reference count: rebuilt snapshots share it */
@@ -52,11 +56,13 @@ struct snapshot_overlay {
 };
 
 /*
- * Builds a snapshot from conf (and overlay, if any), taking ownership of conf on success.
+ * Builds a snapshot from conf (and overlay, if any), taking ownership of conf and of tls (its
+ * listeners' TLS contexts, tls/server.h; NULL if it has no TLS listener) on success.
  * Servers found in prev (same pool, name and address) are shared instead of created; they keep a
- * weight set through the API. Returns NULL if memory ran out; conf is then still the caller's.
+ * weight set through the API. Returns NULL if memory ran out; conf and tls are then still the
+ * caller's.
  */
-struct snapshot *snapshot_new(struct conf *conf, const struct snapshot *prev,
+struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const struct snapshot *prev,
                               const struct snapshot_overlay *overlay);
 
 /* How many worker threads run: each pool gets one balancer state per worker. Set once, before

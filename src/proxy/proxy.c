@@ -18,7 +18,8 @@
  * side stops until the other side has taken the bytes (backpressure).
  *
  * Phases of a session (s->phase), driven by one function, drive(), which is called on every
- * event of either socket and loops until nothing more can be done:
+ * event of either socket and loops until nothing more can be done. A TLS listener's session
+ * starts in HANDSHAKE, which ends in IDLE or, failed or late (timeouts.tls_handshake), closed.
  *
  *   IDLE ----first byte----> HEAD ----head parsed----> EXCHANGE ----response sent----> IDLE
  *     |                        | bad head / timeout       |  (keep-alive; next pipelined
@@ -60,12 +61,14 @@
 #include "core/freelist.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/tls_conn.h"
 #include "http/rewrite.h"
 #include "lb/lb.h"
 #include "proxy/accesslog.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
 #include "proxy/upstream.h"
+#include "tls/server.h"
 
 /* Rounds of work one event may do before the session yields to others. */
 #define MAX_ROUNDS 16
@@ -75,7 +78,7 @@
 #define MAX_SPARE_SESSIONS 1024
 #define MAX_SPARE_REQLOGS  1024
 
-enum phase { PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
+enum phase { PH_HANDSHAKE, PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
 enum resp_state { RS_WAIT, RS_BODY, RS_DONE };
 enum step { STEP_WAIT, STEP_PROGRESS, STEP_GONE };
 
@@ -111,6 +114,7 @@ struct session {
     uint64_t bytes_in, bytes_out;
     const char *term;      /* how it ended, if not normally ("ok") */
     struct reqlog *reqlog; /* method, target and agents, copied for the access log */
+    char *client_subject;  /* the verified client certificate's subject, if it is passed on */
     struct server *active; /* the server counting this request as in flight */
     uint64_t active_us;    /* when active took it; kept only if the balancer follows requests */
     bool active_failed;    /* report_failure() blamed active: the balancer hears LB_FAILED */
@@ -176,6 +180,7 @@ static int8_t phase_client_state(uint8_t phase)
     switch (phase) {
     case PH_IDLE:
         return STATS_CLIENT_IDLE;
+    case PH_HANDSHAKE:
     case PH_HEAD:
         return STATS_CLIENT_READING;
     case PH_EXCHANGE:
@@ -435,6 +440,8 @@ static int close_session(struct session *s, bool reset)
     }
     buf_put(&w->bufs, &s->in);
     buf_put(&w->bufs, &s->out);
+    free(s->client_subject);
+    s->client_subject = NULL;
     conn_close(&s->conn, reset);
     if (s->prev)
         s->prev->next = s->next;
@@ -766,7 +773,7 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
     struct upstream *u = allow_idle ? upstream_take_idle(w, srv) : NULL;
     if (!u) {
         int err = 0;
-        u = upstream_connect(w, srv, upstream_event, &err);
+        u = upstream_connect(w, srv, session_pool(s)->tls, upstream_event, &err);
         if (!u)
             return connect_failed(s, srv, err);
         s->connect_deadline = now_ms(s) + timeouts(s)->connect_ms;
@@ -822,19 +829,36 @@ static int server_failed(struct session *s, unsigned status, const char *why, un
     return respond_error(s, status, why);
 }
 
+/* A TLS handshake with srv failed: the server or its certificate is at fault (why says how),
+ * and nothing of the request was sent. Counted, logged once per kind of failure per server. */
+static int tls_failed(struct session *s, struct server *srv, const char *why)
+{
+    /* why is a static text: the same problem, the same pointer */
+    if (atomic_exchange(&srv->tls_failure, why) != why)
+        log_warn("pool %s server %s: TLS handshake failed: %s", srv->pool_name, srv->name, why);
+    report_failure(s, srv, SERVER_FAIL_CONNECT);
+    if (may_retry(s, true, false))
+        return retry_elsewhere(s, srv, 502, "TLS handshake with server failed", "tls_error");
+    set_term(s, "tls_error");
+    return respond_error(s, 502, "TLS handshake with server failed");
+}
+
 static int check_connect(struct session *s)
 {
     struct upstream *u = s->up;
-    if (u->conn.io.ready & (LOOP_ERR | LOOP_HUP)) {
-        int err = net_socket_error(u->conn.io.fd);
+    int err = 0;
+    const char *why = NULL;
+    enum conn_status r = upstream_finish_connect(u, &err, &why);
+    if (r == CONN_BLOCKED)
+        return STEP_WAIT;
+    if (r == CONN_ERROR) {
         struct server *srv = u->server;
         upstream_close(s->w, u, false);
         s->up = NULL;
-        return connect_failed(s, srv, err ? err : ECONNRESET);
+        return why ? tls_failed(s, srv, why) : connect_failed(s, srv, err);
     }
-    if (!(u->conn.io.ready & LOOP_WRITABLE))
-        return STEP_WAIT;
-    u->connecting = false;
+    if (u->conn.ssl && atomic_load_explicit(&u->server->tls_failure, memory_order_relaxed))
+        atomic_store(&u->server->tls_failure, NULL); /* the next failure is news again */
     s->server_io_ms = now_ms(s);
     s->t_connect_us = loop_now_us(s->w->loop);
     return STEP_PROGRESS;
@@ -886,12 +910,19 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
 
     /* Rewrite the head in place: the new head replaces the old one, the bytes after it move. */
     char ip[64];
-    size_t ip_len = net_ip_format(&s->peer.sa, ip, sizeof(ip));
+    const struct tls_server *tls = s->snap->listeners[s->listener].tls;
+    struct rewrite_client client = {
+        .ip = ip,
+        .ip_len = net_ip_format(&s->peer.sa, ip, sizeof(ip)),
+        .tls = tls != NULL,
+        .subject_header = tls ? tls_server_subject_header(tls) : NULL,
+        .subject = s->client_subject,
+    };
     char *head = s->in.data + s->in.start;
     uint32_t old_len = msg->head_end;
     uint32_t rest = s->in.end - s->in.start - old_len;
     size_t cap = old_len + (w->bufs.size - s->in.end);
-    size_t new_len = rewrite_request(head, msg, ip, ip_len, w->scratch, cap);
+    size_t new_len = rewrite_request(head, msg, &client, w->scratch, cap);
     if (new_len == 0)
         return respond_error(s, 431, "request head too large once rewritten");
     memmove(head + new_len, head + old_len, rest);
@@ -1160,6 +1191,34 @@ static void follow_reload(struct session *s)
     }
 }
 
+/* A TLS client's handshake; once done, the connection waits for its first request head. */
+static int step_handshake(struct session *s)
+{
+    struct worker *w = s->w;
+    const char *why = "other";
+    enum conn_status r = conn_handshake(&s->conn, &why);
+    if (r == CONN_BLOCKED)
+        return STEP_WAIT;
+    if (r != CONN_DONE) {
+        stats_add(&w->stats->tls_failures[stats_tls_failure_index(why)], 1);
+        log_debug("TLS handshake failed: %s", why);
+        if (strcmp(why, "http_request") == 0)
+            conn_tls_refuse_plain_http(&s->conn);
+        return close_session(s, false);
+    }
+    stats_add(&w->stats->tls_handshakes[tls_session_resumed(s->conn.ssl)], 1);
+    stats_add(&w->stats->tls_versions[tls_is_v13(s->conn.ssl)], 1);
+    const struct tls_server *tls = s->snap->listeners[s->listener].tls;
+    if (tls_server_subject_header(tls))
+        s->client_subject = tls_peer_subject(s->conn.ssl);
+    set_phase(s, PH_IDLE);
+    s->client_io_ms = now_ms(s);
+    /* The first request head is due within client_header of the handshake's end. */
+    s->head_deadline = now_ms(s) + timeouts(s)->client_header_ms;
+    s->idle_deadline = s->head_deadline;
+    return STEP_PROGRESS;
+}
+
 static int step_head(struct session *s)
 {
     struct worker *w = s->w;
@@ -1368,6 +1427,7 @@ static void arm_timer(struct session *s)
     case PH_IDLE:
         when = s->idle_deadline;
         break;
+    case PH_HANDSHAKE:
     case PH_HEAD:
         when = s->head_deadline;
         break;
@@ -1397,6 +1457,10 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
     int r = STEP_PROGRESS;
 
     switch (s->phase) {
+    case PH_HANDSHAKE:
+        stats_add(&s->w->stats->tls_failures[stats_tls_failure_index("timeout")], 1);
+        close_session(s, false);
+        return;
     case PH_IDLE:
     case PH_LINGER:
         close_session(s, false);
@@ -1435,6 +1499,9 @@ static void drive(struct session *s)
             return;
         }
         switch (s->phase) {
+        case PH_HANDSHAKE:
+            r = step_handshake(s);
+            break;
         case PH_IDLE:
         case PH_HEAD:
             r = step_head(s);
@@ -1479,7 +1546,22 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
         w->on_client_closed(w);
         return;
     }
-    conn_init_tcp(&s->conn, fd, client_event);
+    const struct tls_server *tls = w->snap->listeners[listener].tls;
+    if (!tls) {
+        conn_init_tcp(&s->conn, fd, client_event);
+    } else {
+        struct ssl_st *ssl = tls_server_accept(tls);
+        if (!ssl || conn_init_tls(&s->conn, fd, client_event, ssl) < 0) {
+            log_error("TLS: cannot set up a connection: out of memory");
+            if (ssl)
+                conn_close(&s->conn, false); /* frees ssl, closes fd */
+            else
+                close(fd);
+            w->on_client_closed(w);
+            session_bury(w, s);
+            return;
+        }
+    }
     s->timer.fn = on_timer;
     s->task.fn = on_task;
     s->w = w;
@@ -1504,9 +1586,11 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
         pl->sessions->prev = s;
     pl->sessions = s;
     pl->nsessions++;
-    set_phase(s, PH_IDLE);
-    /* A new connection must deliver its first head within client_header, counted from now. */
-    s->head_deadline = loop_now_ms(w->loop) + timeouts(s)->client_header_ms;
+    /* A new connection must deliver its first head within client_header, counted from now;
+     * over TLS, its handshake must end within tls_handshake first. */
+    set_phase(s, tls ? PH_HANDSHAKE : PH_IDLE);
+    s->head_deadline = loop_now_ms(w->loop) +
+                       (tls ? timeouts(s)->tls_handshake_ms : timeouts(s)->client_header_ms);
     s->idle_deadline = s->head_deadline;
     s->client_io_ms = loop_now_ms(w->loop);
     arm_timer(s);
@@ -1517,7 +1601,7 @@ void proxy_stop(struct worker *w)
     struct session *s = w->proxy->sessions;
     while (s) {
         struct session *next = s->next;
-        if (s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in)))
+        if ((s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in))) || s->phase == PH_HANDSHAKE)
             close_session(s, false);
         else
             s->keep_alive = false;

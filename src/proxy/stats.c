@@ -9,6 +9,18 @@
 const double stats_bucket_bounds[STATS_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
+const char *const stats_tls_failure_names[STATS_TLS_FAILURES] = {
+    "http_request",   "protocol_version", "no_shared_cipher", "unknown_name", "bad_certificate",
+    "no_certificate", "bad_message",      "timeout",          "closed",       "other"};
+
+unsigned stats_tls_failure_index(const char *label)
+{
+    for (unsigned i = 0; i < STATS_TLS_FAILURES - 1; i++)
+        if (strcmp(label, stats_tls_failure_names[i]) == 0)
+            return i;
+    return STATS_TLS_FAILURES - 1;
+}
+
 /* Where counts go when a slot cannot have its own (beyond the tables, or out of memory). Several
  * threads may write it: the numbers are then approximate, which is all a lost slot can offer. */
 static struct stats_server dummy_server;
@@ -134,5 +146,11 @@ void stats_sum_global(struct stats *const *all, unsigned n, struct stats_global_
         out->accepted += load(&all[w]->accepted);
         out->bad_requests += load(&all[w]->bad_requests);
         out->underscore_fields_dropped += load(&all[w]->underscore_fields_dropped);
+        for (unsigned k = 0; k < 2; k++) {
+            out->tls_handshakes[k] += load(&all[w]->tls_handshakes[k]);
+            out->tls_versions[k] += load(&all[w]->tls_versions[k]);
+        }
+        for (unsigned k = 0; k < STATS_TLS_FAILURES; k++)
+            out->tls_failures[k] += load(&all[w]->tls_failures[k]);
     }
 }

@@ -51,6 +51,12 @@ enum stats_client_state {
     STATS_CLIENT_STATES,
 };
 
+/* TLS handshakes that failed, by why (core/tls_conn.h's labels, plus "timeout"). */
+#define STATS_TLS_FAILURES 10
+extern const char *const stats_tls_failure_names[STATS_TLS_FAILURES];
+/* The index of a failure label; unknown labels count as "other". */
+unsigned stats_tls_failure_index(const char *label);
+
 #define STATS_CHUNK      64
 #define STATS_MAX_CHUNKS 4096
 
@@ -63,6 +69,9 @@ struct stats {
     /* request fields not forwarded because their name has '_' (http.underscores_in_headers);
      * the parser adds to it through http1_limits.underscore_drops */
     _Atomic uint64_t underscore_fields_dropped;
+    _Atomic uint64_t tls_handshakes[2]; /* completed: [0] full, [1] resumed */
+    _Atomic uint64_t tls_versions[2];   /* completed: [0] TLS 1.2, [1] TLS 1.3 */
+    _Atomic uint64_t tls_failures[STATS_TLS_FAILURES];
 };
 
 struct stats *stats_new(void);
@@ -124,6 +133,7 @@ struct stats_global_sum {
     int64_t clients[STATS_CLIENT_STATES];
     uint64_t accepted, bad_requests;
     uint64_t underscore_fields_dropped;
+    uint64_t tls_handshakes[2], tls_versions[2], tls_failures[STATS_TLS_FAILURES];
 };
 
 void stats_sum_server(struct stats *const *all, unsigned n, unsigned slot,

@@ -16,8 +16,10 @@
 #include "core/freelist.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/tls_conn.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
+#include "tls/client.h"
 
 /* Idle connections kept per server per thread; more than this are closed when parked. */
 #define MAX_IDLE_PER_SERVER 512
@@ -28,6 +30,7 @@ struct server_local {
     struct upstream *idle_head;
     struct upstream *idle_tail;
     unsigned nidle;
+    struct ssl_session_st *session; /* TLS: the last resumable session with the server */
 };
 
 /* What this module keeps per worker thread (thread.h: w->upstream). */
@@ -109,7 +112,8 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s)
     return u;
 }
 
-struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler, int *err)
+struct upstream *upstream_connect(struct worker *w, struct server *s, const struct tls_client *tls,
+                                  loop_io_fn handler, int *err)
 {
     bool in_progress = false;
     int fd = net_connect(&s->addr, &in_progress);
@@ -123,7 +127,21 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn
         *err = ENOMEM;
         return NULL;
     }
-    conn_init_tcp(&u->conn, fd, handler);
+    if (!tls) {
+        conn_init_tcp(&u->conn, fd, handler);
+    } else {
+        struct ssl_st *ssl = tls_client_connect(tls, s->host, server_local(w, s)->session);
+        if (!ssl || conn_init_tls(&u->conn, fd, handler, ssl) < 0) {
+            if (ssl)
+                conn_close(&u->conn, false); /* frees ssl, closes fd */
+            else
+                close(fd);
+            free(u);
+            *err = ENOMEM;
+            return NULL;
+        }
+        u->handshaking = true;
+    }
     if (conn_watch(w->loop, &u->conn) < 0) {
         *err = errno;
         conn_close(&u->conn, false);
@@ -134,10 +152,40 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn
     u->worker = w;
     u->server = s;
     server_ref(s);
-    u->connecting = in_progress;
+    u->connecting = in_progress || u->handshaking;
     if (!in_progress) /* connected at once (loopback): no need to wait for the event */
         u->conn.io.ready |= LOOP_WRITABLE;
     return u;
+}
+
+enum conn_status upstream_finish_connect(struct upstream *u, int *err, const char **why)
+{
+    *why = NULL;
+    if (u->conn.io.ready & (LOOP_ERR | LOOP_HUP)) {
+        *err = net_socket_error(u->conn.io.fd);
+        if (!*err)
+            *err = ECONNRESET;
+        return CONN_ERROR;
+    }
+    if (!u->handshaking) { /* plain TCP: connected once writable */
+        if (!(u->conn.io.ready & LOOP_WRITABLE))
+            return CONN_BLOCKED;
+        u->connecting = false;
+        return CONN_DONE;
+    }
+    const char *failure = NULL;
+    enum conn_status r = conn_handshake(&u->conn, &failure);
+    if (r == CONN_BLOCKED)
+        return CONN_BLOCKED;
+    if (r == CONN_DONE) {
+        u->handshaking = u->connecting = false;
+        return CONN_DONE;
+    }
+    *err = EPROTO;
+    *why = tls_client_verify_error(u->conn.ssl);
+    if (!*why)
+        *why = failure ? failure : "TLS handshake failed";
+    return CONN_ERROR;
 }
 
 /* Reads once to find out whether a connection that may still be readable is really quiet. */
@@ -149,9 +197,21 @@ static bool quiet(struct worker *w, struct upstream *u)
     return conn_read(&u->conn, w->scratch, 1, &got) == CONN_BLOCKED;
 }
 
+/* Keeps the connection's TLS session, so the next connection to its server resumes it. */
+static void keep_session(struct server_local *sl, const struct upstream *u)
+{
+    struct ssl_session_st *session = tls_client_session(u->conn.ssl);
+    if (!session)
+        return;
+    tls_session_free(sl->session); /* may be the same session: it had a reference of its own */
+    sl->session = session;
+}
+
 void upstream_park(struct worker *w, struct upstream *u)
 {
     struct server_local *sl = server_local(w, u->server);
+    if (u->conn.ssl)
+        keep_session(sl, u);
     if (w->stopping || sl->nidle >= MAX_IDLE_PER_SERVER || !quiet(w, u)) {
         upstream_close(w, u, false);
         return;
@@ -170,6 +230,8 @@ void upstream_close(struct worker *w, struct upstream *u, bool reset)
         idle_list_remove(server_local(w, u->server), u);
         idle_gauge(w, u, -1);
     }
+    if (u->conn.ssl && !reset && !u->handshaking)
+        keep_session(server_local(w, u->server), u); /* e.g. after "Connection: close" */
     conn_close(&u->conn, reset); /* events still queued in this batch are ignored */
     server_unref(u->server);
     u->server = NULL;
@@ -238,6 +300,8 @@ void upstream_local_free(struct worker *w)
     struct upstream *u;
     while ((u = freelist_take_entry(&ul->spares, struct upstream, spare)))
         free(u);
+    for (unsigned i = 0; i < ul->nservers; i++)
+        tls_session_free(ul->servers[i].session);
     free(ul->servers);
     free(ul);
     w->upstream = NULL;

@@ -19,6 +19,8 @@
 #include "core/loop.h"
 #include "servers/pool.h"
 
+struct tls_client;
+
 struct worker;
 struct session;
 
@@ -31,18 +33,28 @@ struct upstream {
     struct freelist_node spare;   /* on the thread's spares */
     uint64_t idle_since_ms;
     uint32_t requests; /* requests carried so far */
-    bool connecting;
-    bool reused; /* taken from the idle pool for the current request */
+    bool connecting;   /* TCP connect, then (for a TLS pool) the handshake, under way */
+    bool handshaking;  /* TCP is up; the TLS handshake is not done yet */
+    bool reused;       /* taken from the idle pool for the current request */
 };
 
 /* Most recently used idle connection to s on this thread, or NULL. */
 struct upstream *upstream_take_idle(struct worker *w, struct server *s);
 
 /*
- * Starts a connection to s, calling handler on its events. Returns NULL with *err set (errno)
- * when the connection failed at once.
+ * Starts a connection to s, calling handler on its events; over TLS if tls is not NULL (the
+ * pool's tls/client.h context), resuming this thread's last session with s. Returns NULL with
+ * *err set (errno) when the connection failed at once.
  */
-struct upstream *upstream_connect(struct worker *w, struct server *s, loop_io_fn handler, int *err);
+struct upstream *upstream_connect(struct worker *w, struct server *s, const struct tls_client *tls,
+                                  loop_io_fn handler, int *err);
+
+/*
+ * Advances a connection that is connecting: CONN_DONE once it can carry a request (connected,
+ * and for TLS, handshake done); CONN_BLOCKED while waiting; CONN_ERROR with *err (errno) and,
+ * for a TLS failure, *why (the certificate's problem, or the handshake's) set.
+ */
+enum conn_status upstream_finish_connect(struct upstream *u, int *err, const char **why);
 
 /* Puts a connection that finished a response cleanly back in its server's idle pool. */
 void upstream_park(struct worker *w, struct upstream *u);

@@ -57,11 +57,30 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
     }
     s->addr = *addr;
     net_addr_format((const struct sockaddr *)&addr->ss, s->addr_text, sizeof(s->addr_text));
+    net_ip_format((const struct sockaddr *)&addr->ss, s->host, sizeof(s->host));
     s->slot = atomic_fetch_add(&next_server_slot, 1);
     atomic_init(&s->state, SERVER_UP); /* up until a check says otherwise */
     atomic_init(&s->weight, weight);
     atomic_init(&s->refs, 1);
     return s;
+}
+
+void server_set_host(struct server *s, const char *address)
+{
+    if (!address)
+        return;
+    const char *start = address, *end;
+    if (*start == '[') {
+        start++;
+        end = strchr(start, ']');
+    } else {
+        end = strrchr(start, ':');
+    }
+    size_t len = end ? (size_t)(end - start) : strlen(start);
+    if (len == 0 || len >= sizeof(s->host))
+        return;
+    memcpy(s->host, start, len);
+    s->host[len] = '\0';
 }
 
 void server_ref(struct server *s)

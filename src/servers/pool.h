@@ -71,6 +71,7 @@ struct server {
     char *pool_name; /* for log lines */
     struct net_addr addr;
     char addr_text[NET_ADDR_TEXT];
+    char host[256]; /* the host part of the address as configured: a name, or the IP (for TLS) */
     unsigned slot;
 
     /* published to every thread */
@@ -78,6 +79,9 @@ struct server {
     _Atomic unsigned weight;      /* configured weight, 0-256 */
     _Atomic uint64_t up_since_ms; /* when it came back up (slow start); 0: at full weight */
     _Atomic unsigned refs;        /* snapshots holding it */
+    /* the last TLS handshake failure (a static text), so each new one is logged once; NULL after
+     * a handshake succeeds */
+    _Atomic(const char *) tls_failure;
 
     bool runtime;       /* added through the admin API, not the file */
     bool weight_pinned; /* weight set through the admin API: a reload keeps it */
@@ -91,6 +95,8 @@ struct server {
     struct server_inputs h;
 };
 
+struct tls_client;
+
 struct pool {
     char *name;
     const struct conf_pool *conf;
@@ -101,10 +107,14 @@ struct pool {
     unsigned slot; /* per-thread counters; the same for every pool of that name, across reloads */
     /* the balancer's rebuild() result, immutable once published (lb.h); NULL for round-robin */
     void *lb_shared;
+    const struct tls_client *tls; /* TLS to the servers (tls/client.h); NULL: plain */
 };
 
 struct server *server_new(const char *pool_name, const char *name, const struct net_addr *addr,
                           unsigned weight);
+/* Records the host part of address ("name:port", "[v6]:port") as s->host; NULL or no room
+ * leaves the IP address there. */
+void server_set_host(struct server *s, const char *address);
 void server_ref(struct server *s);
 void server_unref(struct server *s);
 

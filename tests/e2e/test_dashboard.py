@@ -360,3 +360,30 @@ class DashboardTokenTest(DashboardTestCase):
         self.assertEqual(result["after"]["pools"]["app"]["s0"], "maint")
         s0 = server_info(admin, "app", "s0", TOKEN)
         self.assertEqual((s0["state"], s0["admin"]), ("maint", "maint"))
+
+
+class DashboardTlsTest(DashboardTestCase):
+    def test_shows_each_certificate_and_its_expiry(self):
+        import tempfile as tf
+        from tlspki import make_pki
+        pki = make_pki(os.path.join(tf.gettempdir(), "fulcrum-e2e-pki"))
+        b = self.backend("b0")
+        admin = free_port()
+        text = ("threads: 1\nlisteners:\n  - name: https\n    bind: 127.0.0.1:{port}\n"
+                "    pool: app\n    tls:\n      certificates:\n"
+                "        - { cert: %s, key: %s }\n        - { cert: %s, key: %s }\n"
+                "pools:\n  - name: app\n    servers: [{name: s0, address: %s}]\n%s" %
+                (pki.site_ecdsa, pki.site_ecdsa_key, pki.expiring, pki.expiring_key, b.address,
+                 admin_conf(admin, None)))
+        f = self.fulcrum(text)
+        wait_for(lambda: port_open(admin) or not f.alive(), what="the admin listener")
+        rows = "[...document.querySelectorAll('#certificates li')].map(li => " \
+               "[li.dataset.certificate, li.dataset.soon, li.textContent])"
+        result = self.driver("http://127.0.0.1:%d/" % admin, {
+            "expect": {"app": {"s0": "up"}}, "evaluate": [rows], "timeout_ms": 30000})
+        shown = result["evaluated"][0]
+        self.assertEqual([(r[0], r[1]) for r in shown],
+                         [(pki.site_ecdsa, "false"), (pki.expiring, "true")])
+        self.assertIn("expires in 4 days", shown[1][2])
+        self.assertIn("site.test, www.site.test", shown[0][2])
+        self.assertIn("ECDSA", shown[0][2])

@@ -590,7 +590,7 @@ static void test_unknown_keys(void **state)
     assert_only_error("listeners:\n  - name: web\n    bnd: 127.0.0.1:8080\n    pool: app\n" POOLS,
                       "t.yaml:2:5: listeners[0].bind: required key is missing\n"
                       "t.yaml:3:5: listeners[0].bnd: unknown key (expected one of: name, bind, "
-                      "pool)");
+                      "pool, tls)");
 }
 
 static void test_unknown_keys_every_level(void **state)
@@ -609,12 +609,12 @@ static void test_unknown_keys_every_level(void **state)
                             "access_log, error_log)"));
     assert_true(has_line(e, "t.yaml:2:12: timeouts.conect: unknown key (expected one of: "
                             "client_header, client_idle, client, connect, server, server_idle, "
-                            "server_body_idle)"));
+                            "server_body_idle, tls_handshake)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
     assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
                             "balance, servers, retries, slow_start, when_all_down, "
-                            "ignore_client_abort, health_check, passive)"));
+                            "ignore_client_abort, health_check, passive, tls)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -1565,6 +1565,167 @@ static void test_ops_errors(void **state)
 }
 
 /* The admin listener cannot take a traffic listener's address. */
+/* ---- listener TLS ---- */
+
+#define TLS_LISTENER(body)                                                                         \
+    "listeners:\n  - bind: 127.0.0.1:8443\n    pool: app\n    tls:\n" body POOLS
+
+static void test_listener_tls(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    assert_false(c->listeners[0].tls.enabled);
+    assert_int_equal(c->timeouts.tls_handshake_ms, 10000);
+    conf_free(c);
+
+    /* The example in the issue and docs/tls.md, every key. */
+    c = load_ok(
+        TLS_LISTENER("      certificates:\n"
+                     "        - { cert: certs/site.pem, key: certs/site.key }\n"
+                     "        - { cert: certs/site-rsa.pem, key: certs/site-rsa.key }\n"
+                     "      default_certificate: certs/site-rsa.pem\n"
+                     "      sni_strict: true\n"
+                     "      min_version: tls1.3\n"
+                     "      ciphers: ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256\n"
+                     "      alpn: [http/1.1]\n"
+                     "      client_ca: certs/clients-ca.pem\n"
+                     "      client_subject_header: X-Client-Subject\n"
+                     "      session_tickets: false\n") "timeouts: {tls_handshake: 3s}\n");
+    const struct conf_listener_tls *t = &c->listeners[0].tls;
+    assert_true(t->enabled);
+    assert_int_equal(t->ncertificates, 2);
+    assert_string_equal(t->certificates[1].cert, "certs/site-rsa.pem");
+    assert_string_equal(t->certificates[1].key, "certs/site-rsa.key");
+    assert_int_equal(t->certificates[1].line, 7);
+    assert_string_equal(t->default_certificate, "certs/site-rsa.pem");
+    assert_true(t->sni_strict);
+    assert_int_equal(t->min_version, CONF_TLS_1_3);
+    assert_string_equal(t->ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+    assert_int_equal(t->nalpn, 1);
+    assert_string_equal(t->alpn[0], "http/1.1");
+    assert_string_equal(t->client_ca, "certs/clients-ca.pem");
+    assert_string_equal(t->client_subject_header, "X-Client-Subject");
+    assert_false(t->session_tickets);
+    assert_int_equal(c->timeouts.tls_handshake_ms, 3000);
+    conf_free(c);
+
+    /* Defaults. */
+    c = load_ok(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"));
+    t = &c->listeners[0].tls;
+    assert_true(t->enabled);
+    assert_null(t->default_certificate);
+    assert_false(t->sni_strict);
+    assert_int_equal(t->min_version, CONF_TLS_1_2);
+    assert_null(t->ciphers);
+    assert_int_equal(t->nalpn, 0);
+    assert_null(t->client_ca);
+    assert_true(t->session_tickets);
+    conf_free(c);
+}
+
+static void test_listener_tls_errors(void **state)
+{
+    (void)state;
+    assert_only_error(TLS_LISTENER("      sni_strict: true\n"),
+                      "t.yaml:5:7: listeners[0].tls.certificates: required key is missing");
+    assert_only_error(TLS_LISTENER("      certificates: []\n"),
+                      "t.yaml:5:21: listeners[0].tls.certificates: must not be empty");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem}]\n"),
+                      "t.yaml:5:22: listeners[0].tls.certificates[0].key: required key is missing");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      min_version: tls1.1\n"),
+                      "t.yaml:6:20: listeners[0].tls.min_version: expected one of: tls1.2, "
+                      "tls1.3, found \"tls1.1\"");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      default_certificate: b.pem\n"),
+                      "t.yaml:6:28: listeners[0].tls.default_certificate: \"b.pem\" is not the "
+                      "cert of one of the certificates");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      alpn: [h2, 'http 1.1']\n"),
+                      "t.yaml:6:18: listeners[0].tls.alpn[1]: must contain only visible ASCII "
+                      "characters, such as http/1.1, found \"http 1.1\"");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      ciphers: \"AES;rm -rf\"\n"),
+                      "t.yaml:6:16: listeners[0].tls.ciphers: must be an OpenSSL cipher list such "
+                      "as ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256, found "
+                      "\"AES;rm -rf\"");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      client_subject_header: 'X Subject'\n"),
+                      "t.yaml:6:30: listeners[0].tls.client_subject_header: must be a token "
+                      "(letters, digits and !#$%&'*+-.^_`|~), found \"X Subject\"");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      session_tickets: maybe\n"),
+                      "t.yaml:6:24: listeners[0].tls.session_tickets: expected true or false, "
+                      "found \"maybe\"");
+}
+
+static void test_pool_tls(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    assert_false(c->pools[0].tls.enabled);
+    conf_free(c);
+    c = load_ok(LISTENERS "pools:\n  - name: app\n    servers: [{address: 127.0.0.1:9001}]\n"
+                          "    tls:\n      verify: false\n      ca: certs/internal-ca.pem\n"
+                          "      sni: app.internal\n      cert: certs/lb-client.pem\n"
+                          "      key: certs/lb-client.key\n");
+    const struct conf_pool_tls *t = &c->pools[0].tls;
+    assert_true(t->enabled);
+    assert_false(t->verify);
+    assert_string_equal(t->ca, "certs/internal-ca.pem");
+    assert_string_equal(t->sni, "app.internal");
+    assert_string_equal(t->cert, "certs/lb-client.pem");
+    assert_string_equal(t->key, "certs/lb-client.key");
+    conf_free(c);
+    c = load_ok(LISTENERS "pools:\n  - name: app\n    servers: [{address: 127.0.0.1:9001}]\n"
+                          "    tls: {}\n");
+    t = &c->pools[0].tls;
+    assert_true(t->enabled);
+    assert_true(t->verify); /* the default */
+    assert_null(t->ca);
+    assert_null(t->sni);
+    conf_free(c);
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers: [{address: 127.0.0.1:9001}]\n"
+                                "    tls: {cert: a.pem}\n",
+                      "t.yaml:7:10: pools[0].tls.key: key is needed with cert");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    servers: [{address: 127.0.0.1:9001}]\n"
+                                "    tls: {verify: sometimes}\n",
+                      "t.yaml:7:19: pools[0].tls.verify: expected true or false, found "
+                      "\"sometimes\"");
+}
+
+static void test_tls_flags(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    struct conf *c = conf_new();
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8443", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_tls_flag(c, false, "site.pem", &err), 0);
+    assert_int_equal(conf_set_tls_flag(c, true, "site.key", &err), 0);
+    assert_int_equal(conf_finish(c, &err), 0);
+    assert_true(c->listeners[0].tls.enabled);
+    assert_string_equal(c->listeners[0].tls.certificates[0].cert, "site.pem");
+    assert_string_equal(c->listeners[0].tls.certificates[0].key, "site.key");
+    assert_true(c->listeners[0].tls.session_tickets);
+    conf_free(c);
+
+    c = conf_new();
+    assert_int_equal(conf_add_listen_flag(c, "127.0.0.1:8443", &err), 0);
+    assert_int_equal(conf_add_server_flag(c, "127.0.0.1:9001", &err), 0);
+    assert_int_equal(conf_set_tls_flag(c, true, "site.key", &err), 0);
+    assert_int_equal(conf_finish(c, &err), -1);
+    assert_string_equal(err, "--tls-key needs --tls-cert FILE as well");
+    free(err);
+    conf_free(c);
+
+    c = conf_new();
+    assert_int_equal(conf_set_tls_flag(c, false, "", &err), -1);
+    assert_string_equal(err, "--tls-cert: expected a file name");
+    free(err);
+    conf_free(c);
+}
+
 static void test_ops_admin_address_clash(void **state)
 {
     (void)state;
@@ -2323,6 +2484,10 @@ int main(void)
         cmocka_unit_test(test_ops_full),
         cmocka_unit_test(test_ops_defaults),
         cmocka_unit_test(test_ops_errors),
+        cmocka_unit_test(test_listener_tls),
+        cmocka_unit_test(test_listener_tls_errors),
+        cmocka_unit_test(test_tls_flags),
+        cmocka_unit_test(test_pool_tls),
         cmocka_unit_test(test_ops_admin_address_clash),
         cmocka_unit_test(test_http_underscores),
         cmocka_unit_test(test_syntax_error),

@@ -475,7 +475,7 @@ static const struct fake_shared *shared_of(const struct snapshot *snap, const ch
 static void test_hooks_through_snapshots(void **state)
 {
     snapshot_set_workers(3);
-    struct snapshot *s1 = snapshot_new(load_conf(TWO_POOLS), NULL, NULL);
+    struct snapshot *s1 = snapshot_new(load_conf(TWO_POOLS), NULL, NULL, NULL);
     assert_non_null(s1);
     assert_int_equal(calls.rebuild, 2);
     assert_int_equal(calls.state_new, 2 * 3);
@@ -557,7 +557,7 @@ static void test_hooks_through_snapshots(void **state)
 static void test_taken_released(void **state)
 {
     snapshot_set_workers(2);
-    struct snapshot *snap = snapshot_new(load_conf(TWO_POOLS), NULL, NULL);
+    struct snapshot *snap = snapshot_new(load_conf(TWO_POOLS), NULL, NULL, NULL);
     assert_non_null(snap);
     const struct pool *p = snapshot_find_pool(snap, "app");
     assert_true(lb_follows_requests(p));

@@ -33,7 +33,8 @@ static void expect_request(const char *raw, const char *expected)
 {
     struct http1_msg msg = parse(raw, true);
     char out[4096];
-    size_t n = rewrite_request(raw, &msg, "192.0.2.7", 9, out, sizeof(out));
+    size_t n = rewrite_request(raw, &msg, &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9},
+                               out, sizeof(out));
     assert_int_equal(n, strlen(expected));
     assert_memory_equal(out, expected, n);
 }
@@ -53,6 +54,36 @@ static void test_request_basic(void **state)
                    "GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n"
                    "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
                    "X-Forwarded-Host: example.com\r\n\r\n");
+}
+
+/* Over TLS: https, and the client certificate's subject in the configured field; a client's own
+ * copies of that field, in any case, never reach the backend. */
+static void test_request_tls_client(void **state)
+{
+    const char *raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subject: CN=admin\r\n"
+                      "x-client-SUBJECT: CN=root\r\nX-Client-Subjects: kept\r\n\r\n";
+    struct http1_msg msg = parse(raw, true);
+    char out[4096];
+    struct rewrite_client client = {.ip = "192.0.2.7",
+                                    .ip_len = 9,
+                                    .tls = true,
+                                    .subject_header = "X-Client-Subject",
+                                    .subject = "CN=client-1,O=Example"};
+    static const char with_subject[] =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subjects: kept\r\n"
+        "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n"
+        "X-Client-Subject: CN=client-1,O=Example\r\nX-Forwarded-Host: a\r\n\r\n";
+    size_t n = rewrite_request(raw, &msg, &client, out, sizeof(out));
+    assert_int_equal(n, strlen(with_subject));
+    assert_memory_equal(out, with_subject, n);
+
+    client.subject = NULL; /* no verified certificate: the spoofs still go */
+    static const char without[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subjects: kept\r\n"
+                                  "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n"
+                                  "X-Forwarded-Host: a\r\n\r\n";
+    n = rewrite_request(raw, &msg, &client, out, sizeof(out));
+    assert_int_equal(n, strlen(without));
+    assert_memory_equal(out, without, n);
 }
 
 static void test_request_hop_by_hop_removed(void **state)
@@ -121,7 +152,10 @@ static void test_request_does_not_fit(void **state)
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     struct http1_msg msg = parse(raw, true);
     char out[64];
-    assert_int_equal(rewrite_request(raw, &msg, "192.0.2.7", 9, out, sizeof(out)), 0);
+    assert_int_equal(rewrite_request(raw, &msg,
+                                     &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9}, out,
+                                     sizeof(out)),
+                     0);
 }
 
 static void test_response(void **state)
@@ -146,6 +180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_basic),
+        cmocka_unit_test(test_request_tls_client),
         cmocka_unit_test(test_request_hop_by_hop_removed),
         cmocka_unit_test(test_request_forwarded_headers),
         cmocka_unit_test(test_request_version_and_forms),
