@@ -54,6 +54,7 @@ struct conn {
     struct loop_io io; /* first: fd, readiness and handler, as the loop sees them */
     const struct conn_ops *ops;
     struct ssl_st *ssl; /* the TLS transport's session; NULL for plain TCP */
+    bool drained;       /* TLS: the last socket read took fewer bytes than asked (tls_conn.c) */
 };
 
 extern const struct conn_ops conn_tcp_ops;

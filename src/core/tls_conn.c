@@ -2,6 +2,11 @@
  * tls_conn.c - the TLS transport (tls_conn.h): OpenSSL calls mapped onto the conn_ops contract,
  * one attempt per call answered like the system call it stands for.
  *
+ * The socket. OpenSSL reads and writes it through a BIO of ours (socket_bio), which is a plain
+ * recv()/send() that also notes whether the last read drained the socket (fewer bytes than
+ * asked). With that, a read that has what it needs stops without one more recv() that could
+ * only answer EAGAIN: as for TCP, the short count tells the caller the socket is empty.
+ *
  * Errors. OpenSSL keeps a per-thread error queue that must be empty before each call for
  * SSL_get_error() to be right, so every path that leaves something there clears it. A peer that
  * closes without close_notify reads as end of stream (SSL_OP_IGNORE_UNEXPECTED_EOF is set on
@@ -10,7 +15,9 @@
 #include "core/tls_conn.h"
 
 #include <errno.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
+#include <pthread.h>
 #include <openssl/ssl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -53,6 +60,10 @@ static ssize_t tls_recv(struct conn *c, void *buf, size_t len)
         int ret = SSL_read_ex(c->ssl, (char *)buf + total, len - total, &n);
         if (ret > 0) {
             total += n;
+            /* Nothing decrypted or buffered is left, and the socket gave less than asked: it
+             * is empty, and the caller can tell from the short count. */
+            if (c->drained && !SSL_has_pending(c->ssl))
+                break;
             continue;
         }
         if (total) {
@@ -146,6 +157,57 @@ const struct conn_ops conn_tls_ops = {
     .close = tls_close,
 };
 
+/* ---- the socket under OpenSSL ---- */
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = recv(c->io.fd, buf, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        c->drained = true;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            BIO_set_retry_read(b);
+        return -1;
+    }
+    c->drained = n < len;
+    return (int)n;
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do
+        n = send(c->io.fd, buf, (size_t)len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    return cmd == BIO_CTRL_FLUSH; /* writes go straight to the socket: nothing to flush */
+}
+
+static BIO_METHOD *socket_bio;
+static pthread_once_t socket_bio_once = PTHREAD_ONCE_INIT;
+
+static void make_socket_bio(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "fulcrum socket");
+    if (m && BIO_meth_set_read(m, bio_read) == 1 && BIO_meth_set_write(m, bio_write) == 1 &&
+        BIO_meth_set_ctrl(m, bio_ctrl) == 1)
+        socket_bio = m; /* kept for the life of the process */
+    else
+        BIO_meth_free(m);
+}
+
 int conn_init_tls(struct conn *c, int fd, loop_io_fn handler, struct ssl_st *ssl)
 {
     c->io.fd = fd;
@@ -153,10 +215,16 @@ int conn_init_tls(struct conn *c, int fd, loop_io_fn handler, struct ssl_st *ssl
     c->io.handler = handler;
     c->ops = &conn_tls_ops;
     c->ssl = ssl;
-    if (SSL_set_fd(ssl, fd) != 1) {
+    c->drained = false;
+    pthread_once(&socket_bio_once, make_socket_bio);
+    BIO *bio = socket_bio ? BIO_new(socket_bio) : NULL;
+    if (!bio) {
         ERR_clear_error();
         return -1;
     }
+    BIO_set_data(bio, c);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl, bio, bio); /* ssl owns it from here */
     return 0;
 }
 
