@@ -131,6 +131,14 @@ soak: all
 test-faults-long: all
 	FULCRUM_FAULTS_LONG=1 FULCRUM_BUILD=$(BUILD) python3 tests/e2e/run.py test_faults.
 
+# The full testssl.sh audit of a fulcrum TLS listener (every default check, all of --vulnerable's
+# included; a few minutes), failing on any MEDIUM, HIGH or CRITICAL finding (scripts/tls-audit;
+# TLS_AUDIT_ARGS=--strict also fails on the waived ones). make test runs a quicker subset
+# (tests/e2e/test_tls_audit.py).
+.PHONY: tls-audit
+tls-audit: deps all
+	FULCRUM_BUILD=$(BUILD) scripts/tls-audit $(TLS_AUDIT_ARGS)
+
 fmt:
 	clang-format -i src/*.c src/*/*.c src/*/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
 

@@ -530,3 +530,36 @@ class ReloadUnderLoadTest(TlsCase):
         self.assertEqual(counts["errors"], [])
         self.assertGreater(counts["ok"], 100)
         self.assertEqual(metric(self.metrics(), 'fulcrum_tls_handshake_failures_total{reason="other"}'), 0)
+
+
+class ReloadUnderWrkTest(TlsCase):
+    def test_reloads_under_wrk_https_load(self):
+        """wrk over HTTPS (keep-alive and a new connection per request) while the certificates are
+        reloaded ten times: every request answered 200, no socket error."""
+        p = self.pki
+        self.start(self.certs_yaml((p.site_ecdsa, p.site_ecdsa_key)), threads=2)
+        runs = []
+        for extra in ([], ["-H", "Connection: close"]):
+            proc = subprocess.Popen(
+                ["wrk", "-t1", "-c8", "-d6s"] + extra + ["https://127.0.0.1:%d/" % self.f.port],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            runs.append(proc)
+        try:
+            for i in range(10):
+                seen = self.f.log().count("configuration reloaded")
+                self.f.signal(signal.SIGHUP)
+                wait_for(lambda: self.f.log().count("configuration reloaded") > seen,
+                         what="reload %d" % i)
+        finally:
+            outputs = [r.communicate(timeout=30)[0].decode() for r in runs]
+        for out in outputs:
+            self.assertRegex(out, r"\d+ requests in", out)
+            self.assertNotIn("Socket errors", out)
+            self.assertNotIn("Non-2xx", out)
+        self.assertEqual(self.f.log().count("configuration reloaded"), 10)
+        text = self.metrics()
+        failed = sum(metric(text, 'fulcrum_tls_handshake_failures_total{reason="%s"}' % r)
+                     for r in ("http_request", "protocol_version", "no_shared_cipher",
+                               "unknown_name", "bad_certificate", "no_certificate",
+                               "bad_message", "timeout", "other"))
+        self.assertEqual(failed, 0)
