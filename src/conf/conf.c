@@ -584,14 +584,20 @@ static const char *method_problem(const char *s)
     return NULL;
 }
 
+/* Only visible ASCII: no spaces, control characters or bytes above 0x7e. */
+static bool all_visible(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
 static const char *path_problem(const char *s)
 {
     if (*s != '/')
         return "must start with '/'";
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
-            return "must contain only visible ASCII characters (no spaces)";
-    return NULL;
+    return all_visible(s) ? NULL : "must contain only visible ASCII characters (no spaces)";
 }
 
 static const char *host_problem(const char *s)
@@ -622,10 +628,7 @@ static const char *alpn_problem(const char *s)
 {
     if (strlen(s) > 255)
         return "must be at most 255 characters";
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
-            return "must contain only visible ASCII characters, such as http/1.1";
-    return NULL;
+    return all_visible(s) ? NULL : "must contain only visible ASCII characters, such as http/1.1";
 }
 
 /* An OpenSSL cipher list; OpenSSL itself judges the names when the listener is set up. */
@@ -641,11 +644,9 @@ static const char *cipher_list_problem(const char *s)
 /* The admin token is compared with what a client sends in the Authorization field. */
 static const char *token_problem(const char *s)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
-            return "must contain only visible ASCII characters, no spaces or control characters "
-                   "(it is sent in an HTTP header)";
-    return NULL;
+    return all_visible(s) ? NULL
+                          : "must contain only visible ASCII characters, no spaces or control "
+                            "characters (it is sent in an HTTP header)";
 }
 
 /* A file path, or "stderr"; "stdout" is where the access log goes, never the error log. */

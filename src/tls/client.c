@@ -13,7 +13,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,19 +23,8 @@ struct tls_client {
 };
 
 /* One error line at the pool's tls mapping (or one of its keys). */
-__attribute__((format(printf, 5, 6))) static void pool_error(struct tls_report *r,
-                                                             const struct conf_pool *p, unsigned pi,
-                                                             const char *key, const char *fmt, ...)
-{
-    char msg[768], path[96], what[96];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(path, sizeof(path), "pools[%u].tls%s%s", pi, *key ? "." : "", key);
-    snprintf(what, sizeof(what), "pool %s", p->name);
-    tls_report(r, path, what, p->line, p->column, "%s", msg);
-}
+#define pool_error(r, p, pi, key, ...)                                                             \
+    tls_report_entry(r, "pools", pi, "pool", (p)->name, key, (p)->line, (p)->column, __VA_ARGS__)
 
 struct tls_client *tls_client_new(const struct conf *conf, unsigned pi, struct tls_report *r)
 {

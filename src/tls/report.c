@@ -31,6 +31,19 @@ void tls_report(struct tls_report *r, const char *key, const char *what, int lin
     r->len += (size_t)snprintf(text + r->len, add + 1, "%s%s\n", where, msg);
 }
 
+void tls_report_entry(struct tls_report *r, const char *section, unsigned index, const char *noun,
+                      const char *name, const char *key, int line, int column, const char *fmt, ...)
+{
+    char msg[768], path[96], what[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(path, sizeof(path), "%s[%u].tls%s%s", section, index, *key ? "." : "", key);
+    snprintf(what, sizeof(what), "%s %s", noun, name);
+    tls_report(r, path, what, line, column, "%s", msg);
+}
+
 const char *tls_report_ssl_reason(char *buf, size_t size)
 {
     unsigned long e = ERR_peek_last_error();

@@ -23,6 +23,12 @@ __attribute__((format(printf, 6, 7))) void tls_report(struct tls_report *r, cons
                                                       const char *what, int line, int column,
                                                       const char *fmt, ...);
 
+/* The same about the tls mapping of an entry of a list: at "SECTION[INDEX].tls.KEY" (KEY ""
+ * for the mapping itself) in the file, or "NOUN NAME" ("listener web") for flags. */
+__attribute__((format(printf, 9, 10))) void
+tls_report_entry(struct tls_report *r, const char *section, unsigned index, const char *noun,
+                 const char *name, const char *key, int line, int column, const char *fmt, ...);
+
 /* OpenSSL's last error as text (its reason), the error queue emptied. */
 const char *tls_report_ssl_reason(char *buf, size_t size);
 

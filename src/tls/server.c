@@ -17,7 +17,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,21 +55,12 @@ struct tls_server {
     size_t alpn_len;
 };
 
-/* One error line about listener l (number li), at key of its tls mapping; line 0: at the
+/* One error line about listener l (number li) at key of its tls mapping; line 0: at the
  * listener's own position. */
-__attribute__((format(printf, 7, 8))) static void
-report_error(struct tls_report *r, const struct conf_listener *l, unsigned li, const char *key,
-             int line, int column, const char *fmt, ...)
-{
-    char msg[768], path[96], what[96];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(path, sizeof(path), "listeners[%u].tls%s%s", li, *key ? "." : "", key);
-    snprintf(what, sizeof(what), "listener %s", l->name);
-    tls_report(r, path, what, line ? line : l->line, line ? column : l->column, "%s", msg);
-}
+#define report_error(r, l, li, key, at_line, at_column, ...)                                       \
+    tls_report_entry(r, "listeners", li, "listener", (l)->name, key,                               \
+                     (at_line) ? (at_line) : (l)->line, (at_line) ? (at_column) : (l)->column,     \
+                     __VA_ARGS__)
 
 /* ---- handshake callbacks ---- */
 

@@ -110,6 +110,14 @@ class TlsCase(FulcrumTestCase):
             wait_for(lambda: port_open(self.aport), what="admin listener")
         return self.f
 
+    def reload_times(self, n):
+        """n reloads (SIGHUP), each waited for in the log before the next."""
+        for i in range(n):
+            seen = self.f.log().count("configuration reloaded")
+            self.f.signal(signal.SIGHUP)
+            wait_for(lambda: self.f.log().count("configuration reloaded") > seen,
+                     what="reload %d" % i)
+
     def metrics(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.aport, timeout=5)
         conn.request("GET", "/metrics")
@@ -518,11 +526,7 @@ class ReloadUnderLoadTest(TlsCase):
         for t in threads:
             t.start()
         try:
-            for i in range(10):
-                seen = self.f.log().count("configuration reloaded")
-                self.f.signal(signal.SIGHUP)
-                wait_for(lambda: self.f.log().count("configuration reloaded") > seen,
-                         what="reload %d" % i)
+            self.reload_times(10)
         finally:
             stop.set()
             for t in threads:
@@ -545,11 +549,7 @@ class ReloadUnderWrkTest(TlsCase):
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             runs.append(proc)
         try:
-            for i in range(10):
-                seen = self.f.log().count("configuration reloaded")
-                self.f.signal(signal.SIGHUP)
-                wait_for(lambda: self.f.log().count("configuration reloaded") > seen,
-                         what="reload %d" % i)
+            self.reload_times(10)
         finally:
             outputs = [r.communicate(timeout=30)[0].decode() for r in runs]
         for out in outputs:
