@@ -2,6 +2,9 @@
  * tls_conn.c - the TLS transport (tls_conn.h): OpenSSL calls mapped onto the conn_ops contract,
  * one attempt per call answered like the system call it stands for.
  *
+ * Readiness. Whenever OpenSSL holds bytes it took from the socket but nobody read yet, the
+ * connection is marked readable: the socket has no more to say about them, so no event would.
+ *
  * The socket. OpenSSL reads and writes it through a BIO of ours (socket_bio), which is a plain
  * recv()/send() that also notes whether the last read drained the socket (fewer bytes than
  * asked). With that, a read that has what it needs stops without one more recv() that could
@@ -82,6 +85,9 @@ static ssize_t tls_peek(struct conn *c, void *buf, size_t len)
 {
     size_t n;
     int ret = SSL_peek_ex(c->ssl, buf, len, &n);
+    /* Peeking may move bytes from the socket into OpenSSL's buffer: a read must still come. */
+    if (SSL_has_pending(c->ssl))
+        c->io.ready |= LOOP_READABLE;
     return ret > 0 ? (ssize_t)n : failed(c, ret);
 }
 
@@ -270,8 +276,14 @@ enum conn_status conn_handshake(struct conn *c, const char **why)
         return CONN_BLOCKED;
     ERR_clear_error();
     int ret = SSL_do_handshake(c->ssl);
-    if (ret == 1)
+    if (ret == 1) {
+        /* What the peer sent right behind its last handshake message (a request, often) may
+         * be in OpenSSL's buffer already, taken from the socket by a call that no readiness
+         * event asked for; no event will come for it either. */
+        if (SSL_has_pending(c->ssl))
+            c->io.ready |= LOOP_READABLE;
         return CONN_DONE;
+    }
     int err = SSL_get_error(c->ssl, ret);
     if (err == SSL_ERROR_WANT_READ) {
         c->io.ready &= ~LOOP_READABLE;
