@@ -88,7 +88,9 @@ static int set_mac(EVP_MAC_CTX *hctx, const struct ticket_keys *k)
 /*
  * OpenSSL's ticket key callback. Encrypting (enc = 1): name the current key, a fresh IV.
  * Decrypting: 1 for a ticket of the current period, 2 (accept, then issue a new ticket) for the
- * previous one, 0 (unknown: full handshake) for anything else; -1 on an internal failure.
+ * previous one, 0 (unknown: full handshake) for anything else; -1 on an internal failure. Over
+ * TLS 1.3 always 2: clients use a ticket once (RFC 8446 appendix C.4) and keep only the session
+ * of the connection they just made, which can be resumed again only if it got a ticket of its own.
  */
 static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
@@ -114,7 +116,7 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
             ERR_clear_error();
             return -1;
         }
-        return age == 0 ? 1 : 2;
+        return age == 0 && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
     return 0;
 }

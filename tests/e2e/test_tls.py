@@ -302,6 +302,32 @@ class ResumptionTest(TlsCase):
         self.assertEqual(metric(text, 'fulcrum_tls_handshakes_total{kind="resumed"}'), 12)
         self.assertEqual(metric(text, 'fulcrum_tls_handshakes_total{kind="full"}'), 3)
 
+    def test_a_chain_of_resumptions(self):
+        """Each connection resumes with the session of the one just before, as wrk and browsers
+        do. Over TLS 1.3 that works only if every resumed handshake issues a new ticket: a
+        client keeps the session of its last connection, resumable only with a ticket of its own
+        (openssl s_client writes -sess_out only then)."""
+        p = self.pki
+        self.start(self.certs_yaml((p.site_ecdsa, p.site_ecdsa_key)))
+        for flag in ("-tls1_3", "-tls1_2"):
+            previous, seen = None, []
+            for i in range(5):
+                current = os.path.join(self.dir, "session-%s-%d.pem" % (flag, i))
+                argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.f.port,
+                        "-servername", "site.test", flag, "-ign_eof", "-sess_out", current]
+                if previous:
+                    argv += ["-sess_in", previous]
+                out = subprocess.run(argv, input=b"GET / HTTP/1.1\r\nHost: t\r\n"
+                                     b"Connection: close\r\n\r\n", capture_output=True,
+                                     timeout=20).stdout.decode()
+                seen.append("Reused" if "\nReused, " in out else "New")
+                if os.path.exists(current):
+                    previous = current
+                elif flag == "-tls1_3":
+                    previous = None  # no new ticket: the client has nothing to resume with
+                # TLS 1.2 clients may use a ticket again: s_client keeps the file it has
+            self.assertEqual(seen, ["New"] + ["Reused"] * 4, flag)
+
     def test_session_cache_without_tickets(self):
         p = self.pki
         self.start(self.certs_yaml((p.site_ecdsa, p.site_ecdsa_key)) +
