@@ -933,6 +933,49 @@ static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
     }
 }
 
+/* A sequence of address ranges (core/net.h struct net_cidr): the array at offset, the count at
+ * offset2, stored before the entries are parsed so conf_free() releases a partial one. */
+static void parse_cidrs(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
+{
+    if (node->type != YAML_SEQUENCE_NODE) {
+        node_error(ctx, node, "expected a sequence of addresses or ranges, found %s",
+                   node_kind(node));
+        return;
+    }
+    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n > MAX_ITEMS - ctx->items) {
+        if (!ctx->too_many)
+            node_error(ctx, node, "too many entries (at most %u in all)", MAX_ITEMS);
+        ctx->too_many = true;
+        return;
+    }
+    if (n == 0)
+        return;
+    ctx->items += n;
+    struct net_cidr *array = calloc(n, sizeof(*array));
+    if (!array) {
+        ctx->oom = true;
+        return;
+    }
+    unsigned count = (unsigned)n;
+    store(obj, f->offset, &array, sizeof(array));
+    store(obj, f->offset2, &count, sizeof(count));
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
+        size_t mark = path_push(ctx, "[%zu]", i);
+        const char *s = child ? scalar_value(ctx, child,
+                                             "an address or a range such as "
+                                             "10.0.0.0/8")
+                              : NULL;
+        const char *why;
+        char shown[ESC_SIZE];
+        if (s && net_parse_cidr(s, &array[i], &why) < 0)
+            node_error(ctx, child, "%s, found \"%s\"", why,
+                       escape(shown, sizeof(shown), s, strlen(s)));
+        path_pop(ctx, mark);
+    }
+}
+
 /*
  * A sequence of mappings: allocates f->sub->size bytes per entry into the pointer at offset and
  * the count at offset2. Both are stored before the entries are parsed, so conf_free() releases
@@ -1216,6 +1259,31 @@ static const struct field listener_tls_fields[] = {
 static const struct schema listener_tls_schema =
     SCHEMA(listener_tls_fields, .finish = listener_tls_finish);
 
+/* Accepting the header needs a list of who may send it, and the list needs accepting. */
+static void proxy_accept_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_proxy_accept *p = obj;
+    const char *key = p->accept ? "trusted" : "accept";
+    if (p->accept == (p->ntrusted > 0))
+        return;
+    size_t mark = path_push_key(ctx, key, strlen(key));
+    if (p->accept)
+        node_error(ctx, node,
+                   "required with accept: true: the header is believed only from "
+                   "these addresses");
+    else
+        node_error(ctx, node, "must be true for trusted to mean anything");
+    path_pop(ctx, mark);
+}
+
+static const struct field proxy_accept_fields[] = {
+    FIELD("accept", parse_bool, struct conf_proxy_accept, accept),
+    FIELD("trusted", parse_cidrs, struct conf_proxy_accept, trusted,
+          .offset2 = offsetof(struct conf_proxy_accept, ntrusted)),
+};
+static const struct schema proxy_accept_schema =
+    SCHEMA(proxy_accept_fields, .finish = proxy_accept_finish);
+
 static void listener_init(void *obj)
 {
     ((struct conf_listener *)obj)->tls.session_tickets = true;
@@ -1228,6 +1296,8 @@ static const struct field listener_fields[] = {
     FIELD("pool", parse_string, struct conf_listener, pool_name, .required = true),
     FIELD("tls", parse_switch, struct conf_listener, tls,
           .offset2 = offsetof(struct conf_listener, tls.enabled), .sub = &listener_tls_schema),
+    FIELD("proxy_protocol", parse_submapping, struct conf_listener, proxy_protocol,
+          .sub = &proxy_accept_schema),
 };
 static const struct schema listener_schema = SCHEMA(
     listener_fields, ENTRY(struct conf_listener), .init = listener_init, .finish = listener_finish);
@@ -2032,6 +2102,7 @@ void conf_free(struct conf *conf)
         free(l->tls.alpn);
         free(l->tls.client_ca);
         free(l->tls.client_subject_header);
+        free(l->proxy_protocol.trusted);
     }
     free(conf->tls_flags.cert);
     free(conf->tls_flags.key);

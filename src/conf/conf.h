@@ -142,6 +142,14 @@ struct conf_listener_tls {
     bool session_tickets;        /* default true */
 };
 
+/* The PROXY protocol on a listener (its proxy_protocol mapping): a header that a trusted load
+ * balancer in front sends before each connection's bytes, naming the real client. */
+struct conf_proxy_accept {
+    bool accept;              /* read the header (default false) */
+    struct net_cidr *trusted; /* only connections from these ranges may send it */
+    unsigned ntrusted;
+};
+
 struct conf_listener {
     char *name;
     char *bind; /* as written */
@@ -149,6 +157,7 @@ struct conf_listener {
     char *pool_name;
     unsigned pool; /* index into conf->pools, resolved by validation */
     struct conf_listener_tls tls;
+    struct conf_proxy_accept proxy_protocol;
     int line, column;
 };
 

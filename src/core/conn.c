@@ -122,6 +122,29 @@ enum conn_status conn_writev_ready(struct conn *c, const struct iovec *iov, int 
     }
 }
 
+enum conn_status conn_peek(struct conn *c, char *buf, size_t room, size_t *got)
+{
+    *got = 0;
+    if (!(c->io.ready & LOOP_READABLE))
+        return CONN_BLOCKED;
+    for (;;) {
+        ssize_t n = c->ops->peek(c, buf, room);
+        if (n > 0) {
+            *got = (size_t)n;
+            return CONN_DONE;
+        }
+        if (n == 0)
+            return CONN_EOF;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->io.ready &= ~LOOP_READABLE;
+            return CONN_BLOCKED;
+        }
+        return CONN_ERROR;
+    }
+}
+
 bool conn_peer_gone(struct conn *c)
 {
     char byte;

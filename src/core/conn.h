@@ -106,6 +106,11 @@ static inline enum conn_status conn_writev(struct conn *c, const struct iovec *i
     return conn_writev_ready(c, iov, iovcnt, len, sent);
 }
 
+/* One look at the bytes waiting, without taking them: CONN_DONE with *got of them (all there
+ * are, up to room), CONN_BLOCKED if none (the readiness flag is cleared), CONN_EOF or
+ * CONN_ERROR. For reading a preamble (a PROXY protocol header) before deciding how much to take. */
+enum conn_status conn_peek(struct conn *c, char *buf, size_t room, size_t *got);
+
 /*
  * Has the peer gone, with nothing left unread? Meant for a peer that signalled end of stream
  * (LOOP_RDHUP) while we are not reading from it: true when a read would return end of stream at

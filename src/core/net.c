@@ -29,6 +29,80 @@ static int parse_port(const char *s, unsigned *port)
     return 0;
 }
 
+int net_parse_cidr(const char *text, struct net_cidr *out, const char **error)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(text, '/');
+    size_t n = slash ? (size_t)(slash - text) : strlen(text);
+    memset(out, 0, sizeof(*out));
+    if (n == 0 || n >= sizeof(host)) {
+        *error = "expected an address or a range such as 10.0.0.0/8";
+        return -1;
+    }
+    memcpy(host, text, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, out->addr) == 1) {
+        out->family = AF_INET;
+        out->bits = 32;
+    } else if (inet_pton(AF_INET6, host, out->addr) == 1) {
+        out->family = AF_INET6;
+        out->bits = 128;
+    } else {
+        *error = "expected an IPv4 or IPv6 address, or a range such as 10.0.0.0/8";
+        return -1;
+    }
+    if (slash) {
+        unsigned max = out->bits, bits = 0;
+        const char *p = slash + 1;
+        if (!*p || strlen(p) > 3)
+            goto bad_prefix;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9')
+                goto bad_prefix;
+            bits = bits * 10 + (unsigned)(*p - '0');
+        }
+        if (bits > max)
+            goto bad_prefix;
+        out->bits = bits;
+    }
+    for (unsigned b = out->bits; b < (out->family == AF_INET ? 32u : 128u); b++)
+        if (out->addr[b / 8] & (0x80u >> (b % 8))) {
+            *error = "the address has bits set past the prefix length (e.g. write 10.0.0.0/8)";
+            return -1;
+        }
+    return 0;
+bad_prefix:
+    *error = "invalid prefix length";
+    return -1;
+}
+
+bool net_cidr_match(const struct net_cidr *range, const struct sockaddr *sa)
+{
+    const unsigned char *a;
+    if (sa->sa_family == AF_INET) {
+        if (range->family != AF_INET)
+            return false;
+        a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (range->family == AF_INET && IN6_IS_ADDR_V4MAPPED(in6))
+            a = in6->s6_addr + 12;
+        else if (range->family == AF_INET6)
+            a = in6->s6_addr;
+        else
+            return false;
+    } else {
+        return false;
+    }
+    unsigned full = range->bits / 8, rest = range->bits % 8;
+    if (memcmp(a, range->addr, full) != 0)
+        return false;
+    if (!rest)
+        return true;
+    unsigned char mask = (unsigned char)(0xffu << (8 - rest));
+    return (a[full] & mask) == (range->addr[full] & mask);
+}
+
 int net_parse_addr(const char *text, struct net_addr *out, const char **error)
 {
     char host[256];

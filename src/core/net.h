@@ -21,6 +21,19 @@ struct net_addr {
 /* Longest text net_addr_format() writes, NUL included: "[v6 address]:65535". */
 #define NET_ADDR_TEXT 64
 
+/* An address range: "10.0.0.0/8", "2001:db8::/32", or one address ("127.0.0.1" is /32). */
+struct net_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned bits;
+};
+
+/* Parses a range; the address must have no bits set past the prefix. -1 with *error on failure. */
+int net_parse_cidr(const char *text, struct net_cidr *out, const char **error);
+
+/* Is sa's address in the range? An IPv4-mapped IPv6 address counts as its IPv4 address. */
+bool net_cidr_match(const struct net_cidr *range, const struct sockaddr *sa);
+
 /* Parses an address. On failure returns -1 and points *error at a static explanation. */
 int net_parse_addr(const char *text, struct net_addr *out, const char **error);
 

@@ -20,6 +20,8 @@
  * Phases of a session (s->phase), driven by one function, drive(), which is called on every
  * event of either socket and loops until nothing more can be done. A TLS listener's session
  * starts in HANDSHAKE, which ends in IDLE or, failed or late (timeouts.tls_handshake), closed.
+ * On a listener that accepts the PROXY protocol, PROXY comes first: the header is read (and
+ * names the client) before the handshake or the first request.
  *
  *   IDLE ----first byte----> HEAD ----head parsed----> EXCHANGE ----response sent----> IDLE
  *     |                        | bad head / timeout       |  (keep-alive; next pipelined
@@ -61,6 +63,7 @@
 #include "core/freelist.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/proxy_proto.h"
 #include "core/tls_conn.h"
 #include "http/rewrite.h"
 #include "lb/lb.h"
@@ -78,7 +81,7 @@
 #define MAX_SPARE_SESSIONS 1024
 #define MAX_SPARE_REQLOGS  1024
 
-enum phase { PH_HANDSHAKE, PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
+enum phase { PH_PROXY, PH_HANDSHAKE, PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
 enum resp_state { RS_WAIT, RS_BODY, RS_DONE };
 enum step { STEP_WAIT, STEP_PROGRESS, STEP_GONE };
 
@@ -159,6 +162,7 @@ struct reqlog {
 };
 
 static void drive(struct session *s);
+static void client_event(struct loop *loop, struct loop_io *io);
 
 static inline uint64_t now_ms(const struct session *s)
 {
@@ -180,6 +184,7 @@ static int8_t phase_client_state(uint8_t phase)
     switch (phase) {
     case PH_IDLE:
         return STATS_CLIENT_IDLE;
+    case PH_PROXY:
     case PH_HANDSHAKE:
     case PH_HEAD:
         return STATS_CLIENT_READING;
@@ -1191,6 +1196,73 @@ static void follow_reload(struct session *s)
     }
 }
 
+/* Turns a client connection that was plain so far (it carried a PROXY header) into TLS, keeping
+ * what the loop knows of its readiness. Returns -1 if memory ran out. */
+static int start_tls(struct session *s, const struct tls_server *tls)
+{
+    struct ssl_st *ssl = tls_server_accept(tls);
+    uint32_t ready = s->conn.io.ready;
+    if (!ssl)
+        return -1;
+    if (conn_init_tls(&s->conn, s->conn.io.fd, client_event, ssl) < 0) {
+        conn_close(&s->conn, false); /* frees ssl; the session is closed by the caller */
+        return -1;
+    }
+    s->conn.io.ready = ready;
+    return 0;
+}
+
+static bool trusted_peer(const struct conf_proxy_accept *pp, const struct sockaddr *sa)
+{
+    for (unsigned i = 0; i < pp->ntrusted; i++)
+        if (net_cidr_match(&pp->trusted[i], sa))
+            return true;
+    return false;
+}
+
+/* The PROXY protocol header of a trusted load balancer in front: looked at where it lies, taken
+ * once whole, and the client it names becomes this connection's client. */
+static int step_proxy_header(struct session *s)
+{
+    char header[PP_MAX];
+    size_t got;
+    enum conn_status r = conn_peek(&s->conn, header, sizeof(header), &got);
+    if (r == CONN_BLOCKED)
+        return STEP_WAIT;
+    if (r != CONN_DONE)
+        return close_session(s, false);
+    struct pp_result pp;
+    char from[NET_ADDR_TEXT];
+    switch (pp_parse(header, got, &pp)) {
+    case PP_AGAIN:
+        s->conn.io.ready &= ~LOOP_READABLE; /* all there is: the rest comes with a new event */
+        return STEP_WAIT;
+    case PP_ERROR:
+        net_addr_format(&s->peer.sa, from, sizeof(from));
+        log_warn("listener %s: PROXY protocol header from %s refused: %s",
+                 s->snap->listeners[s->listener].conf->name, from, pp.error);
+        return close_session(s, true);
+    default:
+        break;
+    }
+    if (conn_read(&s->conn, header, pp.header_len, &got) != CONN_DONE || got != pp.header_len)
+        return close_session(s, true);
+    if (!pp.local)
+        memcpy(&s->peer, &pp.src, pp.src_len < sizeof(s->peer) ? pp.src_len : sizeof(s->peer));
+    const struct tls_server *tls = s->snap->listeners[s->listener].tls;
+    if (!tls) {
+        set_phase(s, PH_IDLE);
+        return STEP_PROGRESS;
+    }
+    if (start_tls(s, tls) < 0) {
+        log_error("TLS: cannot set up a connection: out of memory");
+        return close_session(s, true);
+    }
+    set_phase(s, PH_HANDSHAKE);
+    s->head_deadline = now_ms(s) + timeouts(s)->tls_handshake_ms;
+    return STEP_PROGRESS;
+}
+
 /* A TLS client's handshake; once done, the connection waits for its first request head. */
 static int step_handshake(struct session *s)
 {
@@ -1427,6 +1499,7 @@ static void arm_timer(struct session *s)
     case PH_IDLE:
         when = s->idle_deadline;
         break;
+    case PH_PROXY:
     case PH_HANDSHAKE:
     case PH_HEAD:
         when = s->head_deadline;
@@ -1457,6 +1530,9 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
     int r = STEP_PROGRESS;
 
     switch (s->phase) {
+    case PH_PROXY:
+        close_session(s, false);
+        return;
     case PH_HANDSHAKE:
         stats_add(&s->w->stats->tls_failures[stats_tls_failure_index("timeout")], 1);
         close_session(s, false);
@@ -1499,6 +1575,9 @@ static void drive(struct session *s)
             return;
         }
         switch (s->phase) {
+        case PH_PROXY:
+            r = step_proxy_header(s);
+            break;
         case PH_HANDSHAKE:
             r = step_handshake(s);
             break;
@@ -1546,8 +1625,18 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
         w->on_client_closed(w);
         return;
     }
-    const struct tls_server *tls = w->snap->listeners[listener].tls;
-    if (!tls) {
+    const struct snapshot_listener *sl = &w->snap->listeners[listener];
+    const struct tls_server *tls = sl->tls;
+    bool proxy_header = sl->conf->proxy_protocol.accept;
+    if (proxy_header && !trusted_peer(&sl->conf->proxy_protocol, peer)) {
+        log_debug("listener %s: connection from an address not trusted to send a PROXY header",
+                  sl->conf->name);
+        close(fd);
+        w->on_client_closed(w);
+        session_bury(w, s);
+        return;
+    }
+    if (!tls || proxy_header) { /* over TLS, the header comes before the handshake */
         conn_init_tcp(&s->conn, fd, client_event);
     } else {
         struct ssl_st *ssl = tls_server_accept(tls);
@@ -1587,10 +1676,12 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
     pl->sessions = s;
     pl->nsessions++;
     /* A new connection must deliver its first head within client_header, counted from now;
-     * over TLS, its handshake must end within tls_handshake first. */
-    set_phase(s, tls ? PH_HANDSHAKE : PH_IDLE);
-    s->head_deadline = loop_now_ms(w->loop) +
-                       (tls ? timeouts(s)->tls_handshake_ms : timeouts(s)->client_header_ms);
+     * over TLS, its handshake must end within tls_handshake first. A PROXY header must come
+     * within client_header. */
+    set_phase(s, proxy_header ? PH_PROXY : tls ? PH_HANDSHAKE : PH_IDLE);
+    s->head_deadline =
+        loop_now_ms(w->loop) +
+        (tls && !proxy_header ? timeouts(s)->tls_handshake_ms : timeouts(s)->client_header_ms);
     s->idle_deadline = s->head_deadline;
     s->client_io_ms = loop_now_ms(w->loop);
     arm_timer(s);
@@ -1601,7 +1692,8 @@ void proxy_stop(struct worker *w)
     struct session *s = w->proxy->sessions;
     while (s) {
         struct session *next = s->next;
-        if ((s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in))) || s->phase == PH_HANDSHAKE)
+        if ((s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in))) ||
+            s->phase == PH_HANDSHAKE || s->phase == PH_PROXY)
             close_session(s, false);
         else
             s->keep_alive = false;

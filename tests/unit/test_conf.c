@@ -590,7 +590,7 @@ static void test_unknown_keys(void **state)
     assert_only_error("listeners:\n  - name: web\n    bnd: 127.0.0.1:8080\n    pool: app\n" POOLS,
                       "t.yaml:2:5: listeners[0].bind: required key is missing\n"
                       "t.yaml:3:5: listeners[0].bnd: unknown key (expected one of: name, bind, "
-                      "pool, tls)");
+                      "pool, tls, proxy_protocol)");
 }
 
 static void test_unknown_keys_every_level(void **state)
@@ -1694,6 +1694,40 @@ static void test_pool_tls(void **state)
                       "\"sometimes\"");
 }
 
+static void test_proxy_protocol_accept(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    assert_false(c->listeners[0].proxy_protocol.accept);
+    conf_free(c);
+    c = load_ok("listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+                "    proxy_protocol: { accept: true, trusted: [127.0.0.0/8, 10.0.0.0/8, "
+                "'2001:db8::/32', 192.0.2.1] }\n" POOLS);
+    const struct conf_proxy_accept *p = &c->listeners[0].proxy_protocol;
+    assert_true(p->accept);
+    assert_int_equal(p->ntrusted, 4);
+    assert_int_equal(p->trusted[0].bits, 8);
+    assert_int_equal(p->trusted[2].bits, 32);
+    assert_int_equal(p->trusted[3].bits, 32);
+    conf_free(c);
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+                      "    proxy_protocol: { accept: true }\n" POOLS,
+                      "t.yaml:4:21: listeners[0].proxy_protocol.trusted: required with accept: "
+                      "true: the header is believed only from these addresses");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+                      "    proxy_protocol: { trusted: [10.0.0.0/8] }\n" POOLS,
+                      "t.yaml:4:21: listeners[0].proxy_protocol.accept: must be true for trusted "
+                      "to mean anything");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+                      "    proxy_protocol: { accept: true, trusted: [10.0.0.1/8] }\n" POOLS,
+                      "t.yaml:4:47: listeners[0].proxy_protocol.trusted[0]: the address has bits "
+                      "set past the prefix length (e.g. write 10.0.0.0/8), found \"10.0.0.1/8\"");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n"
+                      "    proxy_protocol: { accept: true, trusted: 10.0.0.0/8 }\n" POOLS,
+                      "t.yaml:4:46: listeners[0].proxy_protocol.trusted: expected a sequence of "
+                      "addresses or ranges, found a scalar");
+}
+
 static void test_tls_flags(void **state)
 {
     (void)state;
@@ -2487,6 +2521,7 @@ int main(void)
         cmocka_unit_test(test_listener_tls),
         cmocka_unit_test(test_listener_tls_errors),
         cmocka_unit_test(test_tls_flags),
+        cmocka_unit_test(test_proxy_protocol_accept),
         cmocka_unit_test(test_pool_tls),
         cmocka_unit_test(test_ops_admin_address_clash),
         cmocka_unit_test(test_http_underscores),

@@ -1,5 +1,6 @@
 /*
- * test_net.c - the address parser: host:port, [v6]:port, :port, and what it must refuse.
+ * test_net.c - the address parser: host:port, [v6]:port, :port, and what it must refuse; and
+ * address ranges (CIDR) with their matching, IPv4-mapped IPv6 addresses included.
  */
 #include <arpa/inet.h>
 #include <setjmp.h>
@@ -87,12 +88,59 @@ static void test_ip_format(void **state)
     }
 }
 
+static bool in_range(const char *range, const char *ip)
+{
+    struct net_cidr c;
+    const char *err;
+    if (net_parse_cidr(range, &c, &err) != 0)
+        fail_msg("%s: %s", range, err);
+    struct sockaddr_storage ss = {0};
+    if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+        ss.ss_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+        ss.ss_family = AF_INET6;
+    else
+        fail_msg("bad test address %s", ip);
+    return net_cidr_match(&c, (struct sockaddr *)&ss);
+}
+
+static void test_cidr(void **state)
+{
+    assert_true(in_range("127.0.0.0/8", "127.1.2.3"));
+    assert_false(in_range("127.0.0.0/8", "128.0.0.1"));
+    assert_true(in_range("10.0.0.0/8", "::ffff:10.9.8.7")); /* IPv4-mapped */
+    assert_false(in_range("10.0.0.0/8", "::1"));
+    assert_true(in_range("192.168.1.7", "192.168.1.7")); /* a single address is /32 */
+    assert_false(in_range("192.168.1.7", "192.168.1.8"));
+    assert_true(in_range("192.168.1.4/30", "192.168.1.7"));
+    assert_false(in_range("192.168.1.4/30", "192.168.1.8"));
+    assert_true(in_range("0.0.0.0/0", "203.0.113.1"));
+    assert_true(in_range("2001:db8::/32", "2001:db8:1::5"));
+    assert_false(in_range("2001:db8::/32", "2001:db9::5"));
+    assert_false(in_range("2001:db8::/32", "10.0.0.1"));
+    assert_true(in_range("::/0", "::1"));
+    assert_true(in_range("fe80::/10", "febf::1"));
+    assert_false(in_range("fe80::/10", "fec0::1"));
+
+    static const char *const bad[] = {"",           "10.0.0.0/",    "10.0.0.0/33", "10.0.0.1/8",
+                                      "10.0.0.0/x", "10.0.0/8",     "::/129",      "2001:db8::1/32",
+                                      "host/8",     "10.0.0.0/08x", "/8"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct net_cidr c;
+        const char *err = NULL;
+        if (net_parse_cidr(bad[i], &c, &err) == 0)
+            fail_msg("accepted %s", bad[i]);
+        assert_non_null(err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_ip_format),
+        cmocka_unit_test(test_cidr),
     };
     return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }
