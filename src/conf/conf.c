@@ -895,14 +895,18 @@ static void parse_switch(struct ctx *ctx, const yaml_node_t *node, void *obj, co
 }
 
 /*
- * A sequence of strings, each accepted by the row's check: a char * array at offset and its
- * count at offset2, stored before the entries are copied so conf_free() releases a partial one.
+ * The shared part of the sequences of scalars: node must be a sequence within the item budget;
+ * n items of size bytes go into a zeroed array whose pointer is stored at offset and count at
+ * offset2 before any is parsed (so conf_free() releases a partial one), then each(child, item)
+ * parses one with "[i]" on the path. what names the items for the type error.
  */
-static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
-                          const struct field *f)
+static void parse_scalars(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                          const struct field *f, const char *what, size_t size,
+                          void (*each)(struct ctx *ctx, const yaml_node_t *child, void *item,
+                                       const struct field *f))
 {
     if (node->type != YAML_SEQUENCE_NODE) {
-        node_error(ctx, node, "expected a sequence of strings, found %s", node_kind(node));
+        node_error(ctx, node, "expected a sequence of %s, found %s", what, node_kind(node));
         return;
     }
     size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
@@ -915,7 +919,7 @@ static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
     if (n == 0)
         return;
     ctx->items += n;
-    char **array = calloc(n, sizeof(*array));
+    char *array = calloc(n, size);
     if (!array) {
         ctx->oom = true;
         return;
@@ -926,54 +930,38 @@ static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
     for (size_t i = 0; i < n; i++) {
         const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
         size_t mark = path_push(ctx, "[%zu]", i);
-        const struct field one = {.key = f->key, .offset = i * sizeof(char *), .check = f->check};
         if (child)
-            parse_string(ctx, child, array, &one);
+            each(ctx, child, array + i * size, f);
         path_pop(ctx, mark);
     }
 }
 
-/* A sequence of address ranges (core/net.h struct net_cidr): the array at offset, the count at
- * offset2, stored before the entries are parsed so conf_free() releases a partial one. */
+static void one_string(struct ctx *ctx, const yaml_node_t *child, void *item, const struct field *f)
+{
+    const struct field one = {.key = f->key, .offset = 0, .check = f->check};
+    parse_string(ctx, child, item, &one);
+}
+
+/* A sequence of strings, each accepted by the row's check: a char * array and its count. */
+static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                          const struct field *f)
+{
+    parse_scalars(ctx, node, obj, f, "strings", sizeof(char *), one_string);
+}
+
+static void one_cidr(struct ctx *ctx, const yaml_node_t *child, void *item, const struct field *f)
+{
+    const char *s = scalar_value(ctx, child, "an address or a range such as 10.0.0.0/8");
+    const char *why;
+    char shown[ESC_SIZE];
+    if (s && net_parse_cidr(s, item, &why) < 0)
+        node_error(ctx, child, "%s, found \"%s\"", why, escape(shown, sizeof(shown), s, strlen(s)));
+}
+
+/* A sequence of address ranges (core/net.h struct net_cidr) and its count. */
 static void parse_cidrs(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
-    if (node->type != YAML_SEQUENCE_NODE) {
-        node_error(ctx, node, "expected a sequence of addresses or ranges, found %s",
-                   node_kind(node));
-        return;
-    }
-    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    if (n > MAX_ITEMS - ctx->items) {
-        if (!ctx->too_many)
-            node_error(ctx, node, "too many entries (at most %u in all)", MAX_ITEMS);
-        ctx->too_many = true;
-        return;
-    }
-    if (n == 0)
-        return;
-    ctx->items += n;
-    struct net_cidr *array = calloc(n, sizeof(*array));
-    if (!array) {
-        ctx->oom = true;
-        return;
-    }
-    unsigned count = (unsigned)n;
-    store(obj, f->offset, &array, sizeof(array));
-    store(obj, f->offset2, &count, sizeof(count));
-    for (size_t i = 0; i < n; i++) {
-        const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
-        size_t mark = path_push(ctx, "[%zu]", i);
-        const char *s = child ? scalar_value(ctx, child,
-                                             "an address or a range such as "
-                                             "10.0.0.0/8")
-                              : NULL;
-        const char *why;
-        char shown[ESC_SIZE];
-        if (s && net_parse_cidr(s, &array[i], &why) < 0)
-            node_error(ctx, child, "%s, found \"%s\"", why,
-                       escape(shown, sizeof(shown), s, strlen(s)));
-        path_pop(ctx, mark);
-    }
+    parse_scalars(ctx, node, obj, f, "addresses or ranges", sizeof(struct net_cidr), one_cidr);
 }
 
 /*
