@@ -895,23 +895,30 @@ static void parse_switch(struct ctx *ctx, const yaml_node_t *node, void *obj, co
 }
 
 /*
- * The shared part of the sequences of scalars: node must be a sequence within the item budget;
- * n items of size bytes go into a zeroed array whose pointer is stored at offset and count at
- * offset2 before any is parsed (so conf_free() releases a partial one), then each(child, item)
- * parses one with "[i]" on the path. what names the items for the type error.
+ * The walk every sequence shares: node must be a sequence of at least f->min entries within the
+ * item budget; n items of size bytes go into a zeroed array whose pointer is stored at offset
+ * and count at offset2 before any is parsed (so conf_free() releases a partial one), then each()
+ * parses item i from child (NULL without a document) with "[i]" on the path. what names the
+ * items in the type error ("strings": "expected a sequence of strings"), or is NULL.
  */
-static void parse_scalars(struct ctx *ctx, const yaml_node_t *node, void *obj,
-                          const struct field *f, const char *what, size_t size,
-                          void (*each)(struct ctx *ctx, const yaml_node_t *child, void *item,
-                                       const struct field *f))
+static void parse_sequence(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                           const struct field *f, const char *what, size_t size,
+                           void (*each)(struct ctx *ctx, const yaml_node_t *child, void *item,
+                                        const struct field *f, size_t i))
 {
     if (node->type != YAML_SEQUENCE_NODE) {
-        node_error(ctx, node, "expected a sequence of %s, found %s", what, node_kind(node));
+        node_error(ctx, node, "expected a sequence%s%s, found %s", what ? " of " : "",
+                   what ? what : "", node_kind(node));
         return;
     }
     size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n < f->min) {
+        node_error(ctx, node, "must not be empty");
+        return;
+    }
+    /* Aliases can repeat one entry many times at the cost of a few bytes each; cap the total. */
     if (n > MAX_ITEMS - ctx->items) {
-        if (!ctx->too_many)
+        if (!ctx->too_many) /* once is enough */
             node_error(ctx, node, "too many entries (at most %u in all)", MAX_ITEMS);
         ctx->too_many = true;
         return;
@@ -930,28 +937,31 @@ static void parse_scalars(struct ctx *ctx, const yaml_node_t *node, void *obj,
     for (size_t i = 0; i < n; i++) {
         const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
         size_t mark = path_push(ctx, "[%zu]", i);
-        if (child)
-            each(ctx, child, array + i * size, f);
+        each(ctx, child, array + i * size, f, i);
         path_pop(ctx, mark);
     }
 }
 
-static void one_string(struct ctx *ctx, const yaml_node_t *child, void *item, const struct field *f)
+static void one_string(struct ctx *ctx, const yaml_node_t *child, void *item, const struct field *f,
+                       size_t i)
 {
     const struct field one = {.key = f->key, .offset = 0, .check = f->check};
-    parse_string(ctx, child, item, &one);
+    if (child)
+        parse_string(ctx, child, item, &one);
 }
 
 /* A sequence of strings, each accepted by the row's check: a char * array and its count. */
 static void parse_strings(struct ctx *ctx, const yaml_node_t *node, void *obj,
                           const struct field *f)
 {
-    parse_scalars(ctx, node, obj, f, "strings", sizeof(char *), one_string);
+    parse_sequence(ctx, node, obj, f, "strings", sizeof(char *), one_string);
 }
 
-static void one_cidr(struct ctx *ctx, const yaml_node_t *child, void *item, const struct field *f)
+static void one_cidr(struct ctx *ctx, const yaml_node_t *child, void *item, const struct field *f,
+                     size_t i)
 {
-    const char *s = scalar_value(ctx, child, "an address or a range such as 10.0.0.0/8");
+    const char *s =
+        child ? scalar_value(ctx, child, "an address or a range such as 10.0.0.0/8") : NULL;
     const char *why;
     char shown[ESC_SIZE];
     if (s && net_parse_cidr(s, item, &why) < 0)
@@ -961,60 +971,29 @@ static void one_cidr(struct ctx *ctx, const yaml_node_t *child, void *item, cons
 /* A sequence of address ranges (core/net.h struct net_cidr) and its count. */
 static void parse_cidrs(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
-    parse_scalars(ctx, node, obj, f, "addresses or ranges", sizeof(struct net_cidr), one_cidr);
+    parse_sequence(ctx, node, obj, f, "addresses or ranges", sizeof(struct net_cidr), one_cidr);
 }
 
-/*
- * A sequence of mappings: allocates f->sub->size bytes per entry into the pointer at offset and
- * the count at offset2. Both are stored before the entries are parsed, so conf_free() releases
- * whatever a failed entry left behind. min is the least number of entries.
- */
-static void parse_list(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
+/* One entry of a sequence of mappings: its defaults, position, keys and cross-key checks. */
+static void one_entry(struct ctx *ctx, const yaml_node_t *child, void *entry, const struct field *f,
+                      size_t i)
 {
     const struct schema *item = f->sub;
+    if (item->init)
+        item->init(entry);
+    if (!child)
+        return;
+    store(entry, item->line_off, &(int){line_of(child)}, sizeof(int));
+    store(entry, item->column_off, &(int){column_of(child)}, sizeof(int));
+    parse_mapping(ctx, child, entry, item);
+    if (item->finish)
+        item->finish(ctx, child, entry, i);
+}
 
-    if (node->type != YAML_SEQUENCE_NODE) {
-        node_error(ctx, node, "expected a sequence, found %s", node_kind(node));
-        return;
-    }
-    size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
-    if (n < f->min) {
-        node_error(ctx, node, "must not be empty");
-        return;
-    }
-    /* Aliases can repeat one entry many times at the cost of a few bytes each; cap the total. */
-    if (n > MAX_ITEMS - ctx->items) {
-        if (!ctx->too_many) /* once is enough */
-            node_error(ctx, node, "too many entries (at most %u in all)", MAX_ITEMS);
-        ctx->too_many = true;
-        return;
-    }
-    if (n == 0)
-        return;
-    ctx->items += n;
-    char *array = calloc(n, item->size);
-    if (!array) {
-        ctx->oom = true;
-        return;
-    }
-    unsigned count = (unsigned)n;
-    store(obj, f->offset, &array, sizeof(array));
-    store(obj, f->offset2, &count, sizeof(count));
-    for (size_t i = 0; i < n; i++) {
-        void *entry = array + i * item->size;
-        const yaml_node_t *child = get_node(ctx, node->data.sequence.items.start[i]);
-        size_t mark = path_push(ctx, "[%zu]", i);
-        if (item->init)
-            item->init(entry);
-        if (child) {
-            store(entry, item->line_off, &(int){line_of(child)}, sizeof(int));
-            store(entry, item->column_off, &(int){column_of(child)}, sizeof(int));
-            parse_mapping(ctx, child, entry, item);
-            if (item->finish)
-                item->finish(ctx, child, entry, i);
-        }
-        path_pop(ctx, mark);
-    }
+/* A sequence of mappings (f->sub describes one entry); min is the least number of entries. */
+static void parse_list(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
+{
+    parse_sequence(ctx, node, obj, f, NULL, f->sub->size, one_entry);
 }
 
 static void server_init(void *obj)
