@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -132,8 +133,22 @@ static int setup_context(SSL_CTX *ctx, struct tls_server *ts, const struct conf 
                      tls_report_ssl_reason(why, sizeof(why)));
         return -1;
     }
-    static const unsigned char sid_ctx[] = "fulcrum";
-    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    /* A session resumes only where it could have been made: on this listener, with the same
+     * client certificate rule. Ticket keys are shared by every listener, so without this a
+     * ticket from a listener without client_ca would skip the client certificate on one with. */
+    unsigned char sid_ctx[EVP_MAX_MD_SIZE];
+    unsigned int sid_len = 0;
+    char scope[512];
+    int scope_len =
+        snprintf(scope, sizeof(scope), "%s%c%s", l->name, 0, t->client_ca ? t->client_ca : "");
+    if (scope_len < 0 || (size_t)scope_len >= sizeof(scope))
+        scope_len = (int)sizeof(scope) - 1;
+    if (EVP_Digest(scope, (size_t)scope_len, sid_ctx, &sid_len, EVP_sha256(), NULL) != 1 ||
+        SSL_CTX_set_session_id_context(ctx, sid_ctx, sid_len) != 1) {
+        report_error(r, l, li, "", 0, 0, "cannot set up session resumption: %s",
+                     tls_report_ssl_reason(why, sizeof(why)));
+        return -1;
+    }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
     if (t->session_tickets && tls_tickets_use(ctx) < 0) {

@@ -377,6 +377,31 @@ class ClientCertificateTest(TlsCase):
         self.assertEqual(self.b.stats()["connections"], before)
 
 
+class ResumptionScopeTest(TlsCase):
+    def test_a_session_of_one_listener_does_not_skip_another_ones_client_certificate(self):
+        """Ticket keys are shared by every listener: a ticket from a listener without client
+        certificates must not resume on one that requires them."""
+        p = self.pki
+        open_port = free_port()
+        self.start(self.certs_yaml((p.site_ecdsa, p.site_ecdsa_key)) +
+                   "      client_ca: %s\n" % p.client_ca +
+                   "  - name: open\n    bind: 127.0.0.1:%d\n    pool: app\n    tls:\n" % open_port +
+                   self.certs_yaml((p.site_ecdsa, p.site_ecdsa_key)))
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            ctx = client_context(p.root_ca, max_version=version)
+            with tls_connect(open_port, ctx, "site.test") as s:
+                self.assertEqual(request(s)[0], 200)
+                session = s.session
+            with tls_connect(open_port, ctx, "site.test", session=session) as s:
+                self.assertTrue(s.session_reused)  # the ticket is good where it was made
+                self.assertEqual(request(s)[0], 200)
+                session = s.session
+            with self.assertRaises((ssl.SSLError, ConnectionError, OSError), msg=version):
+                with tls_connect(self.f.port, ctx, "site.test", session=session) as s:
+                    request(s)
+        self.assertEqual(self.b.stats()["requests"], 4)
+
+
 class BadInputTest(TlsCase):
     def setUp(self):
         super().setUp()
