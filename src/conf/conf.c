@@ -1189,11 +1189,20 @@ static const struct field tls_certificate_fields[] = {
 static const struct schema tls_certificate_schema =
     SCHEMA(tls_certificate_fields, ENTRY(struct conf_tls_certificate));
 
-/* default_certificate names one of the certificates by its cert path. */
+/* default_certificate names one of the certificates by its cert path; a subject can be passed on
+ * only if client certificates are verified (a backend would otherwise trust a field nobody set). */
 static void listener_tls_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
     const struct conf_listener_tls *t = obj;
     char shown[ESC_SIZE];
+    if (t->client_subject_header && !t->client_ca) {
+        const yaml_node_t *at = map_get(ctx, node, "client_subject_header");
+        size_t mark = path_push_key(ctx, "client_subject_header", strlen("client_subject_header"));
+        node_error(ctx, at ? at : node,
+                   "needs client_ca: without verified client certificates "
+                   "there is no subject to pass on");
+        path_pop(ctx, mark);
+    }
     if (!t->default_certificate)
         return;
     for (unsigned i = 0; i < t->ncertificates; i++)

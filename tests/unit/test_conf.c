@@ -1650,8 +1650,13 @@ static void test_listener_tls_errors(void **state)
                       "as ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256, found "
                       "\"AES;rm -rf\"");
     assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      client_subject_header: X-Client-Subject\n"),
+                      "t.yaml:6:30: listeners[0].tls.client_subject_header: needs client_ca: "
+                      "without verified client certificates there is no subject to pass on");
+    assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                                   "      client_ca: ca.pem\n"
                                    "      client_subject_header: 'X Subject'\n"),
-                      "t.yaml:6:30: listeners[0].tls.client_subject_header: must be a token "
+                      "t.yaml:7:30: listeners[0].tls.client_subject_header: must be a token "
                       "(letters, digits and !#$%&'*+-.^_`|~), found \"X Subject\"");
     assert_only_error(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
                                    "      session_tickets: maybe\n"),
