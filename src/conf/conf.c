@@ -2057,6 +2057,14 @@ int conf_finish(struct conf *conf, char **errors)
     return finish_errors(&ctx, errors);
 }
 
+/* What parse_strings() made: n strings and their array. */
+static void free_strings(char **v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 void conf_free(struct conf *conf)
 {
     if (!conf)
@@ -2073,9 +2081,7 @@ void conf_free(struct conf *conf)
         free(l->tls.certificates);
         free(l->tls.default_certificate);
         free(l->tls.ciphers);
-        for (unsigned j = 0; j < l->tls.nalpn; j++)
-            free(l->tls.alpn[j]);
-        free(l->tls.alpn);
+        free_strings(l->tls.alpn, l->tls.nalpn);
         free(l->tls.client_ca);
         free(l->tls.client_subject_header);
         free(l->proxy_protocol.trusted);
@@ -2103,9 +2109,7 @@ void conf_free(struct conf *conf)
     free(conf->pools);
     free(conf->admin.bind);
     free(conf->admin.token);
-    for (unsigned i = 0; i < conf->admin.nallowed_hosts; i++)
-        free(conf->admin.allowed_hosts[i]);
-    free(conf->admin.allowed_hosts);
+    free_strings(conf->admin.allowed_hosts, conf->admin.nallowed_hosts);
     free(conf->access_log.path);
     free(conf->error_log);
     free(conf->path);

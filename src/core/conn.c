@@ -73,6 +73,17 @@ int conn_watch(struct loop *loop, struct conn *c)
     return loop_add(loop, &c->io, LOOP_EDGE_RW);
 }
 
+/* A read or peek that took nothing and did not end the stream (errno says why, never EINTR):
+ * nothing to read yet, which clears the readiness flag, or an error. */
+static enum conn_status read_failure(struct conn *c)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->io.ready &= ~LOOP_READABLE;
+        return CONN_BLOCKED;
+    }
+    return CONN_ERROR;
+}
+
 enum conn_status conn_read_ready(struct conn *c, char *buf, size_t room, size_t *got)
 {
     for (;;) {
@@ -89,13 +100,8 @@ enum conn_status conn_read_ready(struct conn *c, char *buf, size_t room, size_t 
             c->io.ready &= ~LOOP_READABLE;
             return CONN_EOF;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->io.ready &= ~LOOP_READABLE;
-            return CONN_BLOCKED;
-        }
-        return CONN_ERROR;
+        if (errno != EINTR)
+            return read_failure(c);
     }
 }
 
@@ -135,13 +141,8 @@ enum conn_status conn_peek(struct conn *c, char *buf, size_t room, size_t *got)
         }
         if (n == 0)
             return CONN_EOF;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->io.ready &= ~LOOP_READABLE;
-            return CONN_BLOCKED;
-        }
-        return CONN_ERROR;
+        if (errno != EINTR)
+            return read_failure(c);
     }
 }
 
