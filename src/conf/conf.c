@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <regex.h>
 #include <string.h>
 
 #include <yaml.h>
@@ -714,6 +715,11 @@ static const struct enumeration underscores_names = {"drop, allow or reject",
                                                       [CONF_UNDERSCORES_ALLOW] = "allow",
                                                       [CONF_UNDERSCORES_REJECT] = "reject"}};
 
+static const struct enumeration listener_mode_names = {
+    "http or tcp", {[CONF_MODE_HTTP] = "http", [CONF_MODE_TCP] = "tcp"}};
+static const struct enumeration proxy_send_names = {
+    "v1 or v2 (or none)",
+    {[CONF_PROXY_SEND_NONE] = "none", [CONF_PROXY_SEND_V1] = "v1", [CONF_PROXY_SEND_V2] = "v2"}};
 static const struct enumeration tls_version_names = {
     "a TLS version", {[CONF_TLS_1_2] = "tls1.2", [CONF_TLS_1_3] = "tls1.3"}};
 
@@ -724,6 +730,8 @@ _Static_assert(sizeof(enum conf_when_all_down) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_underscores) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_tls_version) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_listener_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_proxy_send) == sizeof(int), "enum size");
 
 static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
@@ -1068,7 +1076,9 @@ static void pool_complete(struct ctx *ctx, struct conf_pool *p)
 
 static void pool_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
-    pool_complete(ctx, obj);
+    struct conf_pool *p = obj;
+    p->check_type_given = map_get(ctx, map_get(ctx, node, "health_check"), "type") != NULL;
+    pool_complete(ctx, p);
 }
 
 /* Runs only when every passive key was accepted (see struct schema). */
@@ -1178,6 +1188,8 @@ static const struct field pool_fields[] = {
     FIELD("passive", parse_submapping, struct conf_pool, passive, .sub = &passive_schema),
     FIELD("tls", parse_switch, struct conf_pool, tls,
           .offset2 = offsetof(struct conf_pool, tls.enabled), .sub = &pool_tls_schema),
+    FIELD("proxy_protocol", parse_enum, struct conf_pool, proxy_protocol,
+          .names = &proxy_send_names),
 };
 static const struct schema pool_schema =
     SCHEMA(pool_fields, ENTRY(struct conf_pool), .init = pool_init, .finish = pool_finish);
@@ -1260,16 +1272,324 @@ static const struct field proxy_accept_fields[] = {
 static const struct schema proxy_accept_schema =
     SCHEMA(proxy_accept_fields, .finish = proxy_accept_finish);
 
+/* ---- routes and header rules ---- */
+
+/* Fields fulcrum itself frames or consumes: rules must not touch them (a wrong Content-Length or
+ * Transfer-Encoding would desynchronise the two sides; the others are per connection). */
+static const char *const framing_fields[] = {
+    "content-length",   "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "proxy-connection", "trailer",
+};
+
+static const char *header_name_problem(const char *s)
+{
+    const char *why = method_problem(s);
+    if (why)
+        return "must be a field name (a token: letters, digits and !#$%&'*+-.^_`|~)";
+    for (size_t i = 0; i < ARRAY_LEN(framing_fields); i++)
+        if (strcasecmp(s, framing_fields[i]) == 0)
+            return "is a field fulcrum frames or manages itself and cannot be changed by a rule";
+    return NULL;
+}
+
+/* A field value (RFC 9110 section 5.5): visible characters, spaces and tabs inside. */
+static const char *header_value_problem(const char *s)
+{
+    size_t n = strlen(s);
+    if (n && (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+        return "must not start or end with a space";
+    for (; *s; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+            return "must not contain control characters (a field value is one line)";
+    return NULL;
+}
+
+/* A route's host or sni: a name in lowercase, or "*." and a name (exactly one label). */
+static const char *host_pattern_problem(const char *s)
+{
+    if (s[0] == '*' && s[1] == '.' && s[2])
+        s += 2;
+    if (*s == '[')
+        return strchr(s, ']') && strchr(s, ']')[1] == '\0' ? NULL : "must be a host name";
+    for (; *s; s++)
+        if (*s == ':')
+            return "must be a host name without a port (the port is ignored when matching)";
+        else if (!is_alnum((unsigned char)*s) && !strchr("-._", *s))
+            return "must be a host name (letters, digits, '-', '_' and '.'), or *. and a name";
+    return NULL;
+}
+
+static const char *scheme_problem(const char *s)
+{
+    return strcmp(s, "http") == 0 || strcmp(s, "https") == 0 ? NULL : "must be http or https";
+}
+
+/* A redirect location: an absolute URL or a path; one line of visible characters. */
+static const char *location_problem(const char *s)
+{
+    if (!all_visible(s))
+        return "must contain only visible ASCII characters (no spaces)";
+    if (s[0] == '/' || strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0)
+        return NULL;
+    return "must be an absolute URL (http:// or https://) or a path starting with '/'";
+}
+
+static void lowercase(char *s)
+{
+    for (; s && *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+/* One string, or a sequence of them: a char * array and its count either way. */
+static void parse_one_or_more(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                              const struct field *f)
+{
+    if (node->type == YAML_SEQUENCE_NODE) {
+        parse_strings(ctx, node, obj, f);
+        return;
+    }
+    char **one = calloc(1, sizeof(*one));
+    if (!one) {
+        ctx->oom = true;
+        return;
+    }
+    store(obj, f->offset, &one, sizeof(one));
+    store(obj, f->offset2, &(unsigned){1}, sizeof(unsigned));
+    one_string(ctx, node, one, f, 0);
+}
+
+/* A mapping of field names to values (set, add): a struct conf_header array and its count. */
+static void parse_header_map(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                             const struct field *f)
+{
+    char shown[ESC_SIZE];
+    if (node->type != YAML_MAPPING_NODE) {
+        node_error(ctx, node, "expected a mapping of field names to values, found %s",
+                   node_kind(node));
+        return;
+    }
+    size_t n = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+    if (n == 0)
+        return;
+    if (n > MAX_ITEMS - ctx->items) {
+        node_error(ctx, node, "too many entries (at most %u in all)", MAX_ITEMS);
+        return;
+    }
+    ctx->items += n;
+    struct conf_header *v = calloc(n, sizeof(*v));
+    if (!v) {
+        ctx->oom = true;
+        return;
+    }
+    store(obj, f->offset, &v, sizeof(v));
+    store(obj, f->offset2, &(unsigned){(unsigned)n}, sizeof(unsigned));
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
+        const yaml_node_t *key = get_node(ctx, p->key), *value = get_node(ctx, p->value);
+        if (!key || !value)
+            continue;
+        const char *name = scalar_value(ctx, key, "a field name");
+        if (!name)
+            continue;
+        size_t mark = path_push_key(ctx, name, strlen(name));
+        const char *why = *name ? header_name_problem(name) : "must not be empty";
+        const char *text = scalar_value(ctx, value, "a field value");
+        const char *vwhy = text ? header_value_problem(text) : NULL;
+        v[i].line = line_of(key);
+        v[i].column = column_of(key);
+        for (size_t j = 0; j < i && !why; j++)
+            if (v[j].name && strcasecmp(v[j].name, name) == 0)
+                why = "is given twice";
+        if (why)
+            node_error(ctx, key, "\"%s\" %s", escape(shown, sizeof(shown), name, strlen(name)),
+                       why);
+        else if (vwhy)
+            node_error(ctx, value, "%s", vwhy);
+        else if (text && (!(v[i].name = strdup(name)) || !(v[i].value = strdup(text))))
+            ctx->oom = true;
+        path_pop(ctx, mark);
+    }
+}
+
+static const struct field header_rule_fields[] = {
+    FIELD("set", parse_header_map, struct conf_header_rules, set,
+          .offset2 = offsetof(struct conf_header_rules, nset)),
+    FIELD("add", parse_header_map, struct conf_header_rules, add,
+          .offset2 = offsetof(struct conf_header_rules, nadd)),
+    FIELD("remove", parse_strings, struct conf_header_rules, remove,
+          .offset2 = offsetof(struct conf_header_rules, nremove), .check = header_name_problem),
+};
+static const struct schema header_rule_schema = SCHEMA(header_rule_fields);
+
+static const struct field match_field_fields[] = {
+    FIELD("name", parse_string, struct conf_header, name, .check = method_problem,
+          .required = true),
+    FIELD("value", parse_string, struct conf_header, value, .check = header_value_problem),
+};
+static const struct schema match_field_schema = SCHEMA(match_field_fields);
+
+/* A regular expression is compiled here only to report a bad one with its position; the route
+ * table compiles its own (route/route.c). */
+static void match_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    struct conf_route_match *m = obj;
+    for (unsigned i = 0; i < m->nhosts; i++)
+        lowercase(m->hosts[i]);
+    for (unsigned i = 0; i < m->nsnis; i++)
+        lowercase(m->snis[i]);
+    if (!m->path_regex)
+        return;
+    regex_t re;
+    int r = regcomp(&re, m->path_regex, REG_EXTENDED | REG_NOSUB);
+    if (r == 0) {
+        regfree(&re);
+        return;
+    }
+    char why[160];
+    regerror(r, &re, why, sizeof(why));
+    const yaml_node_t *at = map_get(ctx, node, "path_regex");
+    size_t mark = path_push_key(ctx, "path_regex", strlen("path_regex"));
+    node_error(ctx, at ? at : node, "not a valid POSIX extended regular expression: %s", why);
+    path_pop(ctx, mark);
+}
+
+static const struct field match_fields[] = {
+    FIELD("host", parse_one_or_more, struct conf_route_match, hosts,
+          .offset2 = offsetof(struct conf_route_match, nhosts), .min = 1,
+          .check = host_pattern_problem),
+    FIELD("path", parse_string, struct conf_route_match, path, .check = path_problem),
+    FIELD("path_prefix", parse_string, struct conf_route_match, path_prefix, .check = path_problem),
+    FIELD("path_regex", parse_string, struct conf_route_match, path_regex),
+    FIELD("method", parse_one_or_more, struct conf_route_match, methods,
+          .offset2 = offsetof(struct conf_route_match, nmethods), .min = 1,
+          .check = method_problem),
+    FIELD("header", parse_submapping, struct conf_route_match, header, .sub = &match_field_schema),
+    FIELD("query", parse_submapping, struct conf_route_match, query, .sub = &match_field_schema),
+    FIELD("sni", parse_one_or_more, struct conf_route_match, snis,
+          .offset2 = offsetof(struct conf_route_match, nsnis), .min = 1,
+          .check = host_pattern_problem),
+};
+static const struct schema match_schema = SCHEMA(match_fields, .finish = match_finish);
+
+static void key_error(struct ctx *ctx, const yaml_node_t *node, const char *key,
+                      const char *message)
+{
+    const yaml_node_t *at = map_get(ctx, node, key);
+    size_t mark = path_push_key(ctx, key, strlen(key));
+    node_error(ctx, at ? at : node, "%s", message);
+    path_pop(ctx, mark);
+}
+
+static void redirect_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_redirect *r = obj;
+    bool parts = r->scheme || r->host || r->port;
+    if (!r->location && !parts)
+        node_error(ctx, node,
+                   "a redirect needs a target: location, or a scheme, host or port to change");
+    else if (r->location && parts)
+        key_error(ctx, node, "location",
+                  "replaces the whole URL: give it alone, or scheme, host and port without it");
+    if (r->status != 301 && r->status != 302 && r->status != 303 && r->status != 307 &&
+        r->status != 308)
+        key_error(ctx, node, "status", "must be one of 301, 302, 303, 307 or 308");
+}
+
+static const struct field redirect_fields[] = {
+    FIELD("location", parse_string, struct conf_redirect, location, .check = location_problem),
+    FIELD("scheme", parse_string, struct conf_redirect, scheme, .check = scheme_problem),
+    FIELD("host", parse_string, struct conf_redirect, host, .check = allowed_host_problem),
+    FIELD("port", parse_number, struct conf_redirect, port, .num = &num_integer, .min = 1,
+          .max = 65535),
+    FIELD("status", parse_number, struct conf_redirect, status, .num = &num_integer, .min = 100,
+          .max = 599),
+};
+static const struct schema redirect_schema = SCHEMA(redirect_fields, .finish = redirect_finish);
+
+static void respond_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    struct conf_respond *r = obj;
+    if ((r->status == 204 || r->status == 304) && r->body)
+        key_error(ctx, node, "body", "a 204 or 304 response has no body");
+    if (!r->content_type && !(r->content_type = strdup("text/plain")))
+        ctx->oom = true;
+}
+
+static const struct field respond_fields[] = {
+    FIELD("status", parse_number, struct conf_respond, status, .num = &num_integer, .min = 200,
+          .max = 599, .required = true),
+    FIELD("body", parse_string, struct conf_respond, body),
+    FIELD("content_type", parse_string, struct conf_respond, content_type,
+          .check = header_value_problem),
+};
+static const struct schema respond_schema = SCHEMA(respond_fields, .finish = respond_finish);
+
+static void route_init(void *obj)
+{
+    ((struct conf_route *)obj)->redirect.status = 302;
+}
+
+/* Exactly one of pool, redirect and respond says what the route does. */
+static void route_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    struct conf_route *r = obj;
+    unsigned n = (r->pool_name != NULL) + r->has_redirect + r->has_respond;
+    if (!r->name && asprintf(&r->name, "route%zu", index + 1) < 0) {
+        r->name = NULL;
+        ctx->oom = true;
+    }
+    r->action = r->has_redirect  ? CONF_ROUTE_REDIRECT
+                : r->has_respond ? CONF_ROUTE_RESPOND
+                                 : CONF_ROUTE_POOL;
+    if (n == 1 || !node || node->type != YAML_MAPPING_NODE)
+        return;
+    if (n == 0)
+        node_error(ctx, node, "a route needs one of pool, redirect or respond");
+    else
+        node_error(ctx, node, "a route takes only one of pool, redirect and respond");
+}
+
+static const struct field route_fields[] = {
+    FIELD("name", parse_string, struct conf_route, name, .check = method_problem),
+    FIELD("match", parse_switch, struct conf_route, match,
+          .offset2 = offsetof(struct conf_route, has_match), .sub = &match_schema,
+          .required = true),
+    FIELD("pool", parse_string, struct conf_route, pool_name),
+    FIELD("redirect", parse_switch, struct conf_route, redirect,
+          .offset2 = offsetof(struct conf_route, has_redirect), .sub = &redirect_schema),
+    FIELD("respond", parse_switch, struct conf_route, respond,
+          .offset2 = offsetof(struct conf_route, has_respond), .sub = &respond_schema),
+    FIELD("request_headers", parse_submapping, struct conf_route, request_headers,
+          .sub = &header_rule_schema),
+    FIELD("response_headers", parse_submapping, struct conf_route, response_headers,
+          .sub = &header_rule_schema),
+};
+static const struct schema route_schema =
+    SCHEMA(route_fields, ENTRY(struct conf_route), .init = route_init, .finish = route_finish);
+
 static void listener_init(void *obj)
 {
-    ((struct conf_listener *)obj)->tls.session_tickets = true;
+    struct conf_listener *l = obj;
+    l->tls.session_tickets = true;
+    l->merge_slashes = true;
+    l->pool = CONF_NO_POOL;
 }
 
 static const struct field listener_fields[] = {
     FIELD("name", parse_string, struct conf_listener, name),
     FIELD("bind", parse_address, struct conf_listener, bind,
           .offset2 = offsetof(struct conf_listener, addr), .required = true),
-    FIELD("pool", parse_string, struct conf_listener, pool_name, .required = true),
+    FIELD("mode", parse_enum, struct conf_listener, mode, .names = &listener_mode_names),
+    FIELD("pool", parse_string, struct conf_listener, pool_name),
+    FIELD("routes", parse_list, struct conf_listener, routes,
+          .offset2 = offsetof(struct conf_listener, nroutes), .sub = &route_schema),
+    FIELD("request_headers", parse_submapping, struct conf_listener, request_headers,
+          .sub = &header_rule_schema),
+    FIELD("response_headers", parse_submapping, struct conf_listener, response_headers,
+          .sub = &header_rule_schema),
+    FIELD("merge_slashes", parse_bool, struct conf_listener, merge_slashes),
+    FIELD("forward_normalized_path", parse_bool, struct conf_listener, forward_normalized_path),
     FIELD("tls", parse_switch, struct conf_listener, tls,
           .offset2 = offsetof(struct conf_listener, tls.enabled), .sub = &listener_tls_schema),
     FIELD("proxy_protocol", parse_submapping, struct conf_listener, proxy_protocol,
@@ -1290,6 +1610,7 @@ static const struct field timeout_fields[] = {
     TIMEOUT("server_idle", server_idle_ms),
     TIMEOUT("server_body_idle", server_body_idle_ms),
     TIMEOUT("tls_handshake", tls_handshake_ms),
+    TIMEOUT("tunnel", tunnel_ms),
 };
 static const struct schema timeout_schema = SCHEMA(timeout_fields);
 
@@ -1377,6 +1698,8 @@ _Static_assert(ARRAY_LEN(http_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(admin_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(access_log_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(root_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(route_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(match_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 
 /* ---- checks across entries ---- */
 
@@ -1577,6 +1900,68 @@ static void check_admin(struct ctx *ctx, const struct conf *conf, const yaml_nod
              name);
 }
 
+/* Does a match hold for every request? (It has no condition, or only path_prefix "/".) */
+static bool matches_everything(const struct conf_route_match *m)
+{
+    return !m->nhosts && !m->path && !m->path_regex && !m->nmethods && !m->header.name &&
+           !m->query.name && !m->nsnis && (!m->path_prefix || strcmp(m->path_prefix, "/") == 0);
+}
+
+/*
+ * What a listener's mode allows: an HTTP listener needs a pool or routes, and a route after one
+ * that matches everything could never be used; a TCP listener relays bytes to its pool, so it has
+ * no routes or header rules. A pool only TCP listeners use checks its servers with a TCP connect
+ * unless its health_check says otherwise.
+ */
+static void check_listener_mode(struct ctx *ctx, struct conf *conf, const struct entries *ls,
+                                unsigned i)
+{
+    struct conf_listener *l = &conf->listeners[i];
+    char prefix[64];
+    if (l->mode == CONF_MODE_TCP) {
+        static const char *const http_only[] = {"routes", "request_headers", "response_headers"};
+        bool present[] = {
+            l->nroutes > 0,
+            l->request_headers.nset || l->request_headers.nadd || l->request_headers.nremove,
+            l->response_headers.nset || l->response_headers.nadd || l->response_headers.nremove};
+        for (size_t j = 0; j < ARRAY_LEN(http_only); j++)
+            if (present[j])
+                entry_error(ctx, ls, i, http_only[j],
+                            "is for HTTP listeners: a tcp listener relays bytes to its pool");
+        if (!l->pool_name)
+            entry_error(ctx, ls, i, "pool", "required: a tcp listener relays to one pool");
+        else if (l->pool != CONF_NO_POOL && !conf->pools[l->pool].check_type_given) {
+            bool http_user = false;
+            for (unsigned j = 0; j < conf->nlisteners; j++) {
+                const struct conf_listener *o = &conf->listeners[j];
+                http_user |= o->mode == CONF_MODE_HTTP && o->pool == l->pool;
+                for (unsigned r = 0; r < o->nroutes; r++)
+                    http_user |= o->routes[r].pool_name && o->routes[r].pool == l->pool;
+            }
+            if (!http_user)
+                conf->pools[l->pool].check.type = CONF_CHECK_TCP;
+        }
+        return;
+    }
+    if (!l->pool_name && l->nroutes == 0)
+        entry_error(ctx, ls, i, "pool",
+                    "required key is missing (a listener without routes sends everything to "
+                    "its pool)");
+    snprintf(prefix, sizeof(prefix), "listeners[%u].routes", i);
+    struct entries rs =
+        ENTRIES("route", prefix, "route", map_get(ctx, seq_get(ctx, ls->seq, i), "routes"),
+                struct conf_route, l->routes, l->nroutes, name);
+    for (unsigned j = 0; j + 1 < l->nroutes; j++) {
+        if (!l->routes[j].has_match || !matches_everything(&l->routes[j].match))
+            continue;
+        for (unsigned later = j + 1; later < l->nroutes; later++)
+            entry_error(ctx, &rs, later, "match",
+                        "unreachable: routes[%u] (%s) before it matches every request", j,
+                        l->routes[j].name ? l->routes[j].name : "");
+        break;
+    }
+}
+
 /*
  * The checks that span entries: unique names and addresses, and every listener's pool resolved
  * to an index. Shared by files and flags; ctx->doc, if set, only improves the positions.
@@ -1601,6 +1986,8 @@ static void validate(struct ctx *ctx, struct conf *conf)
         most = conf->pools[i].nservers > most ? conf->pools[i].nservers : most;
         nservers += conf->pools[i].nservers;
     }
+    for (unsigned i = 0; i < conf->nlisteners; i++)
+        most = conf->listeners[i].nroutes > most ? conf->listeners[i].nroutes : most;
     /* A file without these already got "required key is missing" from the walker. The flags'
      * pool may exist without servers: --health-check creates it too. */
     if (!ctx->file && conf->nlisteners == 0)
@@ -1623,6 +2010,14 @@ static void validate(struct ctx *ctx, struct conf *conf)
             ENTRIES("server", prefix, "--server", map_get(ctx, seq_get(ctx, ps.seq, i), "servers"),
                     struct conf_server, p->servers, p->nservers, address);
         check_unique(ctx, &ss, "name", offsetof(struct conf_server, name), false, k);
+    }
+    for (unsigned i = 0; i < conf->nlisteners; i++) {
+        const struct conf_listener *l = &conf->listeners[i];
+        snprintf(prefix, sizeof(prefix), "listeners[%u].routes", i);
+        struct entries rs =
+            ENTRIES("route", prefix, "route", map_get(ctx, seq_get(ctx, ls.seq, i), "routes"),
+                    struct conf_route, l->routes, l->nroutes, name);
+        check_unique(ctx, &rs, "name", offsetof(struct conf_route, name), false, k);
     }
     size_t m = check_unique(ctx, &ps, "name", offsetof(struct conf_pool, name), false, k);
 
@@ -1649,8 +2044,24 @@ static void validate(struct ctx *ctx, struct conf *conf)
                 entry_error(ctx, &ls, i, "pool", "pool \"%s\" is not defined (pools: %s)",
                             escape(shown, sizeof(shown), l->pool_name, strlen(l->pool_name)),
                             names);
+            snprintf(prefix, sizeof(prefix), "listeners[%u].routes", i);
+            struct entries rs =
+                ENTRIES("route", prefix, "route", map_get(ctx, seq_get(ctx, ls.seq, i), "routes"),
+                        struct conf_route, l->routes, l->nroutes, name);
+            for (unsigned j = 0; j < l->nroutes; j++) {
+                struct conf_route *r = &l->routes[j];
+                hit = r->pool_name ? bsearch(r->pool_name, k, m, sizeof(*k), pool_name_cmp) : NULL;
+                if (hit)
+                    r->pool = hit->first;
+                else if (r->pool_name)
+                    entry_error(ctx, &rs, j, "pool", "pool \"%s\" is not defined (pools: %s)",
+                                escape(shown, sizeof(shown), r->pool_name, strlen(r->pool_name)),
+                                names);
+            }
         }
     }
+    for (unsigned i = 0; i < conf->nlisteners; i++)
+        check_listener_mode(ctx, conf, &ls, i);
     free(k);
 }
 
@@ -1789,7 +2200,8 @@ struct conf *conf_new(void)
                                             .connect_ms = SECONDS(3),
                                             .server_ms = SECONDS(30),
                                             .server_idle_ms = SECONDS(15),
-                                            .tls_handshake_ms = SECONDS(10)};
+                                            .tls_handshake_ms = SECONDS(10),
+                                            .tunnel_ms = SECONDS(3600)};
     conf->access_log.max_backlog = 16u << 20;
     conf->limits = (struct conf_limits){
         .max_connections = 10000, .max_header_bytes = 16384, .max_headers = 100};
@@ -1815,7 +2227,7 @@ int conf_add_listen_flag(struct conf *conf, const char *addr, char **error)
         return fail(error, "out of memory");
     conf->listeners = v;
     struct conf_listener *l = &v[conf->nlisteners];
-    *l = (struct conf_listener){.addr = na};
+    *l = (struct conf_listener){.addr = na, .merge_slashes = true, .pool = CONF_NO_POOL};
     l->bind = strdup(addr);
     l->pool_name = strdup(DEFAULT_POOL);
     if (asprintf(&l->name, "listener%u", conf->nlisteners + 1) < 0)
@@ -2065,6 +2477,46 @@ static void free_strings(char **v, unsigned n)
     free(v);
 }
 
+static void free_headers(struct conf_header *v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+static void free_header_rules(struct conf_header_rules *h)
+{
+    free_headers(h->set, h->nset);
+    free_headers(h->add, h->nadd);
+    free_strings(h->remove, h->nremove);
+}
+
+static void free_route(struct conf_route *r)
+{
+    struct conf_route_match *m = &r->match;
+    free(r->name);
+    free_strings(m->hosts, m->nhosts);
+    free(m->path);
+    free(m->path_prefix);
+    free(m->path_regex);
+    free_strings(m->methods, m->nmethods);
+    free(m->header.name);
+    free(m->header.value);
+    free(m->query.name);
+    free(m->query.value);
+    free_strings(m->snis, m->nsnis);
+    free(r->pool_name);
+    free(r->redirect.location);
+    free(r->redirect.scheme);
+    free(r->redirect.host);
+    free(r->respond.body);
+    free(r->respond.content_type);
+    free_header_rules(&r->request_headers);
+    free_header_rules(&r->response_headers);
+}
+
 void conf_free(struct conf *conf)
 {
     if (!conf)
@@ -2085,6 +2537,11 @@ void conf_free(struct conf *conf)
         free(l->tls.client_ca);
         free(l->tls.client_subject_header);
         free(l->proxy_protocol.trusted);
+        for (unsigned j = 0; j < l->nroutes; j++)
+            free_route(&l->routes[j]);
+        free(l->routes);
+        free_header_rules(&l->request_headers);
+        free_header_rules(&l->response_headers);
     }
     free(conf->tls_flags.cert);
     free(conf->tls_flags.key);

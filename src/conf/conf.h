@@ -100,6 +100,13 @@ struct conf_pool_tls {
     char *cert, *key; /* a client certificate for servers that ask for one; NULL: none */
 };
 
+/* The PROXY protocol header sent to a pool's servers before each connection's bytes. */
+enum conf_proxy_send {
+    CONF_PROXY_SEND_NONE = 0, /* the default */
+    CONF_PROXY_SEND_V1,       /* text (HAProxy's send-proxy) */
+    CONF_PROXY_SEND_V2,       /* binary (send-proxy-v2) */
+};
+
 struct conf_pool {
     char *name;
     enum conf_balance balance;
@@ -112,6 +119,9 @@ struct conf_pool {
     enum conf_when_all_down when_all_down;
     bool ignore_client_abort; /* finish a request whose client went away (default false: abort) */
     struct conf_pool_tls tls;
+    enum conf_proxy_send proxy_protocol; /* to the servers, health checks included */
+    bool check_type_given; /* health_check.type was written (else tcp listeners' pools check
+                            * with a TCP connect) */
     int line, column;
 };
 
@@ -150,12 +160,96 @@ struct conf_proxy_accept {
     unsigned ntrusted;
 };
 
+/* One header field of a rule (set or add) or of a match (header, query): name and value. */
+struct conf_header {
+    char *name;
+    char *value; /* in a match: NULL means the field only has to be present */
+    int line, column;
+};
+
+/* Header rules of a listener or a route (request_headers, response_headers). Applied in the
+ * order remove, set (replaces every field of that name), add (appends one more). */
+struct conf_header_rules {
+    struct conf_header *set;
+    unsigned nset;
+    struct conf_header *add;
+    unsigned nadd;
+    char **remove;
+    unsigned nremove;
+};
+
+/* What a route matches (its match mapping): every condition given must hold; none given matches
+ * every request. Hosts and server names are lowercase; "*.example.com" is one label of any name. */
+struct conf_route_match {
+    char **hosts; /* the Host field, without its port, equals one of them */
+    unsigned nhosts;
+    char *path;        /* the normalised path equals it */
+    char *path_prefix; /* the normalised path starts with it */
+    char *path_regex;  /* POSIX extended regular expression on the normalised path */
+    char **methods;
+    unsigned nmethods;
+    struct conf_header header; /* name NULL: no header condition */
+    struct conf_header query;  /* a query parameter; name NULL: none */
+    char **snis;               /* the TLS server name equals one of them */
+    unsigned nsnis;
+};
+
+enum conf_route_action {
+    CONF_ROUTE_POOL = 0, /* forward to a pool */
+    CONF_ROUTE_REDIRECT,
+    CONF_ROUTE_RESPOND, /* a fixed answer */
+};
+
+/* A redirect: location replaces the whole URL; otherwise scheme, host and port replace those of
+ * the request, whose path and query are kept. */
+struct conf_redirect {
+    char *location;
+    char *scheme; /* http or https */
+    char *host;
+    unsigned port;   /* 0: the default port of the scheme */
+    unsigned status; /* 301, 302, 303, 307 or 308 (default 302) */
+};
+
+struct conf_respond {
+    unsigned status;    /* 200-599 */
+    char *body;         /* NULL: empty */
+    char *content_type; /* default text/plain */
+};
+
+struct conf_route {
+    char *name; /* default "route<N>", N from 1 */
+    struct conf_route_match match;
+    bool has_match; /* match was written (a route without one is an error) */
+    enum conf_route_action action;
+    char *pool_name;
+    unsigned pool; /* index into conf->pools, resolved by validation */
+    struct conf_redirect redirect;
+    bool has_redirect;
+    struct conf_respond respond;
+    bool has_respond;
+    struct conf_header_rules request_headers, response_headers;
+    int line, column;
+};
+
+enum conf_listener_mode {
+    CONF_MODE_HTTP = 0, /* the default */
+    CONF_MODE_TCP,      /* a byte relay to the pool (L4) */
+};
+
+#define CONF_NO_POOL 0xffffffffu
+
 struct conf_listener {
     char *name;
     char *bind; /* as written */
     struct net_addr addr;
-    char *pool_name;
-    unsigned pool; /* index into conf->pools, resolved by validation */
+    enum conf_listener_mode mode;
+    char *pool_name; /* NULL: no default pool (routes only; a request nothing matches gets 404) */
+    unsigned pool;   /* index into conf->pools, resolved by validation; CONF_NO_POOL: none */
+    struct conf_route *routes; /* first match wins */
+    unsigned nroutes;
+    struct conf_header_rules request_headers, response_headers;
+    bool merge_slashes;           /* "//a" matches as "/a" (default true) */
+    bool forward_normalized_path; /* servers get the normalised path (default false: as sent) */
     struct conf_listener_tls tls;
     struct conf_proxy_accept proxy_protocol;
     int line, column;
@@ -172,6 +266,8 @@ struct conf_timeouts {
                                    * (default: server) */
     uint32_t server_idle_ms;      /* pooled idle backend connection lifetime (default 15s) */
     uint32_t tls_handshake_ms;    /* a client's TLS handshake, from accept (default 10s) */
+    uint32_t tunnel_ms;           /* silence in both directions of a WebSocket tunnel or a TCP
+                                   * connection (default 1h) */
 };
 
 struct conf_limits {

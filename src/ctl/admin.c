@@ -328,9 +328,9 @@ static json_t *state_json(void)
     for (unsigned i = 0; i < snap->nlisteners; i++) {
         const struct snapshot_listener *l = &snap->listeners[i];
         json_array_append_new(listeners,
-                              json_pack("{s:s,s:s,s:s,s:o}", "name", l->conf->name, "bind",
-                                        l->conf->bind, "pool", l->pool->name, "tls",
-                                        l->tls ? listener_tls_json(l) : json_null()));
+                              json_pack("{s:s,s:s,s:s?,s:o}", "name", l->conf->name, "bind",
+                                        l->conf->bind, "pool", l->pool ? l->pool->name : NULL,
+                                        "tls", l->tls ? listener_tls_json(l) : json_null()));
     }
     for (unsigned i = 0; i < snap->npools; i++)
         json_array_append_new(pools, pool_json(&snap->pools[i]));

@@ -219,7 +219,8 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
     }
     for (unsigned i = 0; i < conf->nlisteners; i++) {
         snap->listeners[i].conf = &conf->listeners[i];
-        snap->listeners[i].pool = &snap->pools[conf->listeners[i].pool];
+        unsigned pool = conf->listeners[i].pool;
+        snap->listeners[i].pool = pool == CONF_NO_POOL ? NULL : &snap->pools[pool];
     }
     snap->nlisteners = conf->nlisteners;
     snap->conf = conf;
@@ -294,7 +295,8 @@ struct snapshot *snapshot_refresh(const struct snapshot *cur)
     snap->npools = cur->npools;
     for (unsigned i = 0; i < cur->nlisteners; i++) {
         snap->listeners[i].conf = cur->listeners[i].conf;
-        snap->listeners[i].pool = &snap->pools[cur->listeners[i].pool - cur->pools];
+        snap->listeners[i].pool =
+            cur->listeners[i].pool ? &snap->pools[cur->listeners[i].pool - cur->pools] : NULL;
     }
     snap->nlisteners = cur->nlisteners;
     snap->conf = cur->conf;

@@ -590,7 +590,8 @@ static void test_unknown_keys(void **state)
     assert_only_error("listeners:\n  - name: web\n    bnd: 127.0.0.1:8080\n    pool: app\n" POOLS,
                       "t.yaml:2:5: listeners[0].bind: required key is missing\n"
                       "t.yaml:3:5: listeners[0].bnd: unknown key (expected one of: name, bind, "
-                      "pool, tls, proxy_protocol)");
+                      "mode, pool, routes, request_headers, response_headers, merge_slashes, "
+                      "forward_normalized_path, tls, proxy_protocol)");
 }
 
 static void test_unknown_keys_every_level(void **state)
@@ -609,12 +610,12 @@ static void test_unknown_keys_every_level(void **state)
                             "access_log, error_log)"));
     assert_true(has_line(e, "t.yaml:2:12: timeouts.conect: unknown key (expected one of: "
                             "client_header, client_idle, client, connect, server, server_idle, "
-                            "server_body_idle, tls_handshake)"));
+                            "server_body_idle, tls_handshake, tunnel)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
     assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
                             "balance, servers, retries, slow_start, when_all_down, "
-                            "ignore_client_abort, health_check, passive, tls)"));
+                            "ignore_client_abort, health_check, passive, tls, proxy_protocol)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -638,7 +639,8 @@ static void test_missing_required(void **state)
     assert_only_error("listeners:\n  - pool: app\n" POOLS,
                       "t.yaml:2:5: listeners[0].bind: required key is missing");
     assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n" POOLS,
-                      "t.yaml:2:5: listeners[0].pool: required key is missing");
+                      "t.yaml:2:5: listeners[0].pool: required key is missing (a listener "
+                      "without routes sends everything to its pool)");
     assert_only_error(LISTENERS "pools:\n  - servers:\n      - address: 127.0.0.1:9001\n",
                       "t.yaml:5:5: pools[0].name: required key is missing");
     assert_only_error(LISTENERS "pools:\n  - name: app\n",
@@ -662,7 +664,8 @@ static void test_null_and_empty_values(void **state)
                       "t.yaml:2:5: listeners[0].bind: a value is required");
     assert_only_error("listeners:\n  - bind: ~\n    pool: null\n" POOLS,
                       "t.yaml:2:5: listeners[0].bind: a value is required\n"
-                      "t.yaml:3:5: listeners[0].pool: a value is required");
+                      "t.yaml:3:11: listeners[0].pool: required key is missing (a listener "
+                      "without routes sends everything to its pool)");
     assert_only_error("listeners: []\n" POOLS, "t.yaml:1:12: listeners: must not be empty");
     assert_only_error(LISTENERS "pools:\n  - name: app\n    servers: []\n",
                       "t.yaml:6:14: pools[0].servers: must not be empty");
