@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (http1_parse_response(&scan, buf, &limits, method, &msg) == HTTP1_DONE) {
             unsigned flags = (unsigned)(data[0] >> 6) & 3u;
             char out[8192];
-            size_t n = rewrite_response(buf, &msg, flags, out, sizeof(out));
+            size_t n = rewrite_response(buf, &msg, flags, NULL, out, sizeof(out));
             if (n) {
                 const struct http1_limits big = {.max_head_bytes = 8192, .max_fields = 128};
                 struct http1_scan s2 = {0};

@@ -1292,6 +1292,14 @@ static const char *header_name_problem(const char *s)
     return NULL;
 }
 
+/* Host may be set (a backend that wants another name) but never removed: HTTP/1.1 needs it. */
+static const char *removable_header_problem(const char *s)
+{
+    if (strcasecmp(s, "host") == 0)
+        return "cannot be removed: every HTTP/1.1 request has a Host field (set it instead)";
+    return header_name_problem(s);
+}
+
 /* A field value (RFC 9110 section 5.5): visible characters, spaces and tabs inside. */
 static const char *header_value_problem(const char *s)
 {
@@ -1418,7 +1426,8 @@ static const struct field header_rule_fields[] = {
     FIELD("add", parse_header_map, struct conf_header_rules, add,
           .offset2 = offsetof(struct conf_header_rules, nadd)),
     FIELD("remove", parse_strings, struct conf_header_rules, remove,
-          .offset2 = offsetof(struct conf_header_rules, nremove), .check = header_name_problem),
+          .offset2 = offsetof(struct conf_header_rules, nremove),
+          .check = removable_header_problem),
 };
 static const struct schema header_rule_schema = SCHEMA(header_rule_fields);
 

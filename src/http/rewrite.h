@@ -13,6 +13,13 @@
  * fulcrum decides on, and without Transfer-Encoding when the body is being de-chunked for an
  * HTTP/1.0 client.
  *
+ * Header rules (a listener's, then a route's: request_headers, response_headers) are applied last,
+ * in order, each as remove, then set (every field of that name replaced by one), then add (one
+ * more). A later rule set sees what an earlier one did: a route's remove takes out a field the
+ * listener's set added. The fields fulcrum adds itself (X-Forwarded-*, the subject field) count
+ * as already present, so a rule may replace or remove them too. The configuration refuses rules
+ * on framing fields (Content-Length, Transfer-Encoding, Connection...).
+ *
  * Both functions write into out[0, cap) and return the length, or 0 when it does not fit.
  */
 #ifndef FULCRUM_REWRITE_H
@@ -32,10 +39,32 @@ struct rewrite_client {
      * sent under that name is dropped; subject, if not NULL, goes out in its place. */
     const char *subject_header;
     const char *subject;
+    /* The path (and query) to send instead of the request's own; NULL: as the client sent it. */
+    const char *path;
+    size_t path_len;
+};
+
+/* One field of a rule: for remove, only the name counts. */
+struct rewrite_field {
+    const char *name, *value;
+    size_t name_len, value_len;
+};
+
+struct rewrite_rules {
+    const struct rewrite_field *remove, *set, *add;
+    unsigned nremove, nset, nadd;
+};
+
+/* The rule sets that apply to one message, in order (listener, then route); n may be 0. */
+#define REWRITE_MAX_RULES 2
+struct rewrite_rule_list {
+    const struct rewrite_rules *sets[REWRITE_MAX_RULES];
+    unsigned n;
 };
 
 size_t rewrite_request(const char *buf, const struct http1_msg *msg,
-                       const struct rewrite_client *client, char *out, size_t cap);
+                       const struct rewrite_client *client, const struct rewrite_rule_list *rules,
+                       char *out, size_t cap);
 
 enum {
     REWRITE_CONN_CLOSE = 1u << 0,      /* add "Connection: close" */
@@ -43,7 +72,11 @@ enum {
     REWRITE_DECHUNK = 1u << 2,         /* drop Transfer-Encoding: the body goes out de-chunked */
 };
 
-size_t rewrite_response(const char *buf, const struct http1_msg *msg, unsigned flags, char *out,
-                        size_t cap);
+size_t rewrite_response(const char *buf, const struct http1_msg *msg, unsigned flags,
+                        const struct rewrite_rule_list *rules, char *out, size_t cap);
+
+/* Appends the fields rules set and add (for heads fulcrum writes itself: redirects, fixed
+ * answers), each as "Name: value\r\n". Returns the length, or 0 when it does not fit. */
+size_t rewrite_rule_fields(const struct rewrite_rule_list *rules, char *out, size_t cap);
 
 #endif

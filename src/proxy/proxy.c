@@ -927,7 +927,7 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
     uint32_t old_len = msg->head_end;
     uint32_t rest = s->in.end - s->in.start - old_len;
     size_t cap = old_len + (w->bufs.size - s->in.end);
-    size_t new_len = rewrite_request(head, msg, &client, w->scratch, cap);
+    size_t new_len = rewrite_request(head, msg, &client, NULL, w->scratch, cap);
     if (new_len == 0)
         return respond_error(s, 431, "request head too large once rewritten");
     memmove(head + new_len, head + old_len, rest);
@@ -990,7 +990,7 @@ static uint32_t replace_response_head(struct session *s, uint32_t base, const st
     uint32_t old_len = msg->head_end;
     uint32_t rest = s->out.end - base - old_len;
     size_t cap = old_len + (w->bufs.size - s->out.end);
-    size_t new_len = rewrite_response(head, msg, flags, w->scratch, cap);
+    size_t new_len = rewrite_response(head, msg, flags, NULL, w->scratch, cap);
     if (new_len == 0)
         return 0;
     memmove(head + new_len, head + old_len, rest);

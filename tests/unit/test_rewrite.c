@@ -33,7 +33,7 @@ static void expect_request(const char *raw, const char *expected)
 {
     struct http1_msg msg = parse(raw, true);
     char out[4096];
-    size_t n = rewrite_request(raw, &msg, &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9},
+    size_t n = rewrite_request(raw, &msg, &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9}, NULL,
                                out, sizeof(out));
     assert_int_equal(n, strlen(expected));
     assert_memory_equal(out, expected, n);
@@ -43,7 +43,7 @@ static void expect_response(const char *raw, unsigned flags, const char *expecte
 {
     struct http1_msg msg = parse(raw, false);
     char out[4096];
-    size_t n = rewrite_response(raw, &msg, flags, out, sizeof(out));
+    size_t n = rewrite_response(raw, &msg, flags, NULL, out, sizeof(out));
     assert_int_equal(n, strlen(expected));
     assert_memory_equal(out, expected, n);
 }
@@ -73,7 +73,7 @@ static void test_request_tls_client(void **state)
         "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subjects: kept\r\n"
         "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n"
         "X-Client-Subject: CN=client-1,O=Example\r\nX-Forwarded-Host: a\r\n\r\n";
-    size_t n = rewrite_request(raw, &msg, &client, out, sizeof(out));
+    size_t n = rewrite_request(raw, &msg, &client, NULL, out, sizeof(out));
     assert_int_equal(n, strlen(with_subject));
     assert_memory_equal(out, with_subject, n);
 
@@ -81,7 +81,7 @@ static void test_request_tls_client(void **state)
     static const char without[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subjects: kept\r\n"
                                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n"
                                   "X-Forwarded-Host: a\r\n\r\n";
-    n = rewrite_request(raw, &msg, &client, out, sizeof(out));
+    n = rewrite_request(raw, &msg, &client, NULL, out, sizeof(out));
     assert_int_equal(n, strlen(without));
     assert_memory_equal(out, without, n);
 }
@@ -147,13 +147,69 @@ static void test_request_underscore_names_dropped(void **state)
                    "X-Forwarded-Host: h\r\n\r\n");
 }
 
+#define F(n, v) {.name = (n), .name_len = sizeof(n) - 1, .value = (v), .value_len = sizeof(v) - 1}
+
+/* Rules apply in order: the listener's, then the route's; a later set sees an earlier one's work. */
+static void test_request_rules(void **state)
+{
+    const char *raw = "GET /a HTTP/1.1\r\nHost: h\r\nX-Debug: 1\r\nx-env: dev\r\n"
+                      "X-Keep: k\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+    struct http1_msg msg = parse(raw, true);
+    static const struct rewrite_field l_remove[] = {F("X-Debug", "")};
+    static const struct rewrite_field l_set[] = {F("X-Env", "prod"), F("X-Tier", "web")};
+    static const struct rewrite_field l_add[] = {F("X-Keep", "k2")};
+    static const struct rewrite_field r_remove[] = {F("X-Tier", "")};
+    static const struct rewrite_field r_set[] = {F("Host", "backend.internal"),
+                                                 F("X-Forwarded-Proto", "https")};
+    const struct rewrite_rules listener = {.remove = l_remove,
+                                           .nremove = 1,
+                                           .set = l_set,
+                                           .nset = 2,
+                                           .add = l_add,
+                                           .nadd = 1};
+    const struct rewrite_rules route = {.remove = r_remove, .nremove = 1, .set = r_set, .nset = 2};
+    const struct rewrite_rule_list rules = {.sets = {&listener, &route}, .n = 2};
+    char out[4096];
+    size_t n = rewrite_request(raw, &msg,
+                               &(struct rewrite_client){.ip = "192.0.2.7",
+                                                        .ip_len = 9,
+                                                        .path = "/b?q",
+                                                        .path_len = 4},
+                               &rules, out, sizeof(out));
+    static const char expected[] = "GET /b?q HTTP/1.1\r\nHost: backend.internal\r\nX-Keep: k\r\n"
+                                   "X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n"
+                                   "X-Forwarded-Host: h\r\nX-Env: prod\r\nX-Keep: k2\r\n"
+                                   "X-Forwarded-Proto: https\r\n\r\n";
+    assert_int_equal(n, strlen(expected));
+    assert_memory_equal(out, expected, n);
+}
+
+static void test_response_rules(void **state)
+{
+    const char *raw = "HTTP/1.1 200 OK\r\nServer: app/1.0\r\nContent-Length: 0\r\n\r\n";
+    struct http1_msg msg = parse(raw, false);
+    static const struct rewrite_field remove[] = {F("server", "")};
+    static const struct rewrite_field set[] = {F("Strict-Transport-Security", "max-age=31536000")};
+    const struct rewrite_rules r = {.remove = remove, .nremove = 1, .set = set, .nset = 1};
+    const struct rewrite_rule_list rules = {.sets = {&r}, .n = 1};
+    char out[4096];
+    size_t n = rewrite_response(raw, &msg, REWRITE_CONN_CLOSE, &rules, out, sizeof(out));
+    static const char expected[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                                   "Strict-Transport-Security: max-age=31536000\r\n"
+                                   "Connection: close\r\n\r\n";
+    assert_int_equal(n, strlen(expected));
+    assert_memory_equal(out, expected, n);
+    n = rewrite_rule_fields(&rules, out, sizeof(out));
+    assert_int_equal(n, strlen("Strict-Transport-Security: max-age=31536000\r\n"));
+}
+
 static void test_request_does_not_fit(void **state)
 {
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     struct http1_msg msg = parse(raw, true);
     char out[64];
     assert_int_equal(rewrite_request(raw, &msg,
-                                     &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9}, out,
+                                     &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9}, NULL, out,
                                      sizeof(out)),
                      0);
 }
@@ -187,6 +243,8 @@ int main(void)
         cmocka_unit_test(test_request_te_canonical),
         cmocka_unit_test(test_request_underscore_names_dropped),
         cmocka_unit_test(test_request_does_not_fit),
+        cmocka_unit_test(test_request_rules),
+        cmocka_unit_test(test_response_rules),
         cmocka_unit_test(test_response),
     };
     return cmocka_run_group_tests_name("rewrite", tests, NULL, NULL);
