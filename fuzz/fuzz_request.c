@@ -66,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (http1_parse_request(&scan, buf, &limits, &msg) == HTTP1_DONE) {
             char out[8192];
             size_t n =
-                rewrite_request(buf, &msg, &(struct rewrite_client){.ip = "192.0.2.1", .ip_len = 9}, NULL,
-                                out, sizeof(out));
+                rewrite_request(buf, &msg, &(struct rewrite_client){.ip = "192.0.2.1", .ip_len = 9},
+                                NULL, out, sizeof(out));
             if (n) {
                 /* the forwarded head is valid HTTP/1.1 with the same framing */
                 const struct http1_limits big = {.max_head_bytes = 8192, .max_fields = 128};

@@ -650,7 +650,7 @@ int http1_parse_request(const struct http1_scan *scan, const char *buf,
     /* request-target forms (RFC 9112 section 3.2) */
     const char *t = buf + msg->target_off;
     if (msg->method == HTTP1_METHOD_CONNECT)
-        return fail(msg, 501, "CONNECT is not supported");
+        return fail(msg, 405, "CONNECT is not allowed: fulcrum is not a forward proxy");
     if (t[0] == '/') {
         msg->path_off = msg->target_off;
         msg->path_len = msg->target_len;
@@ -1027,19 +1027,25 @@ static const struct {
     {206, "Partial Content"},
     {301, "Moved Permanently"},
     {302, "Found"},
+    {303, "See Other"},
     {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
     {400, "Bad Request"},
     {401, "Unauthorized"},
     {403, "Forbidden"},
     {404, "Not Found"},
     {405, "Method Not Allowed"},
     {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
     {411, "Length Required"},
     {413, "Content Too Large"},
     {414, "URI Too Long"},
     {415, "Unsupported Media Type"},
     {417, "Expectation Failed"},
     {421, "Misdirected Request"},
+    {429, "Too Many Requests"},
     {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"},
     {501, "Not Implemented"},
@@ -1047,6 +1053,7 @@ static const struct {
     {503, "Service Unavailable"},
     {504, "Gateway Timeout"},
     {505, "HTTP Version Not Supported"},
+    {507, "Insufficient Storage"},
 };
 
 const char *http1_reason(unsigned status)

@@ -76,11 +76,9 @@ static void put_rules(struct wbuf *w, const struct rewrite_rule_list *rules, boo
     }
 }
 
-size_t rewrite_rule_fields(const struct rewrite_rule_list *rules, char *out, size_t cap)
+void rewrite_put_rule_fields(struct wbuf *w, const struct rewrite_rule_list *rules)
 {
-    struct wbuf w = wbuf_init(out, cap);
-    put_rules(&w, rules, false);
-    return wbuf_len(&w); /* 0 for no fields, as for a head that does not fit: the same to callers */
+    put_rules(w, rules, false);
 }
 
 /* Host is the one field a rule may set but not remove (HTTP/1.1 needs it): the last set wins. */

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/wbuf.h"
 #include "http/http1.h"
 
 /* What fulcrum tells the backend about the client. */
@@ -75,8 +76,8 @@ enum {
 size_t rewrite_response(const char *buf, const struct http1_msg *msg, unsigned flags,
                         const struct rewrite_rule_list *rules, char *out, size_t cap);
 
-/* Appends the fields rules set and add (for heads fulcrum writes itself: redirects, fixed
- * answers), each as "Name: value\r\n". Returns the length, or 0 when it does not fit. */
-size_t rewrite_rule_fields(const struct rewrite_rule_list *rules, char *out, size_t cap);
+/* Appends the fields rules set and add to w (for heads fulcrum writes itself: redirects, fixed
+ * answers), each as "Name: value\r\n". */
+void rewrite_put_rule_fields(struct wbuf *w, const struct rewrite_rule_list *rules);
 
 #endif

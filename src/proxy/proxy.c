@@ -598,7 +598,10 @@ static size_t canned_response(char *out, size_t cap, unsigned status, bool head_
                      "Connection: %s\r\n"
                      "\r\n"
                      "%s",
-                     status, reason, body_len, status == 503 ? "Retry-After: 1\r\n" : "",
+                     status, reason, body_len,
+                     status == 503   ? "Retry-After: 1\r\n"
+                     : status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
+                                     : "",
                      keep_alive ? "keep-alive" : "close", head_request ? "" : body);
     return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }

@@ -3,6 +3,7 @@
  */
 #include "proxy/stats.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,7 @@ void stats_free(struct stats *st)
     for (unsigned i = 0; i < STATS_MAX_CHUNKS; i++) {
         free(atomic_load(&st->servers[i]));
         free(atomic_load(&st->pools[i]));
+        free(atomic_load(&st->routes[i]));
     }
     free(st);
 }
@@ -58,19 +60,30 @@ struct stats_server *stats_server(struct stats *st, unsigned slot)
     return &c[slot % STATS_CHUNK];
 }
 
-struct stats_pool *stats_pool(struct stats *st, unsigned slot)
+/* Pools and routes keep the same counters, each in its own table. */
+static struct stats_pool *pool_counters(_Atomic(struct stats_pool *) *table, unsigned slot)
 {
     unsigned chunk = slot / STATS_CHUNK;
     if (chunk >= STATS_MAX_CHUNKS)
         return &dummy_pool;
-    struct stats_pool *c = atomic_load_explicit(&st->pools[chunk], memory_order_acquire);
+    struct stats_pool *c = atomic_load_explicit(&table[chunk], memory_order_acquire);
     if (!c) {
         c = calloc(STATS_CHUNK, sizeof(*c));
         if (!c)
             return &dummy_pool;
-        atomic_store_explicit(&st->pools[chunk], c, memory_order_release);
+        atomic_store_explicit(&table[chunk], c, memory_order_release);
     }
     return &c[slot % STATS_CHUNK];
+}
+
+struct stats_pool *stats_pool(struct stats *st, unsigned slot)
+{
+    return pool_counters(st->pools, slot);
+}
+
+struct stats_pool *stats_route(struct stats *st, unsigned slot)
+{
+    return pool_counters(st->routes, slot);
 }
 
 void stats_observe(struct stats_latency *l, uint64_t us)
@@ -119,14 +132,16 @@ void stats_sum_server(struct stats *const *all, unsigned n, unsigned slot,
     }
 }
 
-void stats_sum_pool(struct stats *const *all, unsigned n, unsigned slot, struct stats_pool_sum *out)
+static void sum_pool_counters(struct stats *const *all, unsigned n, bool routes, unsigned slot,
+                              struct stats_pool_sum *out)
 {
     memset(out, 0, sizeof(*out));
     unsigned chunk = slot / STATS_CHUNK;
     if (chunk >= STATS_MAX_CHUNKS)
         return;
     for (unsigned w = 0; w < n; w++) {
-        struct stats_pool *c = atomic_load_explicit(&all[w]->pools[chunk], memory_order_acquire);
+        struct stats_pool *c = atomic_load_explicit(
+            routes ? &all[w]->routes[chunk] : &all[w]->pools[chunk], memory_order_acquire);
         if (!c)
             continue;
         struct stats_pool *p = &c[slot % STATS_CHUNK];
@@ -135,6 +150,17 @@ void stats_sum_pool(struct stats *const *all, unsigned n, unsigned slot, struct 
         add_latency(&out->latency, &p->latency);
         out->retries += load(&p->retries);
     }
+}
+
+void stats_sum_pool(struct stats *const *all, unsigned n, unsigned slot, struct stats_pool_sum *out)
+{
+    sum_pool_counters(all, n, false, slot, out);
+}
+
+void stats_sum_route(struct stats *const *all, unsigned n, unsigned slot,
+                     struct stats_pool_sum *out)
+{
+    sum_pool_counters(all, n, true, slot, out);
 }
 
 void stats_sum_global(struct stats *const *all, unsigned n, struct stats_global_sum *out)

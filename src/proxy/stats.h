@@ -63,6 +63,7 @@ unsigned stats_tls_failure_index(const char *label);
 struct stats {
     _Atomic(struct stats_server *) servers[STATS_MAX_CHUNKS]; /* chunks of STATS_CHUNK slots */
     _Atomic(struct stats_pool *) pools[STATS_MAX_CHUNKS];
+    _Atomic(struct stats_pool *) routes[STATS_MAX_CHUNKS]; /* by route slot (pool.h) */
     _Atomic int64_t clients[STATS_CLIENT_STATES];
     _Atomic uint64_t accepted;
     _Atomic uint64_t bad_requests; /* answered by fulcrum before any pool was involved */
@@ -81,6 +82,8 @@ void stats_free(struct stats *st);
  * when memory runs out, so counting can never fail). */
 struct stats_server *stats_server(struct stats *st, unsigned slot);
 struct stats_pool *stats_pool(struct stats *st, unsigned slot);
+/* A route's counters: requests by class and latency, as a pool's (retries stay 0). */
+struct stats_pool *stats_route(struct stats *st, unsigned slot);
 
 /* Owner-thread updates. */
 static inline void stats_add(_Atomic uint64_t *c, uint64_t n)
@@ -140,6 +143,8 @@ void stats_sum_server(struct stats *const *all, unsigned n, unsigned slot,
                       struct stats_server_sum *out);
 void stats_sum_pool(struct stats *const *all, unsigned n, unsigned slot,
                     struct stats_pool_sum *out);
+void stats_sum_route(struct stats *const *all, unsigned n, unsigned slot,
+                     struct stats_pool_sum *out);
 void stats_sum_global(struct stats *const *all, unsigned n, struct stats_global_sum *out);
 
 #endif

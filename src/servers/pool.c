@@ -173,25 +173,42 @@ unsigned server_slot_limit(void)
     return atomic_load(&next_server_slot);
 }
 
-/* Names of the pools seen so far, by slot. Only the thread that builds snapshots uses it. */
-static char **pool_names;
-static unsigned npool_names;
+/* Names seen so far, by slot: one table for pools, one for routes. Only the thread that builds
+ * snapshots uses them. */
+struct slot_names {
+    char **names;
+    unsigned n;
+};
+static struct slot_names pool_names, route_names;
+
+static unsigned slot_for(struct slot_names *t, const char *name)
+{
+    for (unsigned i = 0; i < t->n; i++)
+        if (strcmp(t->names[i], name) == 0)
+            return i;
+    char **grown = realloc(t->names, (t->n + 1) * sizeof(*grown));
+    char *copy = strdup(name);
+    if (!grown || !copy) {
+        /* Without memory the name shares slot 0's counters: wrong numbers, but no crash. */
+        free(copy);
+        if (grown)
+            t->names = grown;
+        return 0;
+    }
+    t->names = grown;
+    t->names[t->n] = copy;
+    return t->n++;
+}
 
 unsigned pool_slot_for(const char *name)
 {
-    for (unsigned i = 0; i < npool_names; i++)
-        if (strcmp(pool_names[i], name) == 0)
-            return i;
-    char **grown = realloc(pool_names, (npool_names + 1) * sizeof(*grown));
-    char *copy = strdup(name);
-    if (!grown || !copy) {
-        /* Without memory the pool shares slot 0's counters: wrong numbers, but no crash. */
-        free(copy);
-        if (grown)
-            pool_names = grown;
-        return 0;
-    }
-    pool_names = grown;
-    pool_names[npool_names] = copy;
-    return npool_names++;
+    return slot_for(&pool_names, name);
+}
+
+unsigned route_slot_for(const char *listener, const char *route)
+{
+    /* The listener's name comes with its length, so "a/b" + "c" and "a" + "b/c" differ. */
+    char key[512];
+    snprintf(key, sizeof(key), "%zu:%s/%s", strlen(listener), listener, route);
+    return slot_for(&route_names, key);
 }

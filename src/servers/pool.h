@@ -186,5 +186,8 @@ const char *server_state_label(enum server_state state);
 unsigned server_slot_limit(void);
 /* The slot of the pool called name (a new one the first time); control thread only. */
 unsigned pool_slot_for(const char *name);
+/* The slot of route `route` of listener `listener` (its counters: stats_route()), the same across
+ * reloads while both names stay; control thread only. */
+unsigned route_slot_for(const char *listener, const char *route);
 
 #endif

@@ -358,7 +358,7 @@ static void test_request_line_rejected(void **state)
     assert_rejected("GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     assert_rejected("GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
     assert_rejected("GET http://user@a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-    assert_rejected("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+    assert_rejected("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405);
     assert_rejected("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400);
 
     struct outcome o = req("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
