@@ -105,11 +105,12 @@ enum conn_status conn_read_ready(struct conn *c, char *buf, size_t room, size_t 
     }
 }
 
-enum conn_status conn_writev_ready(struct conn *c, const struct iovec *iov, int iovcnt, size_t len,
-                                   size_t *sent)
+/* The write rules, through the given transport's sendv (c's own, or plain TCP for a preamble). */
+static enum conn_status writev_via(const struct conn_ops *ops, struct conn *c,
+                                   const struct iovec *iov, int iovcnt, size_t len, size_t *sent)
 {
     for (;;) {
-        ssize_t n = c->ops->sendv(c, iov, iovcnt);
+        ssize_t n = ops->sendv(c, iov, iovcnt);
         if (n > 0) {
             *sent = (size_t)n;
             if ((size_t)n < len)
@@ -126,6 +127,22 @@ enum conn_status conn_writev_ready(struct conn *c, const struct iovec *iov, int 
             errno = EPIPE; /* nothing taken from a non-empty write: the peer is gone */
         return CONN_ERROR;
     }
+}
+
+enum conn_status conn_writev_ready(struct conn *c, const struct iovec *iov, int iovcnt, size_t len,
+                                   size_t *sent)
+{
+    return writev_via(c->ops, c, iov, iovcnt, len, sent);
+}
+
+enum conn_status conn_write_plain(struct conn *c, const char *p, size_t len, size_t *sent)
+{
+    *sent = 0;
+    if (!len || !(c->io.ready & LOOP_WRITABLE))
+        return CONN_BLOCKED;
+    /* tcp_sendv only uses the descriptor, which every transport over a socket shares */
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+    return writev_via(&conn_tcp_ops, c, &iov, 1, len, sent);
 }
 
 enum conn_status conn_peek(struct conn *c, char *buf, size_t room, size_t *got)

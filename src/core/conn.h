@@ -106,6 +106,13 @@ static inline enum conn_status conn_writev(struct conn *c, const struct iovec *i
     return conn_writev_ready(c, iov, iovcnt, len, sent);
 }
 
+/*
+ * The same as conn_write(), but straight to the socket whatever c's transport is: for a preamble
+ * that goes in the clear before the transport's own bytes (a PROXY protocol header ahead of a TLS
+ * handshake). Only meaningful for a connection over a socket, before its transport sent anything.
+ */
+enum conn_status conn_write_plain(struct conn *c, const char *p, size_t len, size_t *sent);
+
 /* One look at the bytes waiting, without taking them: CONN_DONE with *got of them (all there
  * are, up to room), CONN_BLOCKED if none (the readiness flag is cleared), CONN_EOF or
  * CONN_ERROR. For reading a preamble (a PROXY protocol header) before deciding how much to take. */

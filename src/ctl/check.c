@@ -9,6 +9,11 @@
  *                       | tcp check: connected = pass                   |
  *                       +--- error, or timeout at any step: fail -------+
  *
+ * A pool that sends the PROXY protocol to its servers sends it on its checks too, since its
+ * servers expect it on every connection: once connected, before the TLS handshake or the request,
+ * a header with no client in it (v1 "PROXY UNKNOWN", v2 LOCAL), as HAProxy's check-send-proxy
+ * does. A TCP check passes once that header went out.
+ *
  * A check reads at most CHECK_BUF bytes of the response: the head, and as much of the body as
  * fits when expect_body is set. Each verdict goes through health_record() (rise/fall), and a
  * change goes through server_update_state(), which logs it. Intervals are shortened by up to 10%
@@ -34,6 +39,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/net.h"
+#include "core/proxy_proto.h"
 #include "core/tls_conn.h"
 #include "http/http1.h"
 #include "servers/pool.h"
@@ -53,6 +59,8 @@ struct watch {
     struct net_addr addr; /* where checks connect */
     char *request;
     size_t request_len, sent;
+    char preamble[PP_WRITE_MAX]; /* the PROXY header of the running check, if its pool sends one */
+    size_t preamble_len, preamble_sent;
     char *buf;
     size_t got;
     enum phase phase;
@@ -337,9 +345,22 @@ static void check_io(struct loop *loop, struct loop_io *io)
         }
         if (!(io->ready & LOOP_WRITABLE))
             return;
+        /* Connected: the PROXY header, if any, is the first thing on the wire (in the clear). */
+        while (w->preamble_sent < w->preamble_len) {
+            size_t n;
+            enum conn_status r = conn_write_plain(&w->conn, w->preamble + w->preamble_sent,
+                                                  w->preamble_len - w->preamble_sent, &n);
+            if (r == CONN_BLOCKED)
+                return;
+            if (r == CONN_ERROR) {
+                fail_errno(w, errno);
+                return;
+            }
+            w->preamble_sent += n;
+        }
         w->phase = w->conn.ssl ? CK_HANDSHAKE : CK_SENDING;
         if (w->phase == CK_SENDING && w->pool->conf->check.type == CONF_CHECK_TCP) {
-            check_done(w, true, "connected");
+            check_done(w, true, w->preamble_len ? "connected, PROXY header sent" : "connected");
             return;
         }
     }
@@ -416,6 +437,16 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
     if (w->server->h.admin == SERVER_ADMIN_MAINT) { /* maintenance: checks stop */
         schedule(w);
         return;
+    }
+    w->preamble_sent = w->preamble_len = 0;
+    enum conf_proxy_send pp = w->pool->conf->proxy_protocol;
+    if (pp != CONF_PROXY_SEND_NONE) { /* no client: "unknown" / LOCAL */
+        w->preamble_len = pp_write(pp == CONF_PROXY_SEND_V1 ? 1 : 2, NULL, NULL, w->preamble,
+                                   sizeof(w->preamble));
+        if (!w->preamble_len) { /* cannot happen (it always fits), but never check without it */
+            check_done(w, false, "cannot write a PROXY protocol header");
+            return;
+        }
     }
     bool in_progress;
     int fd = net_connect(&w->addr, &in_progress);

@@ -147,6 +147,14 @@ struct session {
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;
     } peer;
+    /* The address the client connected to, for a PROXY header to servers: what the client's own
+     * PROXY header said, else the socket's local address, looked up when first needed
+     * (AF_UNSPEC until then). */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } dst;
 };
 
 /* What the access log needs of a request head, copied: the head itself may be gone by the end. */
@@ -775,15 +783,37 @@ static int connect_failed(struct session *s, struct server *srv, int err)
     return respond_error(s, status, why);
 }
 
+/* The destination of the client's connection (see dst), or NULL if it cannot be known. */
+static const struct sockaddr *client_destination(struct session *s)
+{
+    if (s->dst.sa.sa_family == AF_UNSPEC) {
+        socklen_t len = sizeof(s->dst);
+        if (getsockname(s->conn.io.fd, &s->dst.sa, &len) < 0) {
+            log_debug("getsockname: %s", strerror(errno));
+            memset(&s->dst, 0, sizeof(s->dst));
+            return NULL; /* the header will say "unknown" */
+        }
+    }
+    return &s->dst.sa;
+}
+
 static int attach_upstream(struct session *s, struct server *srv, bool allow_idle)
 {
     struct worker *w = s->w;
-    struct upstream *u = allow_idle ? upstream_take_idle(w, srv) : NULL;
+    enum conf_proxy_send pp = session_pool(s)->conf->proxy_protocol;
+    /* With the PROXY protocol a connection names its client: none is shared (upstream.h). */
+    struct upstream *u = allow_idle && !pp ? upstream_take_idle(w, srv) : NULL;
     if (!u) {
         int err = 0;
         u = upstream_connect(w, srv, session_pool(s)->tls, upstream_event, &err);
         if (!u)
             return connect_failed(s, srv, err);
+        if (pp && upstream_send_proxy_header(u, pp == CONF_PROXY_SEND_V1 ? 1 : 2, &s->peer.sa,
+                                             client_destination(s)) < 0) {
+            upstream_close(w, u, true);
+            set_term(s, "proxy_header");
+            return respond_error(s, 500, "cannot write a PROXY protocol header");
+        }
         s->connect_deadline = now_ms(s) + timeouts(s)->connect_ms;
     }
     u->owner = s;
@@ -1250,8 +1280,10 @@ static int step_proxy_header(struct session *s)
     }
     if (conn_read(&s->conn, header, pp.header_len, &got) != CONN_DONE || got != pp.header_len)
         return close_session(s, true);
-    if (!pp.local)
+    if (!pp.local) {
         memcpy(&s->peer, &pp.src, pp.src_len < sizeof(s->peer) ? pp.src_len : sizeof(s->peer));
+        memcpy(&s->dst, &pp.dst, pp.dst_len < sizeof(s->dst) ? pp.dst_len : sizeof(s->dst));
+    }
     const struct tls_server *tls = s->snap->listeners[s->listener].tls;
     if (!tls) {
         set_phase(s, PH_IDLE);

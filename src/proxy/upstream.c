@@ -158,6 +158,47 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, const stru
     return u;
 }
 
+int upstream_send_proxy_header(struct upstream *u, int version, const struct sockaddr *src,
+                               const struct sockaddr *dst)
+{
+    /* Only a connection nothing went out on yet: the header must be its first byte. */
+    if (u->reused || u->requests || u->preamble_len) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t n = pp_write(version, src, dst, u->preamble, sizeof(u->preamble));
+    if (n == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    u->preamble_len = (uint8_t)n;
+    u->preamble_sent = 0;
+    u->private_conn = true;
+    /* Even a connect that completed at once waits for upstream_finish_connect(), which writes the
+     * header before the request (or the TLS handshake) may go. */
+    u->connecting = true;
+    return 0;
+}
+
+/* Writes what is left of the PROXY header, in the clear even over TLS: CONN_DONE once all of it
+ * went, CONN_BLOCKED while the socket is not connected yet or is full, CONN_ERROR with *err. */
+static enum conn_status send_preamble(struct upstream *u, int *err)
+{
+    while (u->preamble_sent < u->preamble_len) {
+        size_t n;
+        enum conn_status r = conn_write_plain(&u->conn, u->preamble + u->preamble_sent,
+                                              u->preamble_len - u->preamble_sent, &n);
+        if (r == CONN_BLOCKED)
+            return CONN_BLOCKED;
+        if (r == CONN_ERROR) {
+            *err = errno;
+            return CONN_ERROR;
+        }
+        u->preamble_sent += (uint8_t)n;
+    }
+    return CONN_DONE;
+}
+
 enum conn_status upstream_finish_connect(struct upstream *u, int *err, const char **why)
 {
     *why = NULL;
@@ -166,6 +207,12 @@ enum conn_status upstream_finish_connect(struct upstream *u, int *err, const cha
         if (!*err)
             *err = ECONNRESET;
         return CONN_ERROR;
+    }
+    /* The socket is writable once the connect completed: the header goes first. */
+    if (u->preamble_sent < u->preamble_len) {
+        enum conn_status r = send_preamble(u, err);
+        if (r != CONN_DONE)
+            return r;
     }
     if (!u->handshaking) { /* plain TCP: connected once writable */
         if (!(u->conn.io.ready & LOOP_WRITABLE))
@@ -212,7 +259,9 @@ void upstream_park(struct worker *w, struct upstream *u)
     struct server_local *sl = server_local(w, u->server);
     if (u->conn.ssl)
         keep_session(sl, u);
-    if (w->stopping || sl->nidle >= MAX_IDLE_PER_SERVER || !quiet(w, u)) {
+    /* A private connection told its server who the client is: another client's request on it
+     * would be attributed to the wrong address. */
+    if (u->private_conn || w->stopping || sl->nidle >= MAX_IDLE_PER_SERVER || !quiet(w, u)) {
         upstream_close(w, u, false);
         return;
     }

@@ -7,6 +7,14 @@
  * server closed it, or sent bytes nobody asked for) closes it, so a connection the server closed
  * is not handed out again. The race that remains, a close that crosses our next request on the
  * wire, is handled by the proxy retrying on a fresh connection.
+ *
+ * PROXY protocol: for a pool that sends it, the user of a new connection calls
+ * upstream_send_proxy_header() right after upstream_connect(). The header is written by
+ * upstream_finish_connect() as soon as the TCP connect completes, before any other byte and
+ * before a TLS handshake starts, so the connection stays "connecting" until the header is out.
+ * Such a connection names one client to its server for its whole life, so it is private to the
+ * session that opened it: upstream_park() closes it instead of putting it in the shared idle pool
+ * (docs/tcp.md says what that costs).
  */
 #ifndef FULCRUM_UPSTREAM_H
 #define FULCRUM_UPSTREAM_H
@@ -17,6 +25,7 @@
 #include "core/conn.h"
 #include "core/freelist.h"
 #include "core/loop.h"
+#include "core/proxy_proto.h"
 #include "servers/pool.h"
 
 struct tls_client;
@@ -36,6 +45,9 @@ struct upstream {
     bool connecting;   /* TCP connect, then (for a TLS pool) the handshake, under way */
     bool handshaking;  /* TCP is up; the TLS handshake is not done yet */
     bool reused;       /* taken from the idle pool for the current request */
+    bool private_conn; /* carries one client's PROXY header: never parked for others */
+    uint8_t preamble_len, preamble_sent; /* the PROXY header, and how much of it went */
+    char preamble[PP_WRITE_MAX];
 };
 
 /* Most recently used idle connection to s on this thread, or NULL. */
@@ -50,13 +62,27 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, const stru
                                   loop_io_fn handler, int *err);
 
 /*
- * Advances a connection that is connecting: CONN_DONE once it can carry a request (connected,
+ * Makes u, just returned by upstream_connect() and before anything else was done with it, start
+ * with a PROXY protocol header (version 1 or 2) saying the connection came from src to dst (the
+ * client's address, and the address it connected to). When either is NULL or their families
+ * differ or are not IP, the header says "no addresses" (v1 UNKNOWN, v2 LOCAL). The header is
+ * copied: src and dst are only borrowed for the call. u becomes private (see above) and is
+ * "connecting" until the header is written. Returns 0, or -1 with errno EINVAL if version is not
+ * 1 or 2 or u already carried bytes (then nothing changed).
+ */
+int upstream_send_proxy_header(struct upstream *u, int version, const struct sockaddr *src,
+                               const struct sockaddr *dst);
+
+/*
+ * Advances a connection that is connecting (TCP connect, then the PROXY header if any, then for a
+ * TLS pool the handshake): CONN_DONE once it can carry a request (connected,
  * and for TLS, handshake done); CONN_BLOCKED while waiting; CONN_ERROR with *err (errno) and,
  * for a TLS failure, *why (the certificate's problem, or the handshake's) set.
  */
 enum conn_status upstream_finish_connect(struct upstream *u, int *err, const char **why);
 
-/* Puts a connection that finished a response cleanly back in its server's idle pool. */
+/* Puts a connection that finished a response cleanly back in its server's idle pool; a private
+ * one (PROXY header sent) is closed instead. */
 void upstream_park(struct worker *w, struct upstream *u);
 
 /* Closes; reset = true sends an RST (the exchange was cut short). */

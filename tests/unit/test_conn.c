@@ -12,7 +12,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/conn.h"
 
@@ -246,6 +249,43 @@ static void test_close_and_shutdown(void **state)
     assert_int_equal(fake.closes, 1);
 }
 
+/* A preamble goes to the socket itself, never through the transport (which would encrypt it),
+ * under the same rules: a full socket is CONN_BLOCKED and clears the flag. */
+static void test_write_plain_bypasses_the_transport(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_not_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), -1);
+    struct conn c;
+    size_t sent;
+    script(&c, LOOP_WRITABLE, 0, NULL); /* the fake transport fails the test if called */
+    c.io.fd = sv[0];
+    assert_int_equal(conn_write_plain(&c, "PROXY UNKNOWN\r\n", 15, &sent), CONN_DONE);
+    assert_int_equal(sent, 15);
+    assert_int_equal(fake.calls, 0);
+    char got[32];
+    assert_int_equal(read(sv[1], got, sizeof(got)), 15);
+    assert_memory_equal(got, "PROXY UNKNOWN\r\n", 15);
+
+    char fill[4096];
+    memset(fill, 'f', sizeof(fill));
+    enum conn_status r;
+    do
+        r = conn_write_plain(&c, fill, sizeof(fill), &sent);
+    while (r == CONN_DONE && (c.io.ready & LOOP_WRITABLE));
+    assert_false(c.io.ready & LOOP_WRITABLE);
+    assert_int_equal(conn_write_plain(&c, fill, sizeof(fill), &sent), CONN_BLOCKED);
+    assert_int_equal(sent, 0);
+    assert_int_equal(fake.calls, 0);
+
+    close(sv[1]);
+    c.io.ready |= LOOP_WRITABLE;
+    assert_int_equal(conn_write_plain(&c, "x", 1, &sent), CONN_ERROR);
+    assert_int_equal(errno, EPIPE); /* and no SIGPIPE */
+    close(sv[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_writev_counts_every_buffer),
         cmocka_unit_test(test_peer_gone),
         cmocka_unit_test(test_close_and_shutdown),
+        cmocka_unit_test(test_write_plain_bypasses_the_transport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
