@@ -18,8 +18,8 @@
  *
  * A lookup visits at most three groups: the exact Host's, the wildcard group of the Host without
  * its first label, and group 0. In each it walks the list of the exact path, the lists of the
- * path's prefixes (one probe per distinct prefix length of the group, with the hash carried
- * along the path, so the path is hashed once per group), and the other routes. Since the first
+ * path's prefixes (one probe per distinct prefix length of the group; the path's words are
+ * hashed once for all of them), and the other routes. Since the first
  * route wins, the lists are not merged: each is walked in order until a route holds or until an
  * index that is not below the best found so far, and the smallest index found wins. A candidate
  * is tested in full (route_entry_holds()), so the index can only leave out routes that could not
@@ -61,6 +61,7 @@ struct span {
 
 struct group {
     uint32_t others;          /* the list of its routes with neither path nor path_prefix */
+    uint32_t npaths;          /* its exact paths (none: no need to look) */
     uint32_t lens_off, nlens; /* its distinct prefix lengths, ascending, in t->lens */
 };
 
@@ -72,30 +73,52 @@ struct route_table {
     uint32_t mask; /* slots - 1, a power of two minus one */
     struct group *groups;
     uint32_t ngroups;
+    uint32_t nexact, nwild; /* host keys of each kind (none: no need to look) */
     struct span *lists;
     uint32_t nlists;
     uint32_t *members; /* what the lists hold */
     uint32_t *lens;
 };
 
-/* FNV-1a, one byte at a time so that a prefix's hash is on the way to the next one; host keys
- * fold ASCII case, and a final mix spreads the bits the mask keeps. */
+/*
+ * The hash reads 8 bytes at a time. A key's hash is the state after its whole words, mixed with
+ * its last partial word (zero-padded) and its length, so the hashes of a path's prefixes come
+ * from one pass over its words. Host keys fold ASCII case, a word at a time.
+ */
 static uint64_t hash_start(uint32_t tag)
 {
-    return (0xcbf29ce484222325ull ^ tag) * 0x100000001b3ull;
+    return (0xcbf29ce484222325ull ^ tag) * 0x9e3779b97f4a7c15ull;
 }
 
-static uint64_t hash_byte(uint64_t h, char c)
+/* n (at most 8) bytes of p as a word, zero-padded. */
+static uint64_t word(const char *p, size_t n)
 {
-    return (h ^ (unsigned char)c) * 0x100000001b3ull;
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return w;
 }
 
-static uint32_t hash_end(uint64_t h)
+/* w with its bytes 'A'-'Z' lowercased, every other byte (those over 127 too) left alone. */
+static uint64_t fold_word(uint64_t w)
 {
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ull;
-    h ^= h >> 32;
-    return (uint32_t)h;
+    const uint64_t ones = 0x0101010101010101ull;
+    uint64_t low = w & 0x7f * ones;
+    uint64_t from_a = low + (0x80 - 'A') * ones; /* top bit of each byte: low >= 'A' */
+    uint64_t past_z = low + (0x7f - 'Z') * ones; /* top bit: low > 'Z' */
+    uint64_t upper = from_a & ~past_z & ~w & 0x80 * ones;
+    return w | upper >> 2;
+}
+
+static uint64_t hash_word(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    return h ^ h >> 29;
+}
+
+static uint32_t hash_end(uint64_t h, size_t len)
+{
+    h = (h ^ len) * 0xd6e8feb86659fd93ull;
+    return (uint32_t)(h ^ h >> 32);
 }
 
 static bool folds(uint32_t tag)
@@ -105,13 +128,14 @@ static bool folds(uint32_t tag)
 
 static uint32_t hash_key(uint32_t tag, const char *key, size_t len)
 {
-    uint64_t h = hash_start(tag);
     bool fold = folds(tag);
-    for (size_t i = 0; i < len; i++) {
-        char c = key[i];
-        h = hash_byte(h, fold && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c);
-    }
-    return hash_end(h);
+    uint64_t h = hash_start(tag);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        h = hash_word(h, fold ? fold_word(word(key + i, 8)) : word(key + i, 8));
+    if (i < len)
+        h = hash_word(h, fold ? fold_word(word(key + i, len - i)) : word(key + i, len - i));
+    return hash_end(h, len);
 }
 
 /* The slot of key, or the empty slot where it would go. */
@@ -171,8 +195,10 @@ static uint32_t host_group(struct build *b, const struct route_name *n)
     struct route_table *t = b->t;
     uint32_t before = t->ngroups;
     struct slot *s = key_slot(b, TAG(n->wild ? KEY_WILD : KEY_HOST, 0), n->s, n->len, &t->ngroups);
-    if (t->ngroups != before)
+    if (t->ngroups != before) {
         t->groups[s->value].others = t->nlists++;
+        *(n->wild ? &t->nwild : &t->nexact) += 1;
+    }
     return s->value;
 }
 
@@ -184,7 +210,9 @@ static void add_member(struct build *b, uint32_t g, uint32_t i)
     const struct conf_route_match *m = &e->pub.conf->match;
     uint32_t list = t->groups[g].others;
     if (m->path) {
+        uint32_t before = t->nlists;
         list = key_slot(b, TAG(KEY_PATH, g), m->path, e->path_len, &t->nlists)->value;
+        t->groups[g].npaths += t->nlists != before;
     } else if (m->path_prefix) {
         list = key_slot(b, TAG(KEY_PREFIX, g), m->path_prefix, e->prefix_len, &t->nlists)->value;
         b->lens[b->nlens++] = (struct prefix_len){g, e->prefix_len};
@@ -404,19 +432,23 @@ static void visit_group(const struct route_table *t, uint32_t g, struct route_ke
 {
     const struct group *grp = &t->groups[g];
     walk(t, grp->others, k, best);
-    const struct slot *s = find(t, TAG(KEY_PATH, g), k->path, k->path_len);
+    const struct slot *s = NULL;
+    if (grp->npaths)
+        s = find(t, TAG(KEY_PATH, g), k->path, k->path_len);
     if (s)
         walk(t, s->value, k, best);
+    /* hash_key() of each prefix, the whole words hashed once for all of them */
     uint32_t tag = TAG(KEY_PREFIX, g);
     uint64_t h = hash_start(tag);
-    size_t hashed = 0;
+    size_t words = 0; /* bytes of the path in h */
     for (uint32_t j = 0; j < grp->nlens; j++) {
         uint32_t len = t->lens[grp->lens_off + j];
         if (len > k->path_len)
             break;
-        for (; hashed < len; hashed++)
-            h = hash_byte(h, k->path[hashed]);
-        s = probe(t, tag, hash_end(h), k->path, len);
+        for (; words + 8 <= len; words += 8)
+            h = hash_word(h, word(k->path + words, 8));
+        uint64_t last = words < len ? hash_word(h, word(k->path + words, len - words)) : h;
+        s = probe(t, tag, hash_end(last, len), k->path, len);
         if (s->key)
             walk(t, s->value, k, best);
     }
@@ -429,10 +461,10 @@ const struct route *route_match(const struct route_table *t, const struct route_
     route_keys_init(&k, req, buf, sizeof(buf));
     uint32_t best = t->n;
     if (k.host && k.host_len > 0) {
-        const struct slot *s = find(t, TAG(KEY_HOST, 0), k.host, k.host_len);
+        const struct slot *s = t->nexact ? find(t, TAG(KEY_HOST, 0), k.host, k.host_len) : NULL;
         if (s)
             visit_group(t, s->value, &k, &best);
-        const char *dot = memchr(k.host, '.', k.host_len);
+        const char *dot = t->nwild ? memchr(k.host, '.', k.host_len) : NULL;
         if (dot && dot != k.host) { /* a wildcard covers one non-empty label */
             size_t skip = (size_t)(dot - k.host) + 1;
             s = find(t, TAG(KEY_WILD, 0), k.host + skip, k.host_len - skip);

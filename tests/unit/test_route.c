@@ -178,7 +178,8 @@ static void test_host(void **state)
 {
     struct fixture f =
         TABLE("{host: a.example.com}", "{host: [b.example.com, '[::1]', c.example.com.]}",
-              "{host: '[2001:db8::1]'}");
+              "{host: '[2001:db8::1]'}", "{host: 'abcdefghijklmnopqrstuvwxyz0123456789-_.example'}",
+              "{host: '*.xyz.abcdefghijklmnopqrstuvwxyz.example'}");
     assert_int_equal(M(f, .host = "a.example.com"), 0);
     assert_int_equal(M(f, .host = "A.Example.COM"), 0);
     assert_int_equal(M(f, .host = "a.example.com:8080"), 0);
@@ -192,6 +193,12 @@ static void test_host(void **state)
     assert_int_equal(M(f, .host = "[::1]:8443"), 1);
     assert_int_equal(M(f, .host = "[2001:DB8::1]:80"), 2);
     assert_int_equal(M(f, .host = "[2001:db8::1]"), 2);
+    /* every letter, in keys longer than a word of the hash */
+    assert_int_equal(M(f, .host = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.EXAMPLE"), 3);
+    assert_int_equal(M(f, .host = "abcdefghijklmnopqrstuvwxyz0123456789-_.Example:1"), 3);
+    assert_int_equal(M(f, .host = "abcdefghijklmnopqrstuvwxyz0123456789-@.example"), -1);
+    assert_int_equal(M(f, .host = "Q.XYZ.ABCDEFGHIJKLMNOPQRSTUVWXYZ.EXAMPLE."), 4);
+    assert_int_equal(M(f, .host = "q.xyz.abcdefghijklmnopqrstuvwxyz.exampl\xc5"), -1);
 
     assert_int_equal(M(f, .host = "[::1]x"), -1);
     assert_int_equal(M(f, .host = "[::1]:8a"), -1);
