@@ -19,12 +19,12 @@
  * A lookup visits at most three groups: the exact Host's, the wildcard group of the Host without
  * its first label, and group 0. In each it walks the list of the exact path, the lists of the
  * path's prefixes (one probe per distinct prefix length of the group; the path's words are
- * hashed once for all of them), and the other routes. Since the first
- * route wins, the lists are not merged: each is walked in order until a route holds or until an
- * index that is not below the best found so far, and the smallest index found wins. A candidate
- * is tested in full (route_entry_holds()), so the index can only leave out routes that could not
- * match: the answer is the linear scan's. Per request that is O(path + candidates), and nothing
- * is allocated. Routes that name neither a host nor a path or prefix are the ones every request
+ * hashed once for all of them), and the other routes. Since the first route wins, the lists are
+ * not merged: each is walked in order until a route holds or until an index that is not below
+ * the best found so far, and the smallest index found wins. A candidate is tested in full
+ * (route_entry_holds()), so the index can only leave out routes that could not match: the answer
+ * is the linear scan's. Per request that is O(path + prefix lengths + candidates), and nothing is
+ * allocated. Routes that name neither a host nor a path or prefix are the ones every request
  * walks through.
  */
 #include <stdint.h>
