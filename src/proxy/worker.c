@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/proxy.h"
+#include "proxy/relay.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"
 
@@ -393,8 +394,9 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->alog = accesslog_buf_new();
     w->proxy = proxy_local_new();
     w->upstream = upstream_local_new();
+    w->relay = relay_local_new();
     if (!w->loop || !w->scratch || !w->fields || !w->stats || !w->alog || !w->proxy ||
-        !w->upstream || grow_server_table(w) < 0) {
+        !w->upstream || !w->relay || grow_server_table(w) < 0) {
         log_error("worker %u: out of memory", id);
         worker_free(w);
         return NULL;
@@ -467,6 +469,7 @@ void worker_free(struct worker *w)
     free_dead_listeners(w);
     proxy_local_free(w);
     upstream_local_free(w);
+    relay_local_free(w);
     struct snapshot *pending = atomic_exchange(&w->next_snap, NULL);
     if (pending)
         snapshot_unref(pending);
