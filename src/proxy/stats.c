@@ -134,6 +134,10 @@ void stats_sum_pool(struct stats *const *all, unsigned n, unsigned slot, struct 
             out->requests[k] += load(&p->requests[k]);
         add_latency(&out->latency, &p->latency);
         out->retries += load(&p->retries);
+        out->tcp_connections += load(&p->tcp_connections);
+        out->tcp_active += load(&p->tcp_active);
+        out->tcp_bytes_in += load(&p->tcp_bytes_in);
+        out->tcp_bytes_out += load(&p->tcp_bytes_out);
     }
 }
 
