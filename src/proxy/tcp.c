@@ -382,17 +382,19 @@ static int connect_failed(struct tcp_session *s, struct server *srv, int err, co
         return close_session(s, false);
     }
     report_failure(s, srv, SERVER_FAIL_CONNECT);
-    s->term = term ? term : err == ETIMEDOUT ? "connect_timeout" : "connect_error";
-    if (s->attempts >= session_pool(s)->conf->retries)
-        return close_session(s, false);
-    if (s->nfailed == sizeof(s->failed) / sizeof(s->failed[0])) {
-        memmove(s->failed, s->failed + 1, sizeof(s->failed) - sizeof(s->failed[0]));
-        s->nfailed--;
+    struct server *next = NULL;
+    if (s->attempts < session_pool(s)->conf->retries) {
+        if (s->nfailed == sizeof(s->failed) / sizeof(s->failed[0])) {
+            memmove(s->failed, s->failed + 1, sizeof(s->failed) - sizeof(s->failed[0]));
+            s->nfailed--;
+        }
+        s->failed[s->nfailed++] = srv;
+        next = pick_server(s);
     }
-    s->failed[s->nfailed++] = srv;
-    struct server *next = pick_server(s);
-    if (!next)
+    if (!next) { /* this failure is how the connection ends */
+        s->term = term ? term : err == ETIMEDOUT ? "connect_timeout" : "connect_error";
         return close_session(s, false);
+    }
     s->attempts++;
     stats_add(&stats_pool(s->w->stats, session_pool(s)->slot)->retries, 1);
     log_debug("pool %s: retrying on %s after %s failed (attempt %u)", session_pool(s)->name,
