@@ -1,5 +1,6 @@
 /*
- * conn.c - the rules of non-blocking connection I/O (conn.h), and the plain TCP transport.
+ * conn.c - the rules of non-blocking connection I/O (conn.h), the plain TCP transport, and
+ * splice(2) between a plain TCP connection and a pipe (for proxy/relay.c).
  *
  * The generic functions (conn_read, conn_write, ...) own the rules; a transport's operations only
  * make one attempt each. A new transport (TLS, an HTTP/2 stream) is a new struct conn_ops and
@@ -8,6 +9,7 @@
 #include "core/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -173,6 +175,59 @@ bool conn_peer_gone(struct conn *c)
         /* 0: end of stream with nothing before it. An error other than "nothing yet" (a reset)
          * means gone as well. */
         return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+}
+
+/* ---- splice (conn.h says why its rules differ a little) ---- */
+
+enum conn_status conn_splice_in(struct conn *c, int pipe_w, size_t len, bool pipe_empty,
+                                size_t *got)
+{
+    *got = 0;
+    if (!len || !(c->io.ready & LOOP_READABLE))
+        return CONN_BLOCKED;
+    for (;;) {
+        ssize_t n = splice(c->io.fd, NULL, pipe_w, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            *got = (size_t)n;
+            return CONN_DONE;
+        }
+        if (n == 0) {
+            c->io.ready &= ~LOOP_READABLE;
+            return CONN_EOF;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (pipe_empty) /* the pipe had room: it is the socket that has nothing */
+                c->io.ready &= ~LOOP_READABLE;
+            return CONN_BLOCKED;
+        }
+        return CONN_ERROR;
+    }
+}
+
+enum conn_status conn_splice_out(struct conn *c, int pipe_r, size_t len, size_t *sent)
+{
+    *sent = 0;
+    if (!len || !(c->io.ready & LOOP_WRITABLE))
+        return CONN_BLOCKED;
+    for (;;) {
+        ssize_t n = splice(pipe_r, NULL, c->io.fd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            *sent = (size_t)n;
+            return CONN_DONE;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        /* The pipe holds bytes (the caller says so), so EAGAIN is the socket being full. */
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->io.ready &= ~LOOP_WRITABLE;
+            return CONN_BLOCKED;
+        }
+        if (n == 0)
+            errno = EPIPE; /* nothing moved from a pipe that has bytes: no way forward */
+        return CONN_ERROR;
     }
 }
 

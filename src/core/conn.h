@@ -125,6 +125,28 @@ enum conn_status conn_peek(struct conn *c, char *buf, size_t room, size_t *got);
  */
 bool conn_peer_gone(struct conn *c);
 
+/*
+ * splice(2) between a plain TCP connection and a pipe, so that a relay (proxy/relay.c) moves bytes
+ * from one socket to another without copying them through user space. Only for c->ssl == NULL:
+ * TLS bytes must be decrypted or encrypted by OpenSSL on their way. The readiness rules are those
+ * of conn_read and conn_write, with two differences that splice forces:
+ *   - splice answers EAGAIN both when the socket is empty and when the pipe has no free slot (a
+ *     pipe counts pages, not bytes, so a pipe holding fewer bytes than its size may be full). Only
+ *     with an empty pipe (pipe_empty) does EAGAIN prove the socket empty and clear LOOP_READABLE;
+ *     otherwise the caller empties the pipe and asks again.
+ *   - A short count proves nothing either way (the pipe's slots, a socket buffer filling midway),
+ *     so it never clears a flag: the next call answers CONN_BLOCKED (EAGAIN) if nothing is left.
+ * splice has no MSG_NOSIGNAL: writing to a peer that is gone raises SIGPIPE unless the process
+ * ignores it, which fulcrum does (main.c); the call then fails with EPIPE.
+ */
+/* Up to len bytes from c's socket into the pipe's write end: CONN_DONE with *got, CONN_BLOCKED,
+ * CONN_EOF or CONN_ERROR (errno). */
+enum conn_status conn_splice_in(struct conn *c, int pipe_w, size_t len, bool pipe_empty,
+                                size_t *got);
+/* Up to len bytes (that the pipe holds) from the pipe's read end to c's socket: CONN_DONE with
+ * *sent, CONN_BLOCKED (the socket is full: LOOP_WRITABLE cleared) or CONN_ERROR (errno). */
+enum conn_status conn_splice_out(struct conn *c, int pipe_r, size_t len, size_t *sent);
+
 /* Stops sending (FIN). Returns 0, or -1 with errno set. */
 int conn_shutdown(struct conn *c);
 

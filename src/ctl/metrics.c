@@ -16,6 +16,9 @@
  *   ejections_total{pool,server}                  counter
  *   health_checks_total{pool,server,result}       counter, result pass|fail
  *   retries_total{pool}                           counter
+ *   tcp_connections_total{pool}                   counter, TCP mode connections given to the pool
+ *   tcp_active_connections{pool}                  gauge
+ *   tcp_bytes_total{pool,direction}               counter, in (client to server) | out
  *   client_connections{state}                     gauge, idle|reading|active|closing
  *   client_connections_accepted_total             counter
  *   header_fields_dropped_total{reason}           counter, reason underscore
@@ -290,6 +293,22 @@ static uint64_t retries(const struct source *src, unsigned i, const char **lv)
     return src->ps.retries;
 }
 
+static uint64_t tcp_connections(const struct source *src, unsigned i, const char **lv)
+{
+    return src->ps.tcp_connections;
+}
+
+static uint64_t tcp_active(const struct source *src, unsigned i, const char **lv)
+{
+    return src->ps.tcp_active;
+}
+
+static uint64_t tcp_bytes(const struct source *src, unsigned i, const char **lv)
+{
+    *lv = i == 0 ? "in" : "out";
+    return i == 0 ? src->ps.tcp_bytes_in : src->ps.tcp_bytes_out;
+}
+
 static uint64_t client_connections(const struct source *src, unsigned i, const char **lv)
 {
     static const char *const names[STATS_CLIENT_STATES] = {"idle", "reading", "active", "closing"};
@@ -376,7 +395,8 @@ static const struct family families[] = {
      .nlabel = SERVER_STATES, .value = server_state_is},
     {"server_weight", "gauge", "The server's configured weight (0-256).", SCOPE_SERVER,
      .value = weight},
-    {"server_active_requests", "gauge", "Requests in flight to the server.", SCOPE_SERVER,
+    {"server_active_requests", "gauge",
+     "Requests (and TCP mode connections) in flight to the server.", SCOPE_SERVER,
      .value = active_requests},
     {"server_idle_connections", "gauge", "Idle pooled connections to the server.", SCOPE_SERVER,
      .value = idle_connections},
@@ -386,6 +406,13 @@ static const struct family families[] = {
      .label = "result", .nlabel = 2, .value = health_checks},
     {"retries_total", "counter", "Requests sent to another server after a failure.", SCOPE_POOL,
      .value = retries},
+    {"tcp_connections_total", "counter", "TCP mode connections handed to the pool.", SCOPE_POOL,
+     .value = tcp_connections},
+    {"tcp_active_connections", "gauge", "TCP mode connections of the pool open now.", SCOPE_POOL,
+     .value = tcp_active},
+    {"tcp_bytes_total", "counter",
+     "Bytes relayed by TCP mode connections: in (client to server), out (server to client).",
+     SCOPE_POOL, .label = "direction", .nlabel = 2, .value = tcp_bytes},
     {"client_connections", "gauge", "Client connections, by what they are doing.", SCOPE_PROCESS,
      .label = "state", .nlabel = STATS_CLIENT_STATES, .value = client_connections},
     {"client_connections_accepted_total", "counter", "Client connections accepted.", SCOPE_PROCESS,

@@ -19,13 +19,14 @@
 
 #include "conf/conf.h"
 
-/* What one line says. Strings are (pointer, length) pairs; NULL means unknown. */
+/* What one line says. Strings are (pointer, length) pairs; NULL means unknown. A TCP mode
+ * connection (proxy/tcp.c) is a line too: version 0, no method, target or status (0). */
 struct accesslog_entry {
     uint64_t start_wall_us; /* when the request began, wall clock */
     const struct sockaddr *client;
     const char *method, *target, *user_agent, *referer;
     size_t method_len, target_len, user_agent_len, referer_len;
-    uint8_t version; /* 10 or 11 */
+    uint8_t version; /* 10 or 11; 0: a TCP mode connection (protocol "TCP") */
     uint16_t status; /* 0: no response was sent */
     uint64_t bytes_in, bytes_out;
     const char *pool, *server;

@@ -63,11 +63,11 @@
 #include "core/freelist.h"
 #include "core/log.h"
 #include "core/net.h"
-#include "core/proxy_proto.h"
 #include "core/tls_conn.h"
 #include "http/rewrite.h"
 #include "lb/lb.h"
 #include "proxy/accesslog.h"
+#include "proxy/preamble.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
 #include "proxy/upstream.h"
@@ -142,19 +142,11 @@ struct session {
     bool status_failure;     /* the response's status counts against the server */
     int up_errno;
 
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in v4;
-        struct sockaddr_in6 v6;
-    } peer;
+    union preamble_peer peer;
     /* The address the client connected to, for a PROXY header to servers: what the client's own
      * PROXY header said, else the socket's local address, looked up when first needed
      * (AF_UNSPEC until then). */
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in v4;
-        struct sockaddr_in6 v6;
-    } dst;
+    union preamble_peer dst;
 };
 
 /* What the access log needs of a request head, copied: the head itself may be gone by the end. */
@@ -784,19 +776,6 @@ static int connect_failed(struct session *s, struct server *srv, int err)
 }
 
 /* The destination of the client's connection (see dst), or NULL if it cannot be known. */
-static const struct sockaddr *client_destination(struct session *s)
-{
-    if (s->dst.sa.sa_family == AF_UNSPEC) {
-        socklen_t len = sizeof(s->dst);
-        if (getsockname(s->conn.io.fd, &s->dst.sa, &len) < 0) {
-            log_debug("getsockname: %s", strerror(errno));
-            memset(&s->dst, 0, sizeof(s->dst));
-            return NULL; /* the header will say "unknown" */
-        }
-    }
-    return &s->dst.sa;
-}
-
 static int attach_upstream(struct session *s, struct server *srv, bool allow_idle)
 {
     struct worker *w = s->w;
@@ -809,7 +788,7 @@ static int attach_upstream(struct session *s, struct server *srv, bool allow_idl
         if (!u)
             return connect_failed(s, srv, err);
         if (pp && upstream_send_proxy_header(u, pp == CONF_PROXY_SEND_V1 ? 1 : 2, &s->peer.sa,
-                                             client_destination(s)) < 0) {
+                                             preamble_destination(&s->conn, &s->dst)) < 0) {
             upstream_close(w, u, true);
             set_term(s, "proxy_header");
             return respond_error(s, 500, "cannot write a PROXY protocol header");
@@ -1229,67 +1208,26 @@ static void follow_reload(struct session *s)
     }
 }
 
-/* Turns a client connection that was plain so far (it carried a PROXY header) into TLS, keeping
- * what the loop knows of its readiness. Returns -1 if memory ran out. */
-static int start_tls(struct session *s, const struct tls_server *tls)
-{
-    struct ssl_st *ssl = tls_server_accept(tls);
-    uint32_t ready = s->conn.io.ready;
-    if (!ssl)
-        return -1;
-    if (conn_init_tls(&s->conn, s->conn.io.fd, client_event, ssl) < 0) {
-        conn_close(&s->conn, false); /* frees ssl; the session is closed by the caller */
-        return -1;
-    }
-    s->conn.io.ready = ready;
-    return 0;
-}
-
-static bool trusted_peer(const struct conf_proxy_accept *pp, const struct sockaddr *sa)
-{
-    for (unsigned i = 0; i < pp->ntrusted; i++)
-        if (net_cidr_match(&pp->trusted[i], sa))
-            return true;
-    return false;
-}
-
-/* The PROXY protocol header of a trusted load balancer in front: looked at where it lies, taken
- * once whole, and the client it names becomes this connection's client. */
+/* The PROXY protocol header of a trusted load balancer in front (preamble.c); the client it
+ * names becomes this connection's client. */
 static int step_proxy_header(struct session *s)
 {
-    char header[PP_MAX];
-    size_t got;
-    enum conn_status r = conn_peek(&s->conn, header, sizeof(header), &got);
-    if (r == CONN_BLOCKED)
+    const struct snapshot_listener *sl = &s->snap->listeners[s->listener];
+    switch (preamble_proxy_header(&s->conn, &s->peer, &s->dst, sl->conf->name)) {
+    case PREAMBLE_WAIT:
         return STEP_WAIT;
-    if (r != CONN_DONE)
+    case PREAMBLE_CLOSE:
         return close_session(s, false);
-    struct pp_result pp;
-    char from[NET_ADDR_TEXT];
-    switch (pp_parse(header, got, &pp)) {
-    case PP_AGAIN:
-        s->conn.io.ready &= ~LOOP_READABLE; /* all there is: the rest comes with a new event */
-        return STEP_WAIT;
-    case PP_ERROR:
-        net_addr_format(&s->peer.sa, from, sizeof(from));
-        log_warn("listener %s: PROXY protocol header from %s refused: %s",
-                 s->snap->listeners[s->listener].conf->name, from, pp.error);
+    case PREAMBLE_REFUSED:
         return close_session(s, true);
     default:
         break;
     }
-    if (conn_read(&s->conn, header, pp.header_len, &got) != CONN_DONE || got != pp.header_len)
-        return close_session(s, true);
-    if (!pp.local) {
-        memcpy(&s->peer, &pp.src, pp.src_len < sizeof(s->peer) ? pp.src_len : sizeof(s->peer));
-        memcpy(&s->dst, &pp.dst, pp.dst_len < sizeof(s->dst) ? pp.dst_len : sizeof(s->dst));
-    }
-    const struct tls_server *tls = s->snap->listeners[s->listener].tls;
-    if (!tls) {
+    if (!sl->tls) {
         set_phase(s, PH_IDLE);
         return STEP_PROGRESS;
     }
-    if (start_tls(s, tls) < 0) {
+    if (preamble_start_tls(&s->conn, sl->tls, client_event) < 0) {
         log_error("TLS: cannot set up a connection: out of memory");
         return close_session(s, true);
     }
@@ -1301,20 +1239,11 @@ static int step_proxy_header(struct session *s)
 /* A TLS client's handshake; once done, the connection waits for its first request head. */
 static int step_handshake(struct session *s)
 {
-    struct worker *w = s->w;
-    const char *why = "other";
-    enum conn_status r = conn_handshake(&s->conn, &why);
-    if (r == CONN_BLOCKED)
+    enum preamble_status r = preamble_handshake(&s->conn, s->w->stats);
+    if (r == PREAMBLE_WAIT)
         return STEP_WAIT;
-    if (r != CONN_DONE) {
-        stats_add(&w->stats->tls_failures[stats_tls_failure_index(why)], 1);
-        log_debug("TLS handshake failed: %s", why);
-        if (strcmp(why, "http_request") == 0)
-            conn_tls_refuse_plain_http(&s->conn);
+    if (r != PREAMBLE_DONE)
         return close_session(s, false);
-    }
-    stats_add(&w->stats->tls_handshakes[tls_session_resumed(s->conn.ssl)], 1);
-    stats_add(&w->stats->tls_versions[tls_is_v13(s->conn.ssl)], 1);
     const struct tls_server *tls = s->snap->listeners[s->listener].tls;
     if (tls_server_subject_header(tls))
         s->client_subject = tls_peer_subject(s->conn.ssl);
@@ -1663,7 +1592,7 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
     const struct snapshot_listener *sl = &w->snap->listeners[listener];
     const struct tls_server *tls = sl->tls;
     bool proxy_header = sl->conf->proxy_protocol.accept;
-    if (proxy_header && !trusted_peer(&sl->conf->proxy_protocol, peer)) {
+    if (proxy_header && !preamble_trusted(&sl->conf->proxy_protocol, peer)) {
         log_debug("listener %s: connection from an address not trusted to send a PROXY header",
                   sl->conf->name);
         close(fd);

@@ -1,5 +1,6 @@
 /*
- * stats.h - request counters and latency histograms, kept per worker thread and summed when read.
+ * stats.h - request and TCP connection counters and latency histograms, kept per worker thread
+ * and summed when read.
  *
  * Each worker owns a struct stats and is the only thread that writes it, so a count is a plain
  * load and store (relaxed atomics, no locked instruction, no shared cache line on the request
@@ -32,7 +33,7 @@ struct stats_latency {
 struct stats_server {
     _Atomic uint64_t requests[STATS_CLASSES];
     struct stats_latency latency;
-    _Atomic uint64_t active; /* requests in flight to the server */
+    _Atomic uint64_t active; /* requests (and TCP mode connections) in flight to the server */
     _Atomic uint64_t idle;   /* idle pooled connections to it */
 };
 
@@ -40,6 +41,11 @@ struct stats_pool {
     _Atomic uint64_t requests[STATS_CLASSES];
     struct stats_latency latency;
     _Atomic uint64_t retries;
+    /* TCP mode (tcp.c): connections handed to the pool, those open now, and the bytes relayed
+     * (in: client to server, out: server to client), added as they move */
+    _Atomic uint64_t tcp_connections;
+    _Atomic uint64_t tcp_active;
+    _Atomic uint64_t tcp_bytes_in, tcp_bytes_out;
 };
 
 /* Client connections by what they are doing. */
@@ -130,6 +136,7 @@ struct stats_pool_sum {
     uint64_t requests[STATS_CLASSES];
     struct stats_latency_sum latency;
     uint64_t retries;
+    uint64_t tcp_connections, tcp_active, tcp_bytes_in, tcp_bytes_out;
 };
 
 struct stats_global_sum {

@@ -1,6 +1,6 @@
 /*
  * thread.h - the per-thread context of the request path: struct worker, what one worker thread
- * owns, as the modules that run in it (proxy, upstream) see it.
+ * owns, as the modules that run in it (proxy, tcp, relay, upstream) see it.
  *
  * The request path reads and writes it without locks: only its own thread touches it. worker.c
  * creates it and runs the thread (listeners, start, stop, snapshots); proxy.c keeps its sessions
@@ -22,6 +22,8 @@
 struct listen_sock;
 struct proxy_local;
 struct upstream_local;
+struct relay_local;
+struct tcp_local;
 struct stats;
 struct accesslog_buf;
 
@@ -41,9 +43,12 @@ struct worker {
     struct accesslog_buf *alog; /* this thread's access log lines (accesslog.h) */
 
     /* Each module's own per-thread state, opaque here: sessions and their spares (proxy.c), idle
-     * backend connections per server and their spares (upstream.c). */
+     * backend connections per server and their spares (upstream.c), the pipes of byte relays
+     * (relay.c), TCP mode sessions and their spares (tcp.c). */
     struct proxy_local *proxy;
     struct upstream_local *upstream;
+    struct relay_local *relay;
+    struct tcp_local *tcp;
 
     char *scratch;              /* one buffer's worth: heads are rebuilt here */
     struct http1_field *fields; /* the parser's field array (limits.max_fields entries) */

@@ -1,8 +1,9 @@
 /*
  * upstream.h - connections to backend servers, and each thread's pool of idle ones.
  *
- * An upstream belongs either to one session (owner != NULL: it carries that session's request)
- * or to its server's idle list on the worker that created it; never to two things at once, and
+ * An upstream belongs either to one session (owner != NULL: it carries that session's request,
+ * or a TCP mode session's byte stream, which never goes back to a pool) or to its server's idle
+ * list on the worker that created it; never to two things at once, and
  * never to another thread. While idle it holds no buffer. Any event on an idle connection (the
  * server closed it, or sent bytes nobody asked for) closes it, so a connection the server closed
  * is not handed out again. The race that remains, a close that crosses our next request on the
@@ -31,13 +32,12 @@
 struct tls_client;
 
 struct worker;
-struct session;
 
 struct upstream {
     struct conn conn;             /* first: the loop's pointer is the upstream's */
     struct worker *worker;        /* the thread that created it, and the only one that touches it */
     struct server *server;        /* referenced for the connection's lifetime */
-    struct session *owner;        /* NULL while idle */
+    void *owner;                  /* the session using it (proxy.c's or tcp.c's); NULL while idle */
     struct upstream *prev, *next; /* idle list, or the thread's list of closed ones */
     struct freelist_node spare;   /* on the thread's spares */
     uint64_t idle_since_ms;

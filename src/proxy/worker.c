@@ -27,6 +27,8 @@
 #include "core/log.h"
 #include "proxy/accesslog.h"
 #include "proxy/proxy.h"
+#include "proxy/relay.h"
+#include "proxy/tcp.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"
 
@@ -137,7 +139,10 @@ static void on_accept(struct loop *loop, struct loop_io *io)
         socklen_t len = sizeof(peer);
         int fd = accept4(io->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            proxy_accept(w, ls->listener, fd, (struct sockaddr *)&peer, len);
+            if (w->snap->listeners[ls->listener].conf->mode == CONF_MODE_TCP)
+                tcp_accept(w, ls->listener, fd, (struct sockaddr *)&peer, len);
+            else
+                proxy_accept(w, ls->listener, fd, (struct sockaddr *)&peer, len);
             continue;
         }
         atomic_fetch_sub(&open_connections, 1);
@@ -348,9 +353,12 @@ static void on_wake(struct loop *loop, void *arg)
         close_listeners(w);
         upstream_close_all_idle(w);
         proxy_stop(w);
+        tcp_stop(w);
     }
-    if (stop == 2)
+    if (stop == 2) {
         proxy_close_all(w);
+        tcp_close_all(w);
+    }
     if (!w->stopping && atomic_load(&w->paused_at_max) && below_max()) {
         atomic_store(&w->paused_at_max, false);
         if (!w->accept_backoff)
@@ -362,9 +370,10 @@ static void before_poll(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
     proxy_recycle(w);
+    tcp_recycle(w);
     upstream_recycle(w);
     free_dead_listeners(w);
-    if (w->stopping && proxy_open_sessions(w) == 0)
+    if (w->stopping && proxy_open_sessions(w) == 0 && tcp_open_sessions(w) == 0)
         loop_stop(loop);
 }
 
@@ -393,8 +402,10 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->alog = accesslog_buf_new();
     w->proxy = proxy_local_new();
     w->upstream = upstream_local_new();
+    w->relay = relay_local_new();
+    w->tcp = tcp_local_new();
     if (!w->loop || !w->scratch || !w->fields || !w->stats || !w->alog || !w->proxy ||
-        !w->upstream || grow_server_table(w) < 0) {
+        !w->upstream || !w->relay || !w->tcp || grow_server_table(w) < 0) {
         log_error("worker %u: out of memory", id);
         worker_free(w);
         return NULL;
@@ -424,6 +435,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     loop_run(w->loop);
     proxy_close_all(w);
+    tcp_close_all(w);
     upstream_close_all_idle(w);
     close_listeners(w);
     accesslog_flush(w->alog);
@@ -466,7 +478,9 @@ void worker_free(struct worker *w)
     close_listeners(w);
     free_dead_listeners(w);
     proxy_local_free(w);
+    tcp_local_free(w);
     upstream_local_free(w);
+    relay_local_free(w);
     struct snapshot *pending = atomic_exchange(&w->next_snap, NULL);
     if (pending)
         snapshot_unref(pending);

@@ -1,0 +1,67 @@
+/*
+ * preamble.h - what a client connection goes through before its own protocol starts, the same
+ * for an HTTP session (proxy.c) and a TCP mode session (tcp.c): a PROXY protocol header from a
+ * trusted load balancer in front, then, on a TLS listener, the TLS handshake.
+ *
+ *   accept --(proxy_protocol.accept)--> PROXY header --(tls)--> handshake --> HTTP or relay
+ *
+ * Each step is driven by its owner on every event of the connection, and answers like a session
+ * step: done, wait for the next event, or close. Nothing here closes the connection or keeps
+ * state of its own; the owner does both (timeouts included).
+ */
+#ifndef FULCRUM_PREAMBLE_H
+#define FULCRUM_PREAMBLE_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "conf/conf.h"
+#include "core/conn.h"
+
+struct tls_server;
+struct stats;
+
+/* A client's address: the socket's peer, or the one a PROXY header named. */
+union preamble_peer {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+};
+
+enum preamble_status {
+    PREAMBLE_DONE,    /* this step is complete */
+    PREAMBLE_WAIT,    /* more bytes (or room) must come first */
+    PREAMBLE_CLOSE,   /* the client left, or failed in a way already counted: close */
+    PREAMBLE_REFUSED, /* the client sent something unacceptable (logged): close with a reset */
+};
+
+/* May sa send a PROXY header on a listener with this configuration? */
+bool preamble_trusted(const struct conf_proxy_accept *pp, const struct sockaddr *sa);
+
+/*
+ * Reads the PROXY protocol header at the start of c: looked at where it lies (peek), taken once
+ * whole, nothing behind it touched. On DONE, *peer is the client the header names and *dst (if
+ * dst is not NULL) the address it connected to (both left as they were for a LOCAL or UNKNOWN
+ * header). listener names the listener in the log line of a refused header.
+ */
+enum preamble_status preamble_proxy_header(struct conn *c, union preamble_peer *peer,
+                                           union preamble_peer *dst, const char *listener);
+
+/* The address the client connected to, for a PROXY header to servers: *dst if a received header
+ * set it, else c's local address, looked up once and kept in *dst (AF_UNSPEC until then). NULL
+ * if it cannot be known (the header then says UNKNOWN). */
+const struct sockaddr *preamble_destination(const struct conn *c, union preamble_peer *dst);
+
+/* Turns c, plain so far (it carried a PROXY header), into a TLS server connection of tls,
+ * keeping what the loop knows of its readiness. Returns -1 if memory ran out; c is then closed. */
+int preamble_start_tls(struct conn *c, const struct tls_server *tls, loop_io_fn handler);
+
+/*
+ * Advances c's TLS handshake (c from conn_init_tls() or preamble_start_tls()). Completed and
+ * failed handshakes are counted in st (TLS versions, resumptions, failures by reason); a client
+ * that spoke plain HTTP to the TLS port is told so. DONE, WAIT or CLOSE.
+ */
+enum preamble_status preamble_handshake(struct conn *c, struct stats *st);
+
+#endif
