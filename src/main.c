@@ -303,9 +303,18 @@ static void describe(const struct conf *conf, unsigned threads)
 {
     for (unsigned i = 0; i < conf->nlisteners; i++) {
         const struct conf_listener *l = &conf->listeners[i];
+        const char *mode = l->mode == CONF_MODE_TCP ? " (tcp)" : "";
+        if (l->nroutes)
+            log_info("listener %s on %s%s -> %u route%s, else %s%s", l->name, l->bind, mode,
+                     l->nroutes, l->nroutes == 1 ? "" : "s", l->pool_name ? "pool " : "404",
+                     l->pool_name ? l->pool_name : "");
+        if (l->pool == CONF_NO_POOL)
+            continue;
         const struct conf_pool *p = &conf->pools[l->pool];
-        log_info("listener %s on %s -> pool %s (%u server%s, %s)", l->name, l->bind, p->name,
-                 p->nservers, p->nservers == 1 ? "" : "s", "round-robin");
+        if (!l->nroutes)
+            log_info("listener %s on %s%s -> pool %s (%u server%s, %s)", l->name, l->bind, mode,
+                     p->name, p->nservers, p->nservers == 1 ? "" : "s",
+                     conf_balance_name(p->balance));
     }
     log_info("fulcrum %s started with %u worker thread%s", FULCRUM_VERSION, threads,
              threads == 1 ? "" : "s");

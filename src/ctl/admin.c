@@ -9,6 +9,7 @@
  *   GET    /                                  the dashboard (dashboard.html, built in)
  *   GET    /metrics                           Prometheus text format 0.0.4 (metrics.c)
  *   GET    /api/state                         listeners, pools, servers and their counters
+ *   GET    /api/routes                        every listener's routes and their counters
  *   GET    /api/pools/{pool}/servers/{name}   one server
  *   POST   /api/pools/{pool}/servers/{name}   {"state": "drain"|"maint"|"ready", "weight": N}
  *   POST   /api/pools/{pool}/servers          {"name": ..., "address": ..., "weight": N}
@@ -43,6 +44,7 @@
 #include "ctl/plane.h"
 #include "http/http1.h"
 #include "lb/lb.h"
+#include "lb/routing.h"
 #include "lb/snapshot.h"
 #include "proxy/accesslog.h"
 #include "proxy/stats.h"
@@ -293,6 +295,81 @@ static json_t *certificate_json(const struct tls_certificate_view *v, time_t now
                      "chain_length", (json_int_t)ci->chain_len);
 }
 
+static json_t *strings_json(char *const *v, unsigned n)
+{
+    json_t *a = json_array();
+    for (unsigned i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+/* A match as the configuration wrote it: only the conditions given. */
+static json_t *match_json(const struct conf_route_match *m)
+{
+    json_t *o = json_object();
+    if (m->nhosts)
+        json_object_set_new(o, "host", strings_json(m->hosts, m->nhosts));
+    if (m->path)
+        json_object_set_new(o, "path", json_string(m->path));
+    if (m->path_prefix)
+        json_object_set_new(o, "path_prefix", json_string(m->path_prefix));
+    if (m->path_regex)
+        json_object_set_new(o, "path_regex", json_string(m->path_regex));
+    if (m->nmethods)
+        json_object_set_new(o, "method", strings_json(m->methods, m->nmethods));
+    if (m->header.name)
+        json_object_set_new(
+            o, "header", json_pack("{s:s,s:s?}", "name", m->header.name, "value", m->header.value));
+    if (m->query.name)
+        json_object_set_new(
+            o, "query", json_pack("{s:s,s:s?}", "name", m->query.name, "value", m->query.value));
+    if (m->nsnis)
+        json_object_set_new(o, "sni", strings_json(m->snis, m->nsnis));
+    return o;
+}
+
+/* A listener's routes, in order, with what each does and the requests it matched. */
+static json_t *routes_json(const struct snapshot_listener *l)
+{
+    unsigned n;
+    struct stats *const *all = adm.plane->worker_stats(&n);
+    json_t *routes = json_array();
+    for (unsigned i = 0; i < l->conf->nroutes; i++) {
+        const struct conf_route *r = &l->conf->routes[i];
+        struct stats_pool_sum sum;
+        stats_sum_route(all, n, l->routing->slots[i], &sum);
+        json_t *o = json_pack("{s:s,s:o,s:o,s:o}", "name", r->name, "match", match_json(&r->match),
+                              "requests", requests_json(sum.requests), "latency",
+                              latency_json(&sum.latency));
+        if (r->action == CONF_ROUTE_POOL)
+            json_object_set_new(o, "pool", json_string(r->pool_name));
+        else if (r->action == CONF_ROUTE_REDIRECT)
+            json_object_set_new(
+                o, "redirect",
+                json_pack("{s:s?,s:s?,s:s?,s:I,s:I}", "location", r->redirect.location, "scheme",
+                          r->redirect.scheme, "host", r->redirect.host, "port",
+                          (json_int_t)r->redirect.port, "status", (json_int_t)r->redirect.status));
+        else
+            json_object_set_new(o, "respond",
+                                json_pack("{s:I}", "status", (json_int_t)r->respond.status));
+        json_array_append_new(routes, o);
+    }
+    return routes;
+}
+
+static json_t *all_routes_json(void)
+{
+    const struct snapshot *snap = adm.plane->snapshot();
+    json_t *listeners = json_array();
+    for (unsigned i = 0; i < snap->nlisteners; i++) {
+        const struct snapshot_listener *l = &snap->listeners[i];
+        json_array_append_new(listeners,
+                              json_pack("{s:s,s:s?,s:o}", "listener", l->conf->name, "pool",
+                                        l->pool ? l->pool->name : NULL, "routes", routes_json(l)));
+    }
+    return json_pack("{s:o}", "listeners", listeners);
+}
+
 /* A listener's TLS side: its certificates and the settings that shape handshakes. */
 static json_t *listener_tls_json(const struct snapshot_listener *l)
 {
@@ -328,8 +405,10 @@ static json_t *state_json(void)
     for (unsigned i = 0; i < snap->nlisteners; i++) {
         const struct snapshot_listener *l = &snap->listeners[i];
         json_array_append_new(listeners,
-                              json_pack("{s:s,s:s,s:s?,s:o}", "name", l->conf->name, "bind",
-                                        l->conf->bind, "pool", l->pool ? l->pool->name : NULL,
+                              json_pack("{s:s,s:s,s:s,s:s?,s:o,s:o}", "name", l->conf->name, "bind",
+                                        l->conf->bind, "mode",
+                                        l->conf->mode == CONF_MODE_TCP ? "tcp" : "http", "pool",
+                                        l->pool ? l->pool->name : NULL, "routes", routes_json(l),
                                         "tls", l->tls ? listener_tls_json(l) : json_null()));
     }
     for (unsigned i = 0; i < snap->npools; i++)
@@ -342,10 +421,12 @@ static json_t *state_json(void)
                   (json_int_t)opts->threads, "config", opts->config_path, "reloads", "ok",
                   (json_int_t)cs.reloads_ok, "failed", (json_int_t)cs.reloads_failed);
     json_t *clients =
-        json_pack("{s:I,s:I,s:I,s:I,s:I}", "idle", (json_int_t)g.clients[STATS_CLIENT_IDLE],
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "idle", (json_int_t)g.clients[STATS_CLIENT_IDLE],
                   "reading", (json_int_t)g.clients[STATS_CLIENT_READING], "active",
                   (json_int_t)g.clients[STATS_CLIENT_ACTIVE], "closing",
-                  (json_int_t)g.clients[STATS_CLIENT_CLOSING], "accepted", (json_int_t)g.accepted);
+                  (json_int_t)g.clients[STATS_CLIENT_CLOSING], "tunnel",
+                  (json_int_t)g.clients[STATS_CLIENT_TUNNEL], "tunnels_total",
+                  (json_int_t)g.tunnels, "accepted", (json_int_t)g.accepted);
     return json_pack("{s:o,s:o,s:o,s:o,s:o}", "fulcrum", fulcrum, "clients", clients, "listeners",
                      listeners, "buckets", buckets, "pools", pools);
 }
@@ -595,6 +676,11 @@ static void route(struct admin_conn *c, const struct http1_msg *msg, const char 
             respond_error(c, 405, "use GET", "Allow: GET\r\n");
         else
             respond_json(c, 200, state_json(), NULL);
+    } else if (IS("/api/routes")) {
+        if (m != HTTP1_METHOD_GET)
+            respond_error(c, 405, "use GET", "Allow: GET\r\n");
+        else
+            respond_json(c, 200, all_routes_json(), NULL);
     } else if (IS("/api/reload")) {
         char *errors = NULL;
         if (m != HTTP1_METHOD_POST) {

@@ -19,7 +19,10 @@
  *   tcp_connections_total{pool}                   counter, TCP mode connections given to the pool
  *   tcp_active_connections{pool}                  gauge
  *   tcp_bytes_total{pool,direction}               counter, in (client to server) | out
- *   client_connections{state}                     gauge, idle|reading|active|closing
+ *   route_requests_total{listener,route,code_class}  counter, per route of each listener
+ *   route_request_duration_seconds{listener,route}   histogram, per route
+ *   client_connections{state}                     gauge, idle|reading|active|closing|tunnel
+ *   tunnels_total                                 counter, WebSocket tunnels opened
  *   client_connections_accepted_total             counter
  *   header_fields_dropped_total{reason}           counter, reason underscore
  *   config_reloads_total{result}                  counter, ok|failed
@@ -43,6 +46,7 @@
 
 #include "core/version.h"
 #include "ctl/plane.h"
+#include "lb/routing.h"
 #include "lb/snapshot.h"
 #include "proxy/accesslog.h"
 #include "proxy/stats.h"
@@ -54,6 +58,7 @@ enum scope {
     SCOPE_PROCESS, /* fulcrum_NAME, or fulcrum_NAME{LABEL="..."} per label value */
     SCOPE_POOL,    /* fulcrum_NAME{pool="p"[,LABEL="..."]} per pool of the snapshot */
     SCOPE_SERVER,  /* fulcrum_NAME{pool="p",server="s"[,LABEL="..."]} per server of each pool */
+    SCOPE_ROUTE,   /* fulcrum_NAME{listener="l",route="r"[,LABEL="..."]} per route */
     SCOPE_CUSTOM,  /* written by the family's emit function */
 };
 
@@ -62,7 +67,7 @@ struct source {
     const struct pool *pool;          /* POOL, SERVER */
     const struct server *server;      /* SERVER */
     struct stats_server_sum ss;       /* SERVER: its counters, summed over the workers */
-    struct stats_pool_sum ps;         /* POOL: its counters, summed over the workers */
+    struct stats_pool_sum ps;         /* POOL, ROUTE: its counters, summed over the workers */
     const struct stats_global_sum *g; /* PROCESS */
     const struct control_stats *cs;   /* PROCESS */
 };
@@ -288,6 +293,14 @@ static uint64_t health_checks(const struct source *src, unsigned i, const char *
     return i == 0 ? src->server->h.checks_passed : src->server->h.checks_failed;
 }
 
+static uint64_t route_requests(const struct source *src, unsigned i, const char **lv)
+{
+    static const char *const class_names[STATS_CLASSES] = {"none", "1xx", "2xx",
+                                                           "3xx",  "4xx", "5xx"};
+    *lv = class_names[i];
+    return src->ps.requests[i];
+}
+
 static uint64_t retries(const struct source *src, unsigned i, const char **lv)
 {
     return src->ps.retries;
@@ -309,9 +322,15 @@ static uint64_t tcp_bytes(const struct source *src, unsigned i, const char **lv)
     return i == 0 ? src->ps.tcp_bytes_in : src->ps.tcp_bytes_out;
 }
 
+static uint64_t tunnels(const struct source *src, unsigned i, const char **lv)
+{
+    return src->g->tunnels;
+}
+
 static uint64_t client_connections(const struct source *src, unsigned i, const char **lv)
 {
-    static const char *const names[STATS_CLIENT_STATES] = {"idle", "reading", "active", "closing"};
+    static const char *const names[STATS_CLIENT_STATES] = {"idle", "reading", "active", "closing",
+                                                           "tunnel"};
     *lv = names[i];
     /* a sum over workers can be briefly negative: a connection moved between two reads */
     return src->g->clients[i] > 0 ? (uint64_t)src->g->clients[i] : 0;
@@ -413,10 +432,17 @@ static const struct family families[] = {
     {"tcp_bytes_total", "counter",
      "Bytes relayed by TCP mode connections: in (client to server), out (server to client).",
      SCOPE_POOL, .label = "direction", .nlabel = 2, .value = tcp_bytes},
+    {"route_requests_total", "counter", "Requests that matched the route, by status class.",
+     SCOPE_ROUTE, .label = "code_class", .nlabel = STATS_CLASSES, .value = route_requests},
+    {"route_request_duration_seconds", "histogram",
+     "Time from a request's first byte to the end of its answer, per route.", SCOPE_ROUTE,
+     .latency = pool_latency},
     {"client_connections", "gauge", "Client connections, by what they are doing.", SCOPE_PROCESS,
      .label = "state", .nlabel = STATS_CLIENT_STATES, .value = client_connections},
     {"client_connections_accepted_total", "counter", "Client connections accepted.", SCOPE_PROCESS,
      .value = accepted},
+    {"tunnels_total", "counter", "WebSocket tunnels opened (a 101 answer passed on).",
+     SCOPE_PROCESS, .value = tunnels},
     {"header_fields_dropped_total", "counter",
      "Request header fields not forwarded, by reason (underscore: '_' in the name).", SCOPE_PROCESS,
      .label = "reason", .nlabel = 1, .value = fields_dropped},
@@ -469,6 +495,19 @@ static void emit_family(const struct render *r, const struct family *fam,
                 add_label(&l, "server", src.server->name);
                 put_samples(r->f, fam, &l, &src);
             }
+        break;
+    case SCOPE_ROUTE:
+        for (unsigned i = 0; i < snap->nlisteners; i++) {
+            const struct snapshot_listener *sl = &snap->listeners[i];
+            for (unsigned k = 0; k < sl->conf->nroutes; k++) {
+                struct source src = {0};
+                stats_sum_route(r->all, r->n, sl->routing->slots[k], &src.ps);
+                struct labels l = {0};
+                add_label(&l, "listener", sl->conf->name);
+                add_label(&l, "route", sl->conf->routes[k].name);
+                put_samples(r->f, fam, &l, &src);
+            }
+        }
         break;
     }
 }

@@ -383,6 +383,8 @@ static bool connection_element(const char *e, uint32_t len, void *arg)
         msg->flags |= HTTP1_F_CONN_KEEP_ALIVE;
         return true;
     }
+    if (http1_token_eq(e, len, "upgrade")) /* names the Upgrade field, which is dropped anyway */
+        msg->flags |= HTTP1_F_CONN_UPGRADE;
     for (uint32_t i = 0; i < msg->nfields; i++) {
         struct http1_field *f = &msg->fields[i];
         /* Framing and routing fields are regenerated or checked by us; a client must not be able
@@ -451,6 +453,12 @@ static void classify_fields(const char *buf, struct http1_msg *msg, struct frami
             break;
         case HTTP1_FIELD_UPGRADE:
             f->drop = 1;
+            /* WebSocket only when it is the one protocol named, in one field: "websocket, h2c"
+             * or a second Upgrade line is not a handshake fulcrum tunnels */
+            if (!(msg->flags & HTTP1_F_UPGRADE) && http1_token_eq(v, f->value_len, "websocket"))
+                msg->flags |= HTTP1_F_UPGRADE_WEBSOCKET;
+            else
+                msg->flags &= ~(uint32_t)HTTP1_F_UPGRADE_WEBSOCKET;
             msg->flags |= HTTP1_F_UPGRADE;
             break;
         case HTTP1_FIELD_EXPECT:

@@ -86,6 +86,10 @@ enum {
     HTTP1_F_HAS_LENGTH = 1u << 5,      /* a (valid) Content-Length was present */
     HTTP1_F_ABSOLUTE_FORM = 1u << 6,   /* target was absolute-form; see authority */
     HTTP1_F_TARGET_NO_SLASH = 1u << 7, /* absolute-form with an empty path: origin-form needs "/" */
+    HTTP1_F_CONN_UPGRADE = 1u << 8,    /* Connection: upgrade */
+    /* Upgrade: websocket, and no other protocol offered: with HTTP1_F_CONN_UPGRADE, a WebSocket
+     * opening handshake (RFC 6455 section 4) or its 101 answer */
+    HTTP1_F_UPGRADE_WEBSOCKET = 1u << 9,
 };
 
 struct http1_field {

@@ -179,6 +179,8 @@ size_t rewrite_request(const char *buf, const struct http1_msg *msg,
         WBUF_LITERAL(&w, "\r\n");
     }
     put_rules(&w, rules, true);
+    if (client->websocket)
+        WBUF_LITERAL(&w, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     return finish(&w);
 }
 
@@ -209,7 +211,9 @@ size_t rewrite_response(const char *buf, const struct http1_msg *msg, unsigned f
         WBUF_LITERAL(&w, "\r\n");
     }
     put_rules(&w, rules, false);
-    if (flags & REWRITE_CONN_CLOSE)
+    if (flags & REWRITE_UPGRADE_WEBSOCKET)
+        WBUF_LITERAL(&w, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    else if (flags & REWRITE_CONN_CLOSE)
         WBUF_LITERAL(&w, "Connection: close\r\n");
     else if (flags & REWRITE_CONN_KEEP_ALIVE)
         WBUF_LITERAL(&w, "Connection: keep-alive\r\n");

@@ -40,6 +40,9 @@ struct rewrite_client {
      * sent under that name is dropped; subject, if not NULL, goes out in its place. */
     const char *subject_header;
     const char *subject;
+    /* A WebSocket opening handshake: Connection: Upgrade and Upgrade: websocket go on (every other
+     * Upgrade, h2c included, is dropped with the other hop-by-hop fields). */
+    bool websocket;
     /* The path (and query) to send instead of the request's own; NULL: as the client sent it. */
     const char *path;
     size_t path_len;
@@ -68,9 +71,11 @@ size_t rewrite_request(const char *buf, const struct http1_msg *msg,
                        char *out, size_t cap);
 
 enum {
-    REWRITE_CONN_CLOSE = 1u << 0,      /* add "Connection: close" */
-    REWRITE_CONN_KEEP_ALIVE = 1u << 1, /* add "Connection: keep-alive" (HTTP/1.0 clients) */
-    REWRITE_DECHUNK = 1u << 2,         /* drop Transfer-Encoding: the body goes out de-chunked */
+    REWRITE_CONN_CLOSE = 1u << 0,        /* add "Connection: close" */
+    REWRITE_CONN_KEEP_ALIVE = 1u << 1,   /* add "Connection: keep-alive" (HTTP/1.0 clients) */
+    REWRITE_DECHUNK = 1u << 2,           /* drop Transfer-Encoding: the body goes out de-chunked */
+    REWRITE_UPGRADE_WEBSOCKET = 1u << 3, /* a 101 to a WebSocket handshake: Connection: Upgrade,
+                                          * Upgrade: websocket (instead of the other two) */
 };
 
 size_t rewrite_response(const char *buf, const struct http1_msg *msg, unsigned flags,

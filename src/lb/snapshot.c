@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lb/lb.h"
+#include "lb/routing.h"
 #include "tls/set.h"
 
 static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
@@ -55,17 +56,20 @@ static struct server *get_server(const struct snapshot *prev, const char *pool, 
 
 struct conf_box {
     struct conf *conf;
-    struct tls_set *tls; /* the listeners' TLS contexts, built from conf */
+    struct tls_set *tls;              /* the listeners' TLS contexts, built from conf */
+    struct listener_routing *routing; /* per listener */
     _Atomic unsigned refs;
 };
 
-/* Listeners and pools point at the TLS contexts their configuration's box holds (a snapshot's
- * listeners and pools are in the configuration's order). */
-static void attach_tls(struct snapshot *snap)
+/* Listeners and pools point at the TLS contexts and routing their configuration's box holds (a
+ * snapshot's listeners and pools are in the configuration's order). */
+static void attach_box(struct snapshot *snap)
 {
     const struct tls_set *set = snap->box->tls;
-    for (unsigned i = 0; i < snap->nlisteners; i++)
+    for (unsigned i = 0; i < snap->nlisteners; i++) {
         snap->listeners[i].tls = set && i < set->nservers ? set->servers[i] : NULL;
+        snap->listeners[i].routing = &snap->box->routing[i];
+    }
     for (unsigned i = 0; i < snap->npools; i++)
         snap->pools[i].tls = set && i < set->nclients ? set->clients[i] : NULL;
 }
@@ -239,8 +243,13 @@ struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const stru
     struct conf_box *box = malloc(sizeof(*box));
     if (!box)
         return NULL;
+    if (!(box->routing = routing_new(conf))) {
+        free(box);
+        return NULL;
+    }
     struct snapshot *snap = build(conf, prev, overlay);
     if (!snap) {
+        routing_free(box->routing, conf->nlisteners);
         free(box);
         return NULL;
     }
@@ -248,7 +257,7 @@ struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const stru
     box->tls = tls;
     atomic_init(&box->refs, 1);
     snap->box = box;
-    attach_tls(snap);
+    attach_box(snap);
     return snap;
 }
 
@@ -260,7 +269,7 @@ struct snapshot *snapshot_rebuild(const struct snapshot *cur,
         return NULL;
     atomic_fetch_add(&cur->box->refs, 1);
     snap->box = cur->box;
-    attach_tls(snap);
+    attach_box(snap);
     return snap;
 }
 
@@ -303,7 +312,7 @@ struct snapshot *snapshot_refresh(const struct snapshot *cur)
     atomic_init(&snap->refs, 1);
     atomic_fetch_add(&cur->box->refs, 1);
     snap->box = cur->box;
-    attach_tls(snap);
+    attach_box(snap);
     return snap;
 fail:
     free_pools(snap, cur->npools); /* pools not reached are zeroed */
@@ -325,6 +334,7 @@ void snapshot_unref(struct snapshot *snap)
     free(snap->listeners);
     if (atomic_fetch_sub(&snap->box->refs, 1) == 1) {
         tls_set_free(snap->box->tls);
+        routing_free(snap->box->routing, snap->box->conf->nlisteners);
         conf_free(snap->box->conf);
         free(snap->box);
     }

@@ -20,10 +20,13 @@
 struct tls_server;
 struct tls_set;
 
+struct listener_routing;
+
 struct snapshot_listener {
     const struct conf_listener *conf;
-    struct pool *pool;
-    const struct tls_server *tls; /* NULL for plain HTTP */
+    struct pool *pool;                      /* NULL: none (routes only) */
+    const struct tls_server *tls;           /* NULL for plain HTTP */
+    const struct listener_routing *routing; /* lb/routing.h */
 };
 
 struct conf_box;  /* a conf with a reference count: rebuilt snapshots share it */

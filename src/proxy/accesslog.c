@@ -168,6 +168,8 @@ static size_t accesslog_format(char *buf, size_t cap, const struct accesslog_ent
         put_json_string(&o, e->target, e->target_len);
         putf(&o, ",\"protocol\":\"%s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu", proto,
              e->status, (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out);
+        wbuf_puts(&o, ",\"route\":");
+        put_json_string(&o, e->route, e->route ? strlen(e->route) : 0);
         wbuf_puts(&o, ",\"pool\":");
         put_json_string(&o, e->pool, e->pool ? strlen(e->pool) : 0);
         wbuf_puts(&o, ",\"server\":");

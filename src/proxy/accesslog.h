@@ -30,6 +30,7 @@ struct accesslog_entry {
     uint16_t status; /* 0: no response was sent */
     uint64_t bytes_in, bytes_out;
     const char *pool, *server;
+    const char *route; /* the route the request matched; NULL: none */
     /* milliseconds (fractional); negative: did not happen */
     double queue_ms, connect_ms, response_ms, total_ms;
     unsigned retries;

@@ -64,13 +64,18 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/tls_conn.h"
+#include "http/path.h"
 #include "http/rewrite.h"
 #include "lb/lb.h"
+#include "lb/routing.h"
 #include "proxy/accesslog.h"
 #include "proxy/preamble.h"
+#include "proxy/relay.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
 #include "proxy/upstream.h"
+#include "route/reply.h"
+#include "route/route.h"
 #include "tls/server.h"
 
 /* Rounds of work one event may do before the session yields to others. */
@@ -81,7 +86,7 @@
 #define MAX_SPARE_SESSIONS 1024
 #define MAX_SPARE_REQLOGS  1024
 
-enum phase { PH_PROXY, PH_HANDSHAKE, PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER };
+enum phase { PH_PROXY, PH_HANDSHAKE, PH_IDLE, PH_HEAD, PH_EXCHANGE, PH_LINGER, PH_TUNNEL };
 enum resp_state { RS_WAIT, RS_BODY, RS_DONE };
 enum step { STEP_WAIT, STEP_PROGRESS, STEP_GONE };
 
@@ -91,12 +96,16 @@ struct session {
     struct loop_task task; /* resumes drive() after a yield */
     struct worker *w;
     struct snapshot *snap;       /* the snapshot this connection started on */
+    struct pool *pool;           /* the current request's pool (its route's, or the listener's);
+                                  * NULL: none (answered by fulcrum itself) */
+    const struct route *route;   /* the route the current request matched, or NULL */
     struct session *prev, *next; /* the thread's open sessions; next: also its closed ones */
     struct freelist_node spare;  /* on the thread's spares */
     struct upstream *up;
     struct server *server;    /* the server of the current attempt */
     struct server *failed[4]; /* servers that already failed this request (most recent last) */
     struct buf in, out;
+    struct relay relay; /* PH_TUNNEL: client <-> server bytes after a 101 (owns the buffers) */
 
     struct http1_scan scan; /* the request head, then each response head */
     struct http1_chunked req_chunk, resp_chunk;
@@ -138,6 +147,7 @@ struct session {
     bool dechunk;              /* strip chunked framing (HTTP/1.0 client) */
     bool final_started; /* a byte of the final response reached the client: no error answer now */
     bool client_eof, server_eof;
+    bool websocket;          /* the request is a WebSocket opening handshake */
     bool client_fin_checked; /* the client's FIN came behind pipelined bytes: a half-close */
     bool status_failure;     /* the response's status counts against the server */
     int up_errno;
@@ -176,7 +186,24 @@ static inline const struct conf_timeouts *timeouts(const struct session *s)
 
 static const struct pool *session_pool(const struct session *s)
 {
-    return s->snap->listeners[s->listener].pool;
+    return s->pool;
+}
+
+/* The header rules for the current request's messages: the listener's, then its route's. */
+static struct rewrite_rule_list session_rules(const struct session *s, bool response)
+{
+    const struct listener_routing *rt = s->snap->listeners[s->listener].routing;
+    struct rewrite_rule_list list = {.n = 0};
+    const struct rewrite_rules *own = response ? &rt->response_rules : &rt->request_rules;
+    if (own->nremove || own->nset || own->nadd)
+        list.sets[list.n++] = own;
+    if (s->route) {
+        const struct rewrite_rules *r =
+            response ? &rt->route_response[s->route->index] : &rt->route_request[s->route->index];
+        if (r->nremove || r->nset || r->nadd)
+            list.sets[list.n++] = r;
+    }
+    return list;
 }
 
 static int8_t phase_client_state(uint8_t phase)
@@ -190,6 +217,8 @@ static int8_t phase_client_state(uint8_t phase)
         return STATS_CLIENT_READING;
     case PH_EXCHANGE:
         return STATS_CLIENT_ACTIVE;
+    case PH_TUNNEL:
+        return STATS_CLIENT_TUNNEL;
     default:
         return STATS_CLIENT_CLOSING;
     }
@@ -374,9 +403,17 @@ static void account_request(struct session *s, unsigned status)
     uint64_t total = now - s->t_start_us;
     unsigned cls = status >= 100 && status < 600 ? status / 100 : 0;
     const struct pool *pool = session_pool(s);
-    struct stats_pool *ps = stats_pool(w->stats, pool->slot);
-    stats_add(&ps->requests[cls], 1);
-    stats_observe(&ps->latency, total);
+    if (pool) {
+        struct stats_pool *ps = stats_pool(w->stats, pool->slot);
+        stats_add(&ps->requests[cls], 1);
+        stats_observe(&ps->latency, total);
+    }
+    if (s->route) {
+        unsigned slot = s->snap->listeners[s->listener].routing->slots[s->route->index];
+        struct stats_pool *rs = stats_route(w->stats, slot);
+        stats_add(&rs->requests[cls], 1);
+        stats_observe(&rs->latency, total);
+    }
     if (s->server) {
         struct stats_server *ss = stats_server(w->stats, s->server->slot);
         stats_add(&ss->requests[cls], 1);
@@ -404,7 +441,8 @@ static void account_request(struct session *s, unsigned status)
             .status = (uint16_t)status,
             .bytes_in = s->bytes_in,
             .bytes_out = s->bytes_out,
-            .pool = pool->name,
+            .pool = pool ? pool->name : NULL,
+            .route = s->route ? s->route->conf->name : NULL,
             .server = s->server ? s->server->name : NULL,
             .queue_ms = ms_between(s->t_head_us, s->t_pick_us),
             .connect_ms = ms_between(s->t_pick_us, s->t_connect_us),
@@ -436,6 +474,8 @@ static int close_session(struct session *s, bool reset)
         bool client_left_first = strcmp(s->term, "client_abort") == 0;
         account_request(s, s->final_started ? s->status : client_left_first ? 499 : 0);
     }
+    if (s->phase == PH_TUNNEL)
+        relay_stop(&s->relay); /* its buffers and pipes go back before the connections close */
     stats_client_move(w->stats, s->client_state, -1);
     loop_timer_stop(w->loop, &s->timer);
     loop_cancel(w->loop, &s->task);
@@ -896,6 +936,132 @@ static void release_upstream(struct session *s)
 
 /* ---- request ---- */
 
+/*
+ * A route answers the request itself (redirect or respond). The request head is consumed as it
+ * is; a request with a body ends the connection after the answer (its body is not read).
+ */
+static int answer_locally(struct session *s, const struct http1_msg *msg)
+{
+    struct worker *w = s->w;
+    const struct conf_route *r = s->route->conf;
+    const char *head = s->in.data + s->in.start;
+    bool keep = s->keep_alive && s->req_complete && !w->stopping;
+    bool absolute = msg->flags & HTTP1_F_ABSOLUTE_FORM;
+    const struct http1_field *host = msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
+    struct reply_request rq = {
+        .host = absolute ? head + msg->authority_off
+                : host   ? head + host->value_off
+                         : NULL,
+        .host_len = absolute ? msg->authority_len
+                    : host   ? host->value_len
+                             : 0,
+        .target = msg->flags & HTTP1_F_TARGET_NO_SLASH ? "/" : head + msg->path_off,
+        .target_len = msg->flags & HTTP1_F_TARGET_NO_SLASH ? 1 : msg->path_len,
+        .tls = s->snap->listeners[s->listener].tls != NULL,
+        .head = msg->method == HTTP1_METHOD_HEAD,
+        .keep_alive = keep,
+    };
+    if (!s->out.data && buf_get(&w->bufs, &s->out) < 0)
+        return abort_session(s);
+    struct rewrite_rule_list rules = session_rules(s, true);
+    char *out = s->out.data + s->out.end;
+    size_t cap = w->bufs.size - s->out.end;
+    unsigned status = r->action == CONF_ROUTE_REDIRECT ? r->redirect.status : r->respond.status;
+    size_t n = r->action == CONF_ROUTE_REDIRECT
+                   ? route_reply_redirect(&r->redirect, &rq, &rules, out, cap)
+                   : route_reply_respond(&r->respond, &rq, &rules, out, cap);
+    if (n == 0)
+        return respond_error(s, r->action == CONF_ROUTE_REDIRECT && !rq.host ? 400 : 500,
+                             rq.host ? "route answer too large" : "no Host to redirect to");
+    s->out.end += (uint32_t)n;
+    s->resp_fwd += (uint32_t)n;
+    s->req_fwd = msg->head_end;
+    s->resp_state = RS_DONE;
+    s->status = (uint16_t)status;
+    s->keep_alive = keep;
+    return STEP_PROGRESS;
+}
+
+/*
+ * Picks the route of a request (listener.routes, first match wins) on its normalised path. Sets
+ * s->route and s->pool; *path and *path_len get the normalised path and query to forward when
+ * the listener says so (else NULL). Returns STEP_PROGRESS to go on to a server, or what
+ * answering instead returned (a 400 for a path that cannot be normalised, a 404 when nothing
+ * matches and the listener has no pool, or the route's own answer).
+ */
+static int route_request(struct session *s, const struct http1_msg *msg, const char **path,
+                         size_t *path_len)
+{
+    struct worker *w = s->w;
+    const struct snapshot_listener *sl = &s->snap->listeners[s->listener];
+    const struct listener_routing *rt = sl->routing;
+    const char *head = s->in.data + s->in.start;
+    const char *target = head + msg->path_off;
+    size_t target_len = msg->path_len;
+    const char *query = memchr(target, '?', target_len);
+    size_t raw_len = query ? (size_t)(query - target) : target_len;
+    const char *norm = target;
+    size_t norm_len = raw_len;
+
+    *path = NULL;
+    if (msg->flags & HTTP1_F_TARGET_NO_SLASH) {
+        norm = "/";
+        norm_len = 1;
+    } else if (raw_len && target[0] == '/') { /* not "*" (OPTIONS): that is matched as it is */
+        enum path_status st = path_normalize(target, raw_len, sl->conf->merge_slashes,
+                                             w->path_scratch, w->bufs.size, &norm_len);
+        if (st != PATH_OK)
+            return respond_error(s, 400, path_status_text(st));
+        norm = w->path_scratch;
+    }
+    if (sl->conf->forward_normalized_path && norm == w->path_scratch) {
+        size_t qlen = query ? target_len - raw_len : 0; /* '?' and the query, kept as sent */
+        if (qlen)
+            memcpy(w->path_scratch + norm_len, query, qlen);
+        *path = w->path_scratch;
+        *path_len = norm_len + qlen;
+    }
+    if (!rt->table)
+        return STEP_PROGRESS;
+
+    bool absolute = msg->flags & HTTP1_F_ABSOLUTE_FORM;
+    const struct http1_field *host = msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
+    const char *sni = s->conn.ssl ? tls_server_name(s->conn.ssl) : NULL;
+    struct route_request rq = {
+        .host = absolute ? head + msg->authority_off
+                : host   ? head + host->value_off
+                         : NULL,
+        .host_len = absolute ? msg->authority_len
+                    : host   ? host->value_len
+                             : 0,
+        .sni = sni,
+        .sni_len = sni ? strlen(sni) : 0,
+        .method = head + msg->method_off,
+        .method_len = msg->method_len,
+        .path = norm,
+        .path_len = norm_len,
+        .query = query ? query + 1 : NULL,
+        .query_len = query ? target_len - raw_len - 1 : 0,
+        .head = head,
+        .msg = msg,
+    };
+    s->route = route_match(rt->table, &rq);
+    if (!s->route) {
+        if (s->pool)
+            return STEP_PROGRESS;
+        set_term(s, "no_route");
+        return respond_error(s, 404, "no route matches the request");
+    }
+    switch (s->route->conf->action) {
+    case CONF_ROUTE_POOL:
+        s->pool = &s->snap->pools[s->route->conf->pool];
+        return STEP_PROGRESS;
+    default:
+        s->pool = NULL;
+        return answer_locally(s, msg);
+    }
+}
+
 static int start_exchange(struct session *s, const struct http1_msg *msg)
 {
     struct worker *w = s->w;
@@ -916,6 +1082,9 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
             (msg->flags & HTTP1_F_CONN_KEEP_ALIVE) && !(msg->flags & HTTP1_F_CONN_CLOSE);
     if (w->stopping)
         s->keep_alive = false;
+    s->websocket = (msg->flags & HTTP1_F_CONN_UPGRADE) &&
+                   (msg->flags & HTTP1_F_UPGRADE_WEBSOCKET) && msg->method == HTTP1_METHOD_GET &&
+                   msg->version == 11;
     s->req_body = msg->body;
     s->req_left = msg->content_length;
     s->req_complete = msg->body == HTTP1_BODY_NONE;
@@ -924,6 +1093,14 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
     set_phase(s, PH_EXCHANGE);
     s->resp_state = RS_WAIT;
     memset(&s->scan, 0, sizeof(s->scan));
+
+    const char *fwd_path = NULL;
+    size_t fwd_path_len = 0;
+    if (s->snap->listeners[s->listener].routing->normalize) {
+        int r = route_request(s, msg, &fwd_path, &fwd_path_len);
+        if (r != STEP_PROGRESS || s->resp_state == RS_DONE)
+            return r;
+    }
 
     /* Rewrite the head in place: the new head replaces the old one, the bytes after it move. */
     char ip[64];
@@ -934,12 +1111,16 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
         .tls = tls != NULL,
         .subject_header = tls ? tls_server_subject_header(tls) : NULL,
         .subject = s->client_subject,
+        .path = fwd_path,
+        .path_len = fwd_path_len,
+        .websocket = s->websocket,
     };
+    struct rewrite_rule_list rules = session_rules(s, false);
     char *head = s->in.data + s->in.start;
     uint32_t old_len = msg->head_end;
     uint32_t rest = s->in.end - s->in.start - old_len;
     size_t cap = old_len + (w->bufs.size - s->in.end);
-    size_t new_len = rewrite_request(head, msg, &client, NULL, w->scratch, cap);
+    size_t new_len = rewrite_request(head, msg, &client, &rules, w->scratch, cap);
     if (new_len == 0)
         return respond_error(s, 431, "request head too large once rewritten");
     memmove(head + new_len, head + old_len, rest);
@@ -1002,13 +1183,85 @@ static uint32_t replace_response_head(struct session *s, uint32_t base, const st
     uint32_t old_len = msg->head_end;
     uint32_t rest = s->out.end - base - old_len;
     size_t cap = old_len + (w->bufs.size - s->out.end);
-    size_t new_len = rewrite_response(head, msg, flags, NULL, w->scratch, cap);
+    /* interim (1xx) heads pass as they are: the rules are for the response */
+    struct rewrite_rule_list rules =
+        msg->status >= 200 ? session_rules(s, true) : (struct rewrite_rule_list){.n = 0};
+    size_t new_len = rewrite_response(head, msg, flags, &rules, w->scratch, cap);
     if (new_len == 0)
         return 0;
     memmove(head + new_len, head + old_len, rest);
     memcpy(head, w->scratch, new_len);
     s->out.end = base + (uint32_t)new_len + rest;
     return (uint32_t)new_len;
+}
+
+/* ---- WebSocket tunnels ---- */
+
+/*
+ * The server accepted a WebSocket handshake: its 101 goes to the client, and from then on the two
+ * connections are a byte tunnel (relay.h) until either side ends it, timeouts.tunnel passes
+ * without a byte either way, or the graceful stop's deadline. The request is logged once, when
+ * the tunnel ends, with its duration and the bytes each way.
+ */
+static int start_tunnel(struct session *s, uint32_t base, const struct http1_msg *msg)
+{
+    struct worker *w = s->w;
+    uint32_t n = replace_response_head(s, base, msg, REWRITE_UPGRADE_WEBSOCKET);
+    if (!n)
+        return server_failed(s, 502, "response head too large once rewritten", SERVER_FAIL_INVALID,
+                             false);
+    s->status = 101;
+    s->t_resp_us = loop_now_us(w->loop);
+    s->resp_fwd += n;
+    s->resp_state = RS_DONE;
+    server_report_success(s->up->server);
+    /* What the client sent after its request (early frames) goes first; so do the 101 and what
+     * followed it from the server. Bytes already counted stay counted; the relay adds the rest. */
+    s->in.start += s->req_sent;
+    s->resp_fwd = s->interim_len = 0;
+    struct buf *early_in = s->in.data && !buf_empty(&s->in) ? &s->in : NULL;
+    struct buf *early_out = s->out.data && !buf_empty(&s->out) ? &s->out : NULL;
+    if (!early_in)
+        buf_put(&w->bufs, &s->in);
+    if (!early_out)
+        buf_put(&w->bufs, &s->out);
+    relay_start(&s->relay, w, &s->conn, &s->up->conn, early_in, early_out);
+    stats_add(&w->stats->tunnels, 1);
+    set_phase(s, PH_TUNNEL);
+    return STEP_PROGRESS;
+}
+
+/* The tunnel is over: reset says one side failed (both are reset), else both ended cleanly, or
+ * the idle timeout or the stop closed it. */
+static int end_tunnel(struct session *s, bool reset, const char *term)
+{
+    struct worker *w = s->w;
+    s->bytes_in += relay_bytes_a_to_b(&s->relay);
+    s->bytes_out += relay_bytes_b_to_a(&s->relay);
+    relay_stop(&s->relay);
+    set_term(s, term);
+    account_request(s, 101);
+    if (s->up) {
+        upstream_close(w, s->up, reset);
+        s->up = NULL;
+    }
+    return close_session(s, reset);
+}
+
+static int step_tunnel(struct session *s)
+{
+    switch (relay_pump(&s->relay)) {
+    case RELAY_PROGRESS:
+        return STEP_PROGRESS;
+    case RELAY_WAIT:
+        return STEP_WAIT;
+    case RELAY_DONE:
+        return end_tunnel(s, false, "ok");
+    case RELAY_ERROR_A:
+        return end_tunnel(s, true, "client_abort");
+    default:
+        return end_tunnel(s, true, "server_error");
+    }
 }
 
 static int process_response_head(struct session *s)
@@ -1039,8 +1292,11 @@ static int process_response_head(struct session *s)
             return server_failed(s, 502, msg.error, SERVER_FAIL_INVALID, false);
 
         memset(&s->scan, 0, sizeof(s->scan));
+        if (msg.status == 101 && s->websocket && (msg.flags & HTTP1_F_CONN_UPGRADE) &&
+            (msg.flags & HTTP1_F_UPGRADE_WEBSOCKET))
+            return start_tunnel(s, base, &msg);
         if (msg.status < 200) {
-            if (msg.status == 101)
+            if (msg.status == 101) /* not asked for, or not to WebSocket: never tunnelled */
                 return server_failed(s, 502, "unexpected 101 Switching Protocols",
                                      SERVER_FAIL_INVALID, false);
             if (s->version == 10) { /* an HTTP/1.0 client must never see a 1xx */
@@ -1278,6 +1534,8 @@ static int step_head(struct session *s)
         begin_request(s);
         if (s->snap != w->snap)
             follow_reload(s);
+        s->pool = s->snap->listeners[s->listener].pool;
+        s->route = NULL;
         if (!s->head_deadline)
             s->head_deadline = now_ms(s) + timeouts(s)->client_header_ms;
     }
@@ -1325,7 +1583,7 @@ static bool client_left(struct session *s)
  * pool says to let it finish (ignore_client_abort). */
 static int client_aborted(struct session *s)
 {
-    if (session_pool(s)->conf->ignore_client_abort)
+    if (session_pool(s) && session_pool(s)->conf->ignore_client_abort)
         return STEP_PROGRESS;
     return abort_for_client(s);
 }
@@ -1471,6 +1729,9 @@ static void arm_timer(struct session *s)
     case PH_LINGER:
         when = s->linger_deadline;
         break;
+    case PH_TUNNEL:
+        when = relay_last_io_ms(&s->relay) + t->tunnel_ms;
+        break;
     default:
         if (s->up && s->up->connecting)
             when = s->connect_deadline;
@@ -1505,6 +1766,12 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
     case PH_LINGER:
         close_session(s, false);
         return;
+    case PH_TUNNEL:
+        if (now >= relay_last_io_ms(&s->relay) + t->tunnel_ms) {
+            end_tunnel(s, false, "tunnel_timeout");
+            return;
+        }
+        break;
     case PH_HEAD:
         r = respond_error(s, 408, "request head timeout");
         break;
@@ -1533,7 +1800,8 @@ static void drive(struct session *s)
 {
     for (unsigned round = 0; round < MAX_ROUNDS; round++) {
         int r;
-        if (s->conn.io.ready & (LOOP_HUP | LOOP_ERR)) {
+        /* In a tunnel, the relay sees a gone client itself, and still delivers what it read. */
+        if (s->phase != PH_TUNNEL && (s->conn.io.ready & (LOOP_HUP | LOOP_ERR))) {
             /* The client is gone (reset, or both directions closed): nobody to answer. */
             close_session(s, s->phase == PH_EXCHANGE);
             return;
@@ -1551,6 +1819,9 @@ static void drive(struct session *s)
             break;
         case PH_EXCHANGE:
             r = step_exchange(s);
+            break;
+        case PH_TUNNEL:
+            r = step_tunnel(s);
             break;
         default:
             r = step_linger(s);

@@ -54,6 +54,7 @@ enum stats_client_state {
     STATS_CLIENT_READING,  /* receiving a request head */
     STATS_CLIENT_ACTIVE,   /* a request in progress */
     STATS_CLIENT_CLOSING,  /* lingering close */
+    STATS_CLIENT_TUNNEL,   /* a WebSocket tunnel (after a 101) */
     STATS_CLIENT_STATES,
 };
 
@@ -72,6 +73,7 @@ struct stats {
     _Atomic(struct stats_pool *) routes[STATS_MAX_CHUNKS]; /* by route slot (pool.h) */
     _Atomic int64_t clients[STATS_CLIENT_STATES];
     _Atomic uint64_t accepted;
+    _Atomic uint64_t tunnels;      /* WebSocket tunnels opened (a 101 passed on) */
     _Atomic uint64_t bad_requests; /* answered by fulcrum before any pool was involved */
     /* request fields not forwarded because their name has '_' (http.underscores_in_headers);
      * the parser adds to it through http1_limits.underscore_drops */
@@ -141,7 +143,7 @@ struct stats_pool_sum {
 
 struct stats_global_sum {
     int64_t clients[STATS_CLIENT_STATES];
-    uint64_t accepted, bad_requests;
+    uint64_t accepted, bad_requests, tunnels;
     uint64_t underscore_fields_dropped;
     uint64_t tls_handshakes[2], tls_versions[2], tls_failures[STATS_TLS_FAILURES];
 };

@@ -51,6 +51,7 @@ struct worker {
     struct tcp_local *tcp;
 
     char *scratch;              /* one buffer's worth: heads are rebuilt here */
+    char *path_scratch;         /* one buffer's worth: the normalised path routing looks at */
     struct http1_field *fields; /* the parser's field array (limits.max_fields entries) */
     struct http1_limits limits;
     uint32_t rewrite_reserve; /* bytes a head may grow by when rewritten */

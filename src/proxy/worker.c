@@ -397,6 +397,7 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     buf_pool_init(&w->bufs, bufsize, MAX_SPARE_BUFFERS);
     w->loop = loop_new();
     w->scratch = malloc(bufsize);
+    w->path_scratch = malloc(bufsize);
     w->fields = calloc(lim->max_headers, sizeof(*w->fields));
     w->stats = stats_new();
     w->alog = accesslog_buf_new();
@@ -404,8 +405,8 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->upstream = upstream_local_new();
     w->relay = relay_local_new();
     w->tcp = tcp_local_new();
-    if (!w->loop || !w->scratch || !w->fields || !w->stats || !w->alog || !w->proxy ||
-        !w->upstream || !w->relay || !w->tcp || grow_server_table(w) < 0) {
+    if (!w->loop || !w->scratch || !w->path_scratch || !w->fields || !w->stats || !w->alog ||
+        !w->proxy || !w->upstream || !w->relay || !w->tcp || grow_server_table(w) < 0) {
         log_error("worker %u: out of memory", id);
         worker_free(w);
         return NULL;
@@ -486,6 +487,7 @@ void worker_free(struct worker *w)
         snapshot_unref(pending);
     free(w->socks);
     free(w->scratch);
+    free(w->path_scratch);
     free(w->fields);
     stats_free(w->stats);
     accesslog_buf_free(w->alog);

@@ -433,3 +433,8 @@ char *tls_peer_subject(const struct ssl_st *ssl)
     ERR_clear_error();
     return out;
 }
+
+const char *tls_server_name(const struct ssl_st *ssl)
+{
+    return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+}
