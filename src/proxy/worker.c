@@ -9,6 +9,9 @@
  *   - accept() fails for lack of file descriptors or memory: listeners pause for 100 ms, then
  *     try again, instead of spinning on an error that will not go away by itself.
  *
+ * Each accepted connection goes to proxy.c (HTTP) or tcp.c (`mode: tcp`) by its listener's mode;
+ * both kinds count against max_connections, and a stop waits for both.
+ *
  * A reload reaches a worker as a snapshot offered by the control thread (worker_offer) and a
  * wake-up. The worker adopts it in its own thread, between two events: listeners whose address
  * is unchanged keep their socket (no accept gap), new ones are opened, removed ones closed. Open
