@@ -1397,6 +1397,8 @@ static int process_response(struct session *s)
 {
     if (s->resp_state == RS_WAIT && process_response_head(s) == STEP_GONE)
         return STEP_GONE;
+    if (s->phase == PH_TUNNEL) /* a 101: the relay has both sides now */
+        return STEP_PROGRESS;
     if (s->resp_state == RS_BODY && process_response_body(s) == STEP_GONE)
         return STEP_GONE;
     if (s->resp_state == RS_DONE && s->up && !s->status_failure)
@@ -1640,6 +1642,8 @@ static int step_exchange(struct session *s)
             progress = true;
             if (process_response(s) == STEP_GONE)
                 return STEP_GONE;
+            if (s->phase == PH_TUNNEL)
+                return STEP_PROGRESS;
         }
     }
     r = client_write(s);

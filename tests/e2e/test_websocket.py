@@ -17,7 +17,11 @@ import tempfile
 import time
 import urllib.request
 
-import websockets
+try:
+    import websockets
+except ImportError:  # a python3 other than Debian's: use Debian's python3-websockets anyway
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import websockets
 
 from harness import (FulcrumTestCase, Process, echo_headers, exchange, free_port, port_open,
                      wait_for)
@@ -128,8 +132,12 @@ class WebSocketTest(FulcrumTestCase):
                     "http://127.0.0.1:%d/api/state" % self.admin_port, timeout=5).read())
                 self.assertEqual(state["clients"]["tunnel"], 1)
                 self.f.signal(signal.SIGHUP)
-                wait_for(lambda: "reload" in self.f.log() and "reloaded" in self.f.log() or
-                         "configuration reloaded" in self.f.log(), what="the reload")
+
+                def reloads():
+                    st = json.loads(urllib.request.urlopen(
+                        "http://127.0.0.1:%d/api/state" % self.admin_port, timeout=5).read())
+                    return st["fulcrum"]["reloads"]["ok"]
+                wait_for(lambda: reloads() == 1, what="the reload")
                 for i in range(5):
                     await ws.send("after reload %d" % i)
                     self.assertEqual(await ws.recv(), "after reload %d" % i)
@@ -162,9 +170,9 @@ class WebSocketTest(FulcrumTestCase):
 
 class UpgradeEdgesTest(FulcrumTestCase):
     def test_101_not_asked_for_is_502(self):
-        def handler(req):
-            return (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                    b"Upgrade: websocket\r\n\r\n")
+        def handler(conn, req):
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: websocket\r\n\r\n")
         b = self.scripted_backend(handler)
         f = self.fulcrum("threads: 1\nlisteners:\n  - bind: 127.0.0.1:{port}\n    pool: p\n"
                          "pools:\n  - name: p\n    retries: 0\n    servers: [{address: %s}]\n"

@@ -12,7 +12,11 @@ import asyncio
 import http
 import sys
 
-import websockets
+try:
+    import websockets
+except ImportError:  # a python3 other than Debian's: use Debian's python3-websockets anyway
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import websockets
 
 
 async def handler(ws, path=None):
