@@ -1327,6 +1327,49 @@ static const char *host_pattern_problem(const char *s)
     return NULL;
 }
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int hex_value(char c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/*
+ * A route's path or path_prefix is compared with the request's normalised path (http/path.h), so
+ * it must be in that form itself, or it could never match: no "." or ".." segment, no "//" (with
+ * merge_slashes, the default, requests never have one), no escape of an unreserved character
+ * ("%7E" is "~") and upper-case hex digits in the others.
+ */
+static const char *route_path_problem(const char *s)
+{
+    const char *why = path_problem(s);
+    if (why)
+        return why;
+    for (const char *p = s; *p; p++) {
+        bool dot_segment = p[0] == '/' && p[1] == '.' &&
+                           (p[2] == '/' || !p[2] || (p[2] == '.' && (p[3] == '/' || !p[3])));
+        if (p[0] == '/' && p[1] == '/')
+            return "must not contain \"//\" (requests are matched with slashes merged)";
+        if (dot_segment)
+            return "must not contain \".\" or \"..\" segments (requests are matched with them "
+                   "resolved)";
+        if (*p != '%')
+            continue;
+        if (!is_hex(p[1]) || !is_hex(p[2]))
+            return "has a '%' that is not followed by two hex digits";
+        char c = (char)(hex_value(p[1]) * 16 + hex_value(p[2]));
+        if (is_alnum((unsigned char)c) || strchr("-._~", c))
+            return "must not escape a letter, digit or -._~ (write the character itself: requests "
+                   "are matched with such escapes decoded)";
+        if ((p[1] >= 'a' && p[1] <= 'f') || (p[2] >= 'a' && p[2] <= 'f'))
+            return "must write escapes with upper-case hex digits, as in %2F";
+    }
+    return NULL;
+}
+
 static const char *scheme_problem(const char *s)
 {
     return strcmp(s, "http") == 0 || strcmp(s, "https") == 0 ? NULL : "must be http or https";
@@ -1467,8 +1510,9 @@ static const struct field match_fields[] = {
     FIELD("host", parse_one_or_more, struct conf_route_match, hosts,
           .offset2 = offsetof(struct conf_route_match, nhosts), .min = 1,
           .check = host_pattern_problem),
-    FIELD("path", parse_string, struct conf_route_match, path, .check = path_problem),
-    FIELD("path_prefix", parse_string, struct conf_route_match, path_prefix, .check = path_problem),
+    FIELD("path", parse_string, struct conf_route_match, path, .check = route_path_problem),
+    FIELD("path_prefix", parse_string, struct conf_route_match, path_prefix,
+          .check = route_path_problem),
     FIELD("path_regex", parse_string, struct conf_route_match, path_regex),
     FIELD("method", parse_one_or_more, struct conf_route_match, methods,
           .offset2 = offsetof(struct conf_route_match, nmethods), .min = 1,
@@ -1961,7 +2005,14 @@ static void check_listener_mode(struct ctx *ctx, struct conf *conf, const struct
         ENTRIES("route", prefix, "route", map_get(ctx, seq_get(ctx, ls->seq, i), "routes"),
                 struct conf_route, l->routes, l->nroutes, name);
     for (unsigned j = 0; j + 1 < l->nroutes; j++) {
-        if (!l->routes[j].has_match || !matches_everything(&l->routes[j].match))
+        /* a condition that was refused leaves its field empty: not a catch-all, just an error */
+        const yaml_node_t *m = map_get(ctx, seq_get(ctx, rs.seq, j), "match");
+        size_t written = m && m->type == YAML_MAPPING_NODE
+                             ? (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start)
+                             : 0;
+        bool prefix_only = l->routes[j].match.path_prefix != NULL;
+        if (!l->routes[j].has_match || !matches_everything(&l->routes[j].match) ||
+            written > (prefix_only ? 1u : 0u))
             continue;
         for (unsigned later = j + 1; later < l->nroutes; later++)
             entry_error(ctx, &rs, later, "match",

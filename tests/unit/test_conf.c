@@ -2493,6 +2493,119 @@ static void test_conf_free_null(void **state)
     conf_free(NULL);
 }
 
+/* ---- routes, header rules, modes ---- */
+
+#define ROUTE_POOLS                                                                                \
+    "pools:\n"                                                                                     \
+    "  - { name: web, servers: [{address: 127.0.0.1:9001}] }\n"                                    \
+    "  - { name: api, servers: [{address: 127.0.0.1:9002}] }\n"
+
+static void test_routes_parsed(void **state)
+{
+    struct conf *c =
+        load_ok("listeners:\n"
+                "  - name: web\n"
+                "    bind: 127.0.0.1:8080\n"
+                "    routes:\n"
+                "      - match: { host: [API.example.com, \"*.Example.com\"], path_prefix: /v1/,\n"
+                "                 method: [GET, POST], header: { name: X-Canary },\n"
+                "                 query: { name: debug, value: \"1\" }, sni: api.example.com }\n"
+                "        pool: api\n"
+                "        request_headers: { set: { X-Route: api }, remove: [X-Debug] }\n"
+                "      - name: moved\n"
+                "        match: { path: /old }\n"
+                "        redirect: { scheme: https, port: 8443, status: 308 }\n"
+                "      - match: { path_regex: \"^/item/[0-9]+$\" }\n"
+                "        respond: { status: 200, body: \"ok\\n\" }\n"
+                "    pool: web\n"
+                "    merge_slashes: false\n"
+                "    forward_normalized_path: true\n"
+                "    response_headers: { set: { Strict-Transport-Security: \"max-age=1\" },\n"
+                "                        add: { X-A: b }, remove: [Server] }\n"
+                "timeouts: { tunnel: 30s }\n" ROUTE_POOLS);
+    const struct conf_listener *l = &c->listeners[0];
+    assert_int_equal(l->nroutes, 3);
+    assert_int_equal(l->pool, 0);
+    assert_false(l->merge_slashes);
+    assert_true(l->forward_normalized_path);
+    const struct conf_route *r = &l->routes[0];
+    assert_string_equal(r->name, "route1");
+    assert_int_equal(r->action, CONF_ROUTE_POOL);
+    assert_int_equal(r->pool, 1);
+    assert_int_equal(r->match.nhosts, 2);
+    assert_string_equal(r->match.hosts[0], "api.example.com"); /* lower-cased */
+    assert_string_equal(r->match.hosts[1], "*.example.com");
+    assert_int_equal(r->match.nmethods, 2);
+    assert_string_equal(r->match.header.name, "X-Canary");
+    assert_null(r->match.header.value);
+    assert_string_equal(r->match.query.value, "1");
+    assert_int_equal(r->request_headers.nset, 1);
+    assert_string_equal(r->request_headers.set[0].value, "api");
+    assert_string_equal(l->routes[1].name, "moved");
+    assert_int_equal(l->routes[1].action, CONF_ROUTE_REDIRECT);
+    assert_int_equal(l->routes[1].redirect.port, 8443);
+    assert_int_equal(l->routes[2].action, CONF_ROUTE_RESPOND);
+    assert_string_equal(l->routes[2].respond.content_type, "text/plain");
+    assert_int_equal(l->response_headers.nadd, 1);
+    assert_int_equal(c->timeouts.tunnel_ms, 30000);
+    conf_free(c);
+}
+
+static void test_routes_errors(void **state)
+{
+    char *e =
+        load_fail("listeners:\n"
+                  "  - bind: 127.0.0.1:8080\n"
+                  "    routes:\n"
+                  "      - { match: { path: /a }, pool: nope }\n"
+                  "      - { match: { path_regex: \"[\" }, pool: web }\n"
+                  "      - { match: { path_prefix: / }, pool: web }\n"
+                  "      - { match: { path: /late }, pool: web }\n"
+                  "      - { match: { path: /r }, redirect: { status: 301 } }\n"
+                  "      - { match: { path: /x/../y }, pool: web, respond: { status: 200 } }\n"
+                  "      - { pool: web }\n"
+                  "    request_headers: { set: { Content-Length: \"1\" }, remove: [Host] }\n"
+                  "  - bind: 127.0.0.1:8081\n"
+                  "    mode: tcp\n"
+                  "    routes: [{ match: {}, pool: web }]\n" ROUTE_POOLS);
+    assert_true(has_line(e, "t.yaml:4:38: listeners[0].routes[0].pool: pool \"nope\" is not "
+                            "defined (pools: api, web)"));
+    assert_true(has_line(e, "t.yaml:5:32: listeners[0].routes[1].match.path_regex: not a valid "
+                            "POSIX extended regular expression"));
+    assert_true(has_line(e, "t.yaml:7:18: listeners[0].routes[3].match: unreachable: routes[2] "
+                            "(route3) before it matches every request"));
+    assert_true(has_line(e, "t.yaml:8:18: listeners[0].routes[4].match: unreachable"));
+    assert_true(has_line(e, "t.yaml:8:42: listeners[0].routes[4].redirect: a redirect needs a "
+                            "target"));
+    assert_true(has_line(e, "t.yaml:9:26: listeners[0].routes[5].match.path: must not contain "
+                            "\".\" or \"..\" segments"));
+    assert_true(has_line(e, "t.yaml:9:9: listeners[0].routes[5]: a route takes only one of pool, "
+                            "redirect and respond"));
+    assert_true(has_line(e, "t.yaml:10:9: listeners[0].routes[6].match: required key is missing"));
+    assert_true(has_line(e, "t.yaml:11:31: listeners[0].request_headers.set.Content-Length: "
+                            "\"Content-Length\" is a field fulcrum frames"));
+    assert_true(has_line(e, "t.yaml:11:63: listeners[0].request_headers.remove[0]: cannot be "
+                            "removed"));
+    assert_true(has_line(e, "t.yaml:12:5: listeners[1].pool: required: a tcp listener relays to "
+                            "one pool"));
+    assert_true(has_line(e, "t.yaml:14:13: listeners[1].routes: is for HTTP listeners"));
+    free(e);
+}
+
+/* A pool only tcp listeners use checks with a TCP connect unless health_check.type says
+ * otherwise; a pool an HTTP listener also uses keeps HTTP checks. */
+static void test_tcp_listener_check_default(void **state)
+{
+    struct conf *c = load_ok("listeners:\n"
+                             "  - { bind: 127.0.0.1:6380, mode: tcp, pool: api }\n"
+                             "  - { bind: 127.0.0.1:6381, mode: tcp, pool: web }\n"
+                             "  - { bind: 127.0.0.1:8080, pool: web }\n" ROUTE_POOLS);
+    assert_int_equal(c->listeners[0].mode, CONF_MODE_TCP);
+    assert_int_equal(c->pools[1].check.type, CONF_CHECK_TCP);  /* api */
+    assert_int_equal(c->pools[0].check.type, CONF_CHECK_HTTP); /* web */
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2549,6 +2662,9 @@ int main(void)
         cmocka_unit_test(test_ops_flags),
         cmocka_unit_test(test_ops_flags_invalid),
         cmocka_unit_test(test_conf_free_null),
+        cmocka_unit_test(test_routes_parsed),
+        cmocka_unit_test(test_routes_errors),
+        cmocka_unit_test(test_tcp_listener_check_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
