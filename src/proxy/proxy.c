@@ -468,6 +468,12 @@ static void set_term(struct session *s, const char *term)
 static int close_session(struct session *s, bool reset)
 {
     struct worker *w = s->w;
+    if (s->phase == PH_TUNNEL && s->in_request) { /* closed by the stop, not by end_tunnel() */
+        s->bytes_in += relay_bytes_a_to_b(&s->relay);
+        s->bytes_out += relay_bytes_b_to_a(&s->relay);
+        set_term(s, w->stopping ? "shutdown" : "client_abort");
+        account_request(s, 101);
+    }
     if (s->in_request) {
         set_term(s, w->stopping ? "shutdown" : "client_abort");
         /* 499 (nginx's "client closed request"): the client left before any response. */

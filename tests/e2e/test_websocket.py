@@ -143,6 +143,30 @@ class WebSocketTest(FulcrumTestCase):
                     self.assertEqual(await ws.recv(), "after reload %d" % i)
         run(go())
 
+    def test_tunnel_closed_at_the_stop_deadline(self):
+        self.start(extra="shutdown_timeout: 1s\n")
+
+        async def go():
+            async with self.connect(ping_interval=None) as ws:
+                await ws.send("before")
+                self.assertEqual(await ws.recv(), "before")
+                stopped = time.monotonic()
+                self.f.signal(signal.SIGTERM)
+                await asyncio.sleep(0.3)  # the stop has begun: the tunnel still works
+                await ws.send("during the stop")
+                self.assertEqual(await ws.recv(), "during the stop")
+                with self.assertRaises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10)
+                return time.monotonic() - stopped
+        waited = run(go())
+        self.assertGreater(waited, 0.8)
+        self.assertEqual(self.f.wait(10), 0)
+        lines = self.log_lines()
+        self.assertEqual(len(lines), 1)
+        self.assertEqual((lines[0]["status"], lines[0]["termination"]), (101, "shutdown"))
+        self.assertGreater(lines[0]["bytes_in"], 0)
+        self.assertGreater(lines[0]["bytes_out"], 0)
+
     def test_refused_handshake_is_an_ordinary_response(self):
         self.start()
         r = exchange(self.f.port, b"GET /reject HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
