@@ -438,6 +438,33 @@ static void test_connection_options(void **state)
     assert_true(o.msg.flags & HTTP1_F_CONN_KEEP_ALIVE);
 }
 
+/* A WebSocket handshake: Connection names upgrade and Upgrade is websocket alone, in one field. */
+static void test_websocket_upgrade_flags(void **state)
+{
+    const unsigned both = HTTP1_F_CONN_UPGRADE | HTTP1_F_UPGRADE_WEBSOCKET;
+    struct outcome o = req_all_ways("GET /chat HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, "
+                                    "Upgrade\r\nUpgrade: WebSocket\r\n\r\n",
+                                    true);
+    assert_int_equal(o.result, HTTP1_DONE);
+    assert_int_equal(o.msg.flags & both, both);
+    static const char *const not_websocket[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        "Upgrade: h2c\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        "Upgrade: websocket\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(not_websocket) / sizeof(not_websocket[0]); i++) {
+        o = req(not_websocket[i]);
+        assert_int_equal(o.result, HTTP1_DONE);
+        assert_false(o.msg.flags & HTTP1_F_UPGRADE_WEBSOCKET);
+        assert_true(o.msg.flags & HTTP1_F_CONN_UPGRADE);
+    }
+    o = req("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"); /* no Connection */
+    assert_int_equal(o.msg.flags & both, HTTP1_F_UPGRADE_WEBSOCKET);
+}
+
 static void test_expect(void **state)
 {
     struct outcome o = req("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3"
@@ -814,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_host_rules),
         cmocka_unit_test(test_absolute_form),
         cmocka_unit_test(test_connection_options),
+        cmocka_unit_test(test_websocket_upgrade_flags),
         cmocka_unit_test(test_expect),
         cmocka_unit_test(test_underscore_dropped_by_default),
         cmocka_unit_test(test_underscore_allow_and_reject),

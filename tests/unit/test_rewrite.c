@@ -202,6 +202,29 @@ static void test_response_rules(void **state)
     assert_int_equal(wbuf_len(&w), strlen("Strict-Transport-Security: max-age=31536000\r\n"));
 }
 
+/* A WebSocket handshake keeps exactly Connection: Upgrade and Upgrade: websocket; its 101 too. */
+static void test_websocket_fields(void **state)
+{
+    const char *raw = "GET /chat HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n"
+                      "Upgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n";
+    struct http1_msg msg = parse(raw, true);
+    char out[4096];
+    size_t n = rewrite_request(
+        raw, &msg, &(struct rewrite_client){.ip = "192.0.2.7", .ip_len = 9, .websocket = true},
+        NULL, out, sizeof(out));
+    static const char expected[] = "GET /chat HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\n"
+                                   "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+                                   "X-Forwarded-Host: h\r\nConnection: Upgrade\r\n"
+                                   "Upgrade: websocket\r\n\r\n";
+    assert_int_equal(n, strlen(expected));
+    assert_memory_equal(out, expected, n);
+    expect_response("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: a\r\n\r\n",
+                    REWRITE_UPGRADE_WEBSOCKET,
+                    "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: a\r\n"
+                    "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+}
+
 static void test_request_does_not_fit(void **state)
 {
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -243,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_request_underscore_names_dropped),
         cmocka_unit_test(test_request_does_not_fit),
         cmocka_unit_test(test_request_rules),
+        cmocka_unit_test(test_websocket_fields),
         cmocka_unit_test(test_response_rules),
         cmocka_unit_test(test_response),
     };
