@@ -268,10 +268,10 @@ static json_t *pool_json(const struct pool *p)
     json_t *servers = json_array();
     for (unsigned i = 0; i < p->nservers; i++)
         json_array_append_new(servers, server_json(p, p->servers[i]));
-    json_t *tcp = json_pack("{s:I,s:I,s:I,s:I}", "connections", (json_int_t)sum.tcp_connections,
-                            "active", (json_int_t)sum.tcp_active, "bytes_in",
-                            (json_int_t)sum.tcp_bytes_in, "bytes_out",
-                            (json_int_t)sum.tcp_bytes_out);
+    json_t *tcp =
+        json_pack("{s:I,s:I,s:I,s:I}", "connections", (json_int_t)sum.tcp_connections, "active",
+                  (json_int_t)sum.tcp_active, "bytes_in", (json_int_t)sum.tcp_bytes_in, "bytes_out",
+                  (json_int_t)sum.tcp_bytes_out);
     return json_pack("{s:s,s:s,s:b,s:I,s:o,s:o,s:I,s:o,s:o}", "name", p->name, "balance",
                      conf_balance_name(p->conf->balance), "health_check", p->conf->check.enabled,
                      "retries", (json_int_t)p->conf->retries, "requests",
