@@ -8,6 +8,7 @@
 #ifndef FULCRUM_NET_H
 #define FULCRUM_NET_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -36,6 +37,13 @@ bool net_cidr_match(const struct net_cidr *range, const struct sockaddr *sa);
 
 /* Parses an address. On failure returns -1 and points *error at a static explanation. */
 int net_parse_addr(const char *text, struct net_addr *out, const char **error);
+
+/* Is err (an errno) a shortage of our own process rather than a peer's failure: out of
+ * descriptors, memory or buffers? */
+static inline bool net_local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
 
 /* "127.0.0.1:80" or "[::1]:80". */
 void net_addr_format(const struct sockaddr *sa, char *out, size_t size);

@@ -86,6 +86,20 @@ bool lb_candidate(const struct server *s, const struct lb_pick *ctx);
 /* s's weight for this pick (scaled; see health.h). */
 uint64_t lb_weight(const struct pool *pool, const struct server *s, const struct lb_pick *ctx);
 
+/* A server for one attempt, among those ctx does not avoid: the algorithm skips servers that are
+ * down, draining, in maintenance or ejected; if it finds none and the pool says when_all_down:
+ * use-all, it is asked again with ctx->panic set, so failing servers qualify. NULL: none. */
+static inline struct server *lb_pick_server(const struct pool *pool, void *state,
+                                            struct lb_pick *ctx)
+{
+    struct server *srv = pool->lb->pick(pool, state, ctx);
+    if (!srv && pool->conf->when_all_down == CONF_ALL_DOWN_USE_ALL) {
+        ctx->panic = true;
+        srv = pool->lb->pick(pool, state, ctx);
+    }
+    return srv;
+}
+
 /* For the request path: does the pool's algorithm follow requests (taken, released)? If not,
  * the caller skips the calls and whatever it would compute for them (the clock). */
 static inline bool lb_follows_requests(const struct pool *pool)

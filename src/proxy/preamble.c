@@ -5,13 +5,14 @@
 #include "proxy/preamble.h"
 
 #include <errno.h>
-
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/net.h"
 #include "core/proxy_proto.h"
 #include "core/tls_conn.h"
+#include "lb/snapshot.h"
 #include "proxy/stats.h"
 #include "tls/server.h"
 
@@ -100,4 +101,30 @@ const struct sockaddr *preamble_destination(const struct conn *c, union preamble
         }
     }
     return &dst->sa;
+}
+
+int preamble_accept(struct conn *c, int fd, const struct snapshot_listener *sl,
+                    const struct sockaddr *peer, loop_io_fn handler)
+{
+    bool proxy_header = sl->conf->proxy_protocol.accept;
+    if (proxy_header && !preamble_trusted(&sl->conf->proxy_protocol, peer)) {
+        log_debug("listener %s: connection from an address not trusted to send a PROXY header",
+                  sl->conf->name);
+        close(fd);
+        return -1;
+    }
+    if (!sl->tls || proxy_header) { /* over TLS, the header comes before the handshake */
+        conn_init_tcp(c, fd, handler);
+        return 0;
+    }
+    struct ssl_st *ssl = tls_server_accept(sl->tls);
+    if (!ssl || conn_init_tls(c, fd, handler, ssl) < 0) {
+        log_error("TLS: cannot set up a connection: out of memory");
+        if (ssl)
+            conn_close(c, false); /* frees ssl, closes fd */
+        else
+            close(fd);
+        return -1;
+    }
+    return 0;
 }

@@ -36,6 +36,17 @@ enum preamble_status {
     PREAMBLE_REFUSED, /* the client sent something unacceptable (logged): close with a reset */
 };
 
+struct snapshot_listener;
+
+/*
+ * Sets up c for fd, just accepted on listener sl from peer: plain, or TLS at once unless a PROXY
+ * header must come first (the handshake follows it). Returns 0, or -1 when the connection is
+ * refused (a peer not trusted to send the PROXY header the listener expects, or no memory for
+ * TLS): fd is then closed and the reason logged.
+ */
+int preamble_accept(struct conn *c, int fd, const struct snapshot_listener *sl,
+                    const struct sockaddr *peer, loop_io_fn handler);
+
 /* May sa send a PROXY header on a listener with this configuration? */
 bool preamble_trusted(const struct conf_proxy_accept *pp, const struct sockaddr *sa);
 

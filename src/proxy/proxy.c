@@ -725,13 +725,7 @@ static struct server *pick_server(struct session *s)
 {
     const struct pool *pool = session_pool(s);
     struct lb_pick ctx = {.avoid = s->failed, .navoid = s->nfailed, .now_ms = now_ms(s)};
-    void *state = worker_lb_state(s->w, pool);
-    struct server *srv = pool->lb->pick(pool, state, &ctx);
-    if (!srv && pool->conf->when_all_down == CONF_ALL_DOWN_USE_ALL) {
-        ctx.panic = true; /* nothing is up: every server not in maintenance or draining */
-        srv = pool->lb->pick(pool, state, &ctx);
-    }
-    return srv;
+    return lb_pick_server(pool, worker_lb_state(s->w, pool), &ctx);
 }
 
 static int use_server(struct session *s, struct server *srv)
@@ -797,17 +791,11 @@ static int retry_elsewhere(struct session *s, struct server *failed, unsigned st
     return use_server(s, next);
 }
 
-/* Errors of our own process, not of the server: out of descriptors, memory or buffers. */
-static bool local_shortage(int err)
-{
-    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 /* Connecting to srv failed (refused, unreachable, timed out): nothing was sent on it. */
 static int connect_failed(struct session *s, struct server *srv, int err)
 {
     log_debug("pool %s server %s: connect: %s", srv->pool_name, srv->name, strerror(err));
-    if (local_shortage(err)) { /* not the server's fault: do not count it, nor try others */
+    if (net_local_shortage(err)) { /* not the server's fault: do not count it, nor try others */
         set_term(s, "local_shortage");
         return respond_error(s, 503, "out of local resources");
     }
@@ -1873,28 +1861,10 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
     const struct snapshot_listener *sl = &w->snap->listeners[listener];
     const struct tls_server *tls = sl->tls;
     bool proxy_header = sl->conf->proxy_protocol.accept;
-    if (proxy_header && !preamble_trusted(&sl->conf->proxy_protocol, peer)) {
-        log_debug("listener %s: connection from an address not trusted to send a PROXY header",
-                  sl->conf->name);
-        close(fd);
+    if (preamble_accept(&s->conn, fd, sl, peer, client_event) < 0) {
         w->on_client_closed(w);
         session_bury(w, s);
         return;
-    }
-    if (!tls || proxy_header) { /* over TLS, the header comes before the handshake */
-        conn_init_tcp(&s->conn, fd, client_event);
-    } else {
-        struct ssl_st *ssl = tls_server_accept(tls);
-        if (!ssl || conn_init_tls(&s->conn, fd, client_event, ssl) < 0) {
-            log_error("TLS: cannot set up a connection: out of memory");
-            if (ssl)
-                conn_close(&s->conn, false); /* frees ssl, closes fd */
-            else
-                close(fd);
-            w->on_client_closed(w);
-            session_bury(w, s);
-            return;
-        }
     }
     s->timer.fn = on_timer;
     s->task.fn = on_task;
