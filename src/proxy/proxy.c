@@ -61,6 +61,7 @@
 #include "core/conn.h"
 #include "core/container.h"
 #include "core/freelist.h"
+#include "core/recycler.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/tls_conn.h"
@@ -99,7 +100,7 @@ struct session {
     struct pool *pool;           /* the current request's pool (its route's, or the listener's);
                                   * NULL: none (answered by fulcrum itself) */
     const struct route *route;   /* the route the current request matched, or NULL */
-    struct session *prev, *next; /* the thread's open sessions; next: also its closed ones */
+    struct session *prev, *next; /* the thread's open sessions */
     struct freelist_node spare;  /* on the thread's spares */
     struct upstream *up;
     struct server *server;    /* the server of the current attempt */
@@ -266,8 +267,7 @@ static void set_active(struct session *s, struct server *srv)
 struct proxy_local {
     struct session *sessions; /* every open client connection, for stop */
     unsigned nsessions;
-    struct session *dead;    /* closed during this batch; reusable after it (proxy_recycle) */
-    struct freelist spares;  /* closed sessions kept for reuse */
+    struct recycler spares;  /* closed sessions: reusable after the batch (proxy_recycle) */
     struct freelist reqlogs; /* access log copies of request heads, kept for reuse */
 };
 
@@ -275,7 +275,7 @@ struct proxy_local *proxy_local_new(void)
 {
     struct proxy_local *pl = calloc(1, sizeof(*pl));
     if (pl) {
-        freelist_init(&pl->spares, MAX_SPARE_SESSIONS);
+        recycler_init(&pl->spares, MAX_SPARE_SESSIONS);
         freelist_init(&pl->reqlogs, MAX_SPARE_REQLOGS);
     }
     return pl;
@@ -288,29 +288,19 @@ unsigned proxy_open_sessions(const struct worker *w)
 
 static struct session *session_alloc(struct worker *w)
 {
-    struct session *s = freelist_take_entry(&w->proxy->spares, struct session, spare);
-    if (!s && !(s = malloc(sizeof(*s))))
-        return NULL;
-    memset(s, 0, sizeof(*s));
-    return s;
+    return recycler_take(&w->proxy->spares, sizeof(struct session),
+                         offsetof(struct session, spare));
 }
 
 /* Sessions closed during the batch may still have events queued: reuse only after it. */
 static void session_bury(struct worker *w, struct session *s)
 {
-    s->next = w->proxy->dead;
-    w->proxy->dead = s;
+    recycler_bury(&w->proxy->spares, &s->spare);
 }
 
 void proxy_recycle(struct worker *w)
 {
-    struct proxy_local *pl = w->proxy;
-    while (pl->dead) {
-        struct session *s = pl->dead;
-        pl->dead = s->next;
-        if (!freelist_put(&pl->spares, &s->spare))
-            free(s);
-    }
+    recycler_flush(&w->proxy->spares, offsetof(struct session, spare));
 }
 
 void proxy_local_free(struct worker *w)
@@ -318,13 +308,10 @@ void proxy_local_free(struct worker *w)
     struct proxy_local *pl = w->proxy;
     if (!pl)
         return;
-    proxy_recycle(w);
     struct reqlog *r;
     while ((r = freelist_take_entry(&pl->reqlogs, struct reqlog, spare)))
         free(r);
-    struct session *s;
-    while ((s = freelist_take_entry(&pl->spares, struct session, spare)))
-        free(s);
+    recycler_free_all(&pl->spares, offsetof(struct session, spare));
     free(pl);
     w->proxy = NULL;
 }

@@ -43,6 +43,7 @@
 #include "core/conn.h"
 #include "core/container.h"
 #include "core/freelist.h"
+#include "core/recycler.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/tls_conn.h"
@@ -71,7 +72,7 @@ struct tcp_session {
     struct loop_task task; /* resumes drive() after a yield */
     struct worker *w;
     struct snapshot *snap;           /* the snapshot this connection was accepted on */
-    struct tcp_session *prev, *next; /* the thread's open sessions; next: also its closed ones */
+    struct tcp_session *prev, *next; /* the thread's open sessions */
     struct freelist_node spare;      /* on the thread's spares */
     struct upstream *up;             /* CONNECT, RELAY */
     struct server *server;           /* the server of the current attempt */
@@ -97,8 +98,7 @@ struct tcp_session {
 struct tcp_local {
     struct tcp_session *sessions; /* every open TCP connection, for stop */
     unsigned nsessions;
-    struct tcp_session *dead; /* closed during this batch; reusable after it (tcp_recycle) */
-    struct freelist spares;
+    struct recycler spares; /* closed sessions: reusable after the batch (tcp_recycle) */
 };
 
 static void drive(struct tcp_session *s);
@@ -162,7 +162,7 @@ struct tcp_local *tcp_local_new(void)
 {
     struct tcp_local *tl = calloc(1, sizeof(*tl));
     if (tl)
-        freelist_init(&tl->spares, MAX_SPARE_SESSIONS);
+        recycler_init(&tl->spares, MAX_SPARE_SESSIONS);
     return tl;
 }
 
@@ -173,29 +173,19 @@ unsigned tcp_open_sessions(const struct worker *w)
 
 static struct tcp_session *session_alloc(struct worker *w)
 {
-    struct tcp_session *s = freelist_take_entry(&w->tcp->spares, struct tcp_session, spare);
-    if (!s && !(s = malloc(sizeof(*s))))
-        return NULL;
-    memset(s, 0, sizeof(*s));
-    return s;
+    return recycler_take(&w->tcp->spares, sizeof(struct tcp_session),
+                         offsetof(struct tcp_session, spare));
 }
 
 /* Sessions closed during the batch may still have events queued: reuse only after it. */
 static void session_bury(struct worker *w, struct tcp_session *s)
 {
-    s->next = w->tcp->dead;
-    w->tcp->dead = s;
+    recycler_bury(&w->tcp->spares, &s->spare);
 }
 
 void tcp_recycle(struct worker *w)
 {
-    struct tcp_local *tl = w->tcp;
-    while (tl->dead) {
-        struct tcp_session *s = tl->dead;
-        tl->dead = s->next;
-        if (!freelist_put(&tl->spares, &s->spare))
-            free(s);
-    }
+    recycler_flush(&w->tcp->spares, offsetof(struct tcp_session, spare));
 }
 
 void tcp_local_free(struct worker *w)
@@ -203,10 +193,7 @@ void tcp_local_free(struct worker *w)
     struct tcp_local *tl = w->tcp;
     if (!tl)
         return;
-    tcp_recycle(w);
-    struct tcp_session *s;
-    while ((s = freelist_take_entry(&tl->spares, struct tcp_session, spare)))
-        free(s);
+    recycler_free_all(&tl->spares, offsetof(struct tcp_session, spare));
     free(tl);
     w->tcp = NULL;
 }

@@ -14,6 +14,7 @@
 
 #include "core/conn.h"
 #include "core/freelist.h"
+#include "core/recycler.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/tls_conn.h"
@@ -37,8 +38,7 @@ struct server_local {
 struct upstream_local {
     struct server_local *servers; /* indexed by server slot */
     unsigned nservers;
-    struct upstream *dead;  /* closed during this batch; reusable after it (upstream_recycle) */
-    struct freelist spares; /* closed ones kept for reuse */
+    struct recycler spares; /* closed ones: reusable after the batch (upstream_recycle) */
 };
 
 static inline struct server_local *server_local(struct worker *w, const struct server *s)
@@ -93,11 +93,8 @@ static void idle_event(struct loop *loop, struct loop_io *io)
 
 static struct upstream *alloc_upstream(struct worker *w)
 {
-    struct upstream *u = freelist_take_entry(&w->upstream->spares, struct upstream, spare);
-    if (!u && !(u = malloc(sizeof(*u))))
-        return NULL;
-    memset(u, 0, sizeof(*u));
-    return u;
+    return recycler_take(&w->upstream->spares, sizeof(struct upstream),
+                         offsetof(struct upstream, spare));
 }
 
 struct upstream *upstream_take_idle(struct worker *w, struct server *s)
@@ -145,8 +142,7 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, const stru
     if (conn_watch(w->loop, &u->conn) < 0) {
         *err = errno;
         conn_close(&u->conn, false);
-        u->next = w->upstream->dead;
-        w->upstream->dead = u;
+        recycler_bury(&w->upstream->spares, &u->spare);
         return NULL;
     }
     u->worker = w;
@@ -285,8 +281,7 @@ void upstream_close(struct worker *w, struct upstream *u, bool reset)
     server_unref(u->server);
     u->server = NULL;
     u->owner = NULL;
-    u->next = w->upstream->dead;
-    w->upstream->dead = u;
+    recycler_bury(&w->upstream->spares, &u->spare);
 }
 
 void upstream_expire_idle(struct worker *w, uint32_t max_idle_ms)
@@ -309,20 +304,14 @@ void upstream_close_all_idle(struct worker *w)
 
 void upstream_recycle(struct worker *w)
 {
-    struct upstream_local *ul = w->upstream;
-    while (ul->dead) {
-        struct upstream *u = ul->dead;
-        ul->dead = u->next;
-        if (!freelist_put(&ul->spares, &u->spare))
-            free(u);
-    }
+    recycler_flush(&w->upstream->spares, offsetof(struct upstream, spare));
 }
 
 struct upstream_local *upstream_local_new(void)
 {
     struct upstream_local *ul = calloc(1, sizeof(*ul));
     if (ul)
-        freelist_init(&ul->spares, MAX_SPARE_UPSTREAMS);
+        recycler_init(&ul->spares, MAX_SPARE_UPSTREAMS);
     return ul;
 }
 
@@ -345,10 +334,7 @@ void upstream_local_free(struct worker *w)
     struct upstream_local *ul = w->upstream;
     if (!ul)
         return;
-    upstream_recycle(w);
-    struct upstream *u;
-    while ((u = freelist_take_entry(&ul->spares, struct upstream, spare)))
-        free(u);
+    recycler_free_all(&ul->spares, offsetof(struct upstream, spare));
     for (unsigned i = 0; i < ul->nservers; i++)
         tls_session_free(ul->servers[i].session);
     free(ul->servers);

@@ -38,7 +38,7 @@ struct upstream {
     struct worker *worker;        /* the thread that created it, and the only one that touches it */
     struct server *server;        /* referenced for the connection's lifetime */
     void *owner;                  /* the session using it (proxy.c's or tcp.c's); NULL while idle */
-    struct upstream *prev, *next; /* idle list, or the thread's list of closed ones */
+    struct upstream *prev, *next; /* idle list */
     struct freelist_node spare;   /* on the thread's spares */
     uint64_t idle_since_ms;
     uint32_t requests; /* requests carried so far */
