@@ -917,6 +917,21 @@ static void release_upstream(struct session *s)
 
 /* ---- request ---- */
 
+/* The request's host: an absolute-form target's authority, else the Host field; NULL if none. */
+static const char *request_host(const char *head, const struct http1_msg *msg, size_t *len)
+{
+    if (msg->flags & HTTP1_F_ABSOLUTE_FORM) {
+        *len = msg->authority_len;
+        return head + msg->authority_off;
+    }
+    if (msg->host_field < 0) {
+        *len = 0;
+        return NULL;
+    }
+    *len = msg->fields[msg->host_field].value_len;
+    return head + msg->fields[msg->host_field].value_off;
+}
+
 /*
  * A route answers the request itself (redirect or respond). The request head is consumed as it
  * is; a request with a body ends the connection after the answer (its body is not read).
@@ -927,15 +942,11 @@ static int answer_locally(struct session *s, const struct http1_msg *msg)
     const struct conf_route *r = s->route->conf;
     const char *head = s->in.data + s->in.start;
     bool keep = s->keep_alive && s->req_complete && !w->stopping;
-    bool absolute = msg->flags & HTTP1_F_ABSOLUTE_FORM;
-    const struct http1_field *host = msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
+    size_t host_len;
+    const char *host = request_host(head, msg, &host_len);
     struct reply_request rq = {
-        .host = absolute ? head + msg->authority_off
-                : host   ? head + host->value_off
-                         : NULL,
-        .host_len = absolute ? msg->authority_len
-                    : host   ? host->value_len
-                             : 0,
+        .host = host,
+        .host_len = host_len,
         .target = msg->flags & HTTP1_F_TARGET_NO_SLASH ? "/" : head + msg->path_off,
         .target_len = msg->flags & HTTP1_F_TARGET_NO_SLASH ? 1 : msg->path_len,
         .tls = s->snap->listeners[s->listener].tls != NULL,
@@ -1005,16 +1016,12 @@ static int route_request(struct session *s, const struct http1_msg *msg, const c
     if (!rt->table)
         return STEP_PROGRESS;
 
-    bool absolute = msg->flags & HTTP1_F_ABSOLUTE_FORM;
-    const struct http1_field *host = msg->host_field >= 0 ? &msg->fields[msg->host_field] : NULL;
     const char *sni = s->conn.ssl ? tls_server_name(s->conn.ssl) : NULL;
+    size_t host_len;
+    const char *host = request_host(head, msg, &host_len);
     struct route_request rq = {
-        .host = absolute ? head + msg->authority_off
-                : host   ? head + host->value_off
-                         : NULL,
-        .host_len = absolute ? msg->authority_len
-                    : host   ? host->value_len
-                             : 0,
+        .host = host,
+        .host_len = host_len,
         .sni = sni,
         .sni_len = sni ? strlen(sni) : 0,
         .method = head + msg->method_off,
