@@ -331,6 +331,39 @@ class DashboardTest(DashboardTestCase):
         self.assertEqual(state["fulcrum"]["reloads"]["ok"], 1)
 
 
+    def test_shows_routes_and_their_rates(self):
+        b = self.backend("b0")
+        admin = free_port()
+        text = ("threads: 1\nlisteners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
+                "    routes:\n"
+                "      - name: busy\n        match: { path_prefix: / , method: GET }\n"
+                "        pool: app\n"
+                "      - name: health\n        match: { path: /healthz }\n"
+                "        respond: { status: 200 }\n"
+                "pools:\n  - name: app\n    servers: [{name: s0, address: %s}]\n%s" %
+                (b.address, admin_conf(admin, None)))
+        f = self.fulcrum(text)
+        wait_for(lambda: port_open(admin) or not f.alive(), what="the admin listener")
+        self.traffic.append(Traffic(f.port, pause=0.005))
+        # two refreshes with traffic between them give the busy route a rate
+        rows = ("new Promise((done) => { const t0 = Date.now(); const poll = () => {"
+                " const rows = [...document.querySelectorAll('#routes tbody tr')].map((r) =>"
+                " [r.dataset.listener, r.dataset.route, ...[...r.children].map((c) =>"
+                " c.textContent)]);"
+                " if ((rows.length && rows[0][6] !== '–' && Number(rows[0][6]) > 0) ||"
+                " Date.now() - t0 > 15000) done(rows); else setTimeout(poll, 100); }; poll(); })")
+        result = self.driver("http://127.0.0.1:%d/" % admin, {
+            "expect": {"app": {"s0": "up"}}, "evaluate": [rows], "timeout_ms": 30000})
+        shown = result["evaluated"][0]
+        self.assertEqual([(r[0], r[1]) for r in shown], [("web", "busy"), ("web", "health")])
+        busy, health = shown
+        self.assertEqual(busy[4], "path_prefix /, method GET")
+        self.assertEqual(busy[5], "pool app")
+        self.assertGreater(float(busy[6]), 0)           # its request rate
+        self.assertGreater(int(busy[7].replace(",", "").replace(" ", "")), 0)
+        self.assertEqual((health[4], health[5]), ("path /healthz", "answer 200"))
+
+
 class DashboardTokenTest(DashboardTestCase):
     def test_basic_credentials(self):
         bs, f, admin = self.start(2, token=TOKEN)
