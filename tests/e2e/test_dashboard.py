@@ -330,7 +330,6 @@ class DashboardTest(DashboardTestCase):
         _, _, state = api(admin)
         self.assertEqual(state["fulcrum"]["reloads"]["ok"], 1)
 
-
     def test_shows_routes_and_their_rates(self):
         b = self.backend("b0")
         admin = free_port()
