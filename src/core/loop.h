@@ -86,6 +86,16 @@ void loop_timer_set(struct loop *loop, struct loop_timer *t, uint64_t delay_ms);
 /* Arms a timer at an absolute deadline on the loop's clock. */
 void loop_timer_set_at(struct loop *loop, struct loop_timer *t, uint64_t when_ms);
 void loop_timer_stop(struct loop *loop, struct loop_timer *t);
+/*
+ * For an idle deadline that moves later on every byte (a tunnel's): arms t for when_ms unless it
+ * is already armed no later, so that busy traffic costs no heap operation per event. The timer
+ * may then fire early; its function checks the real deadline and arms it again.
+ */
+static inline void loop_timer_set_lazy(struct loop *loop, struct loop_timer *t, uint64_t when_ms)
+{
+    if (t->heap_slot == 0 || t->when_ms > when_ms)
+        loop_timer_set_at(loop, t, when_ms);
+}
 static inline bool loop_timer_armed(const struct loop_timer *t)
 {
     return t->heap_slot != 0;

@@ -238,6 +238,8 @@ static enum relay_status fill_pipe(struct relay *r, struct relay_dir *d, bool *p
         /* With bytes in the pipe, EAGAIN may mean "no free slot": empty it, then ask again. */
         if (d->in_pipe && (d->from->io.ready & LOOP_READABLE))
             d->pipe_full = true;
+        else if (!(d->from->io.ready & LOOP_READABLE))
+            d->bulk = false; /* the burst is over: the next bytes go through a buffer first */
         break;
     case CONN_ERROR:
         return failed(r, d->from);
@@ -258,9 +260,11 @@ static enum relay_status fill_buf(struct relay *r, struct relay_dir *d, bool *pr
     if (d->buf.end == pool->size)
         return RELAY_WAIT; /* full: the other side must take some first */
     size_t n;
-    switch (conn_read(d->from, d->buf.data + d->buf.end, pool->size - d->buf.end, &n)) {
+    size_t room = pool->size - d->buf.end;
+    switch (conn_read(d->from, d->buf.data + d->buf.end, room, &n)) {
     case CONN_DONE:
         d->buf.end += (uint32_t)n;
+        d->bulk = n == room && d->buf.start == 0 && room == pool->size; /* a full buffer's worth */
         activity(r, progress);
         break;
     case CONN_EOF:
@@ -287,7 +291,8 @@ static enum relay_status pump_dir(struct relay *r, struct relay_dir *d, bool *pr
     if (!d->eof && (d->from->io.ready & LOOP_READABLE)) {
         /* Bytes in the buffer go out before any byte behind them is spliced. */
         bool buffered = d->buf.data && !buf_empty(&d->buf);
-        if (d->plain && !buffered && (d->pipe_rd >= 0 || pipe_take(r, d) == 0)) {
+        bool splice = d->plain && (d->bulk || d->in_pipe);
+        if (splice && !buffered && (d->pipe_rd >= 0 || pipe_take(r, d) == 0)) {
             buf_put(&r->w->bufs, &d->buf);
             st = fill_pipe(r, d, progress);
         } else {

@@ -8,8 +8,12 @@
  *
  * Each direction holds at most one thing in flight, taken from this thread's pools only while
  * bytes are in it and given back as soon as it is empty:
- *   - a pipe, when both ends are plain TCP: bytes go socket -> pipe -> socket with splice(2),
- *     never copied through user space. Pipes are kept in a per-thread pool (relay_local), with a
+ *   - a pipe, when both ends are plain TCP and the bytes come in bulk (a read filled a whole
+ *     buffer): bytes go socket -> pipe -> socket with splice(2), never copied through user
+ *     space, until the source has nothing left to read. Small messages (a request, an answer, a
+ *     WebSocket frame) go through a buffer: a short read proves the socket empty, where a short
+ *     splice proves nothing (the pipe counts slots, not bytes) and would cost an extra call
+ *     that finds EAGAIN. Pipes are kept in a per-thread pool (relay_local), with a
  *     bounded number open at once; past the bound, or if pipe2() fails, the direction uses a
  *     buffer for the moment.
  *   - a buffer (w->bufs), when either end is TLS (its bytes must pass through OpenSSL), when no
@@ -66,6 +70,7 @@ struct relay_dir {
     uint32_t in_pipe;     /* bytes in it */
     uint64_t bytes;       /* bytes written to `to` so far */
     bool plain;           /* both ends plain TCP: splice may be used */
+    bool bulk;            /* a read filled a whole buffer: splice until the source runs dry */
     bool pipe_full;       /* the last splice in found no free slot: empty the pipe first */
     bool eof;             /* `from` sent its end of stream */
     bool shut;            /* ...and it was passed on: this direction is done */

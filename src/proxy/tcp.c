@@ -495,9 +495,11 @@ static int step_relay(struct tcp_session *s)
 
 static void arm_timer(struct tcp_session *s)
 {
-    uint64_t when =
-        s->phase == TP_RELAY ? relay_last_io_ms(&s->relay) + timeouts(s)->tunnel_ms : s->deadline;
-    loop_timer_set_at(s->w->loop, &s->timer, when);
+    if (s->phase == TP_RELAY)
+        loop_timer_set_lazy(s->w->loop, &s->timer,
+                            relay_last_io_ms(&s->relay) + timeouts(s)->tunnel_ms);
+    else
+        loop_timer_set_at(s->w->loop, &s->timer, s->deadline);
 }
 
 static void on_timer(struct loop *loop, struct loop_timer *timer)
