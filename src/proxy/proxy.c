@@ -671,9 +671,10 @@ static int respond_error(struct session *s, unsigned status, const char *why)
         s->resp_fwd = s->interim_len;
     s->out.end = s->out.start + s->resp_fwd;
     /* A backend error keeps a client in step only if its request was complete and the backend
-     * had not begun a response: a half-received response makes the whole exchange suspect. */
-    bool keep = s->keep_alive && s->req_complete && status >= 500 && !w->stopping &&
-                s->resp_state == RS_WAIT;
+     * had not begun a response: a half-received response makes the whole exchange suspect. So
+     * does a 404 for a well-formed request no route takes; other 4xx answer a broken request. */
+    bool keep = s->keep_alive && s->req_complete && (status >= 500 || status == 404) &&
+                !w->stopping && s->resp_state == RS_WAIT;
     size_t n = canned_response(s->out.data + s->out.end, w->bufs.size - s->out.end, status,
                                s->method == HTTP1_METHOD_HEAD, keep);
     if (n == 0)
@@ -962,9 +963,11 @@ static int answer_locally(struct session *s, const struct http1_msg *msg)
     size_t n = r->action == CONF_ROUTE_REDIRECT
                    ? route_reply_redirect(&r->redirect, &rq, &rules, out, cap)
                    : route_reply_respond(&r->respond, &rq, &rules, out, cap);
+    bool no_host =
+        r->action == CONF_ROUTE_REDIRECT && !r->redirect.location && !r->redirect.host && !rq.host;
     if (n == 0)
-        return respond_error(s, r->action == CONF_ROUTE_REDIRECT && !rq.host ? 400 : 500,
-                             rq.host ? "route answer too large" : "no Host to redirect to");
+        return respond_error(s, no_host ? 400 : 500,
+                             no_host ? "no Host to redirect to" : "route answer too large");
     s->out.end += (uint32_t)n;
     s->resp_fwd += (uint32_t)n;
     s->req_fwd = msg->head_end;
@@ -1038,6 +1041,7 @@ static int route_request(struct session *s, const struct http1_msg *msg, const c
         if (s->pool)
             return STEP_PROGRESS;
         set_term(s, "no_route");
+        s->req_fwd = msg->head_end; /* the head is consumed as it is (the connection goes on) */
         return respond_error(s, 404, "no route matches the request");
     }
     switch (s->route->conf->action) {
@@ -1722,8 +1726,8 @@ static void arm_timer(struct session *s)
         when = s->linger_deadline;
         break;
     case PH_TUNNEL:
-        when = relay_last_io_ms(&s->relay) + t->tunnel_ms;
-        break;
+        loop_timer_set_lazy(s->w->loop, &s->timer, relay_last_io_ms(&s->relay) + t->tunnel_ms);
+        return;
     default:
         if (s->up && s->up->connecting)
             when = s->connect_deadline;

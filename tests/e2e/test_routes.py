@@ -161,7 +161,20 @@ class RoutesTest(FulcrumTestCase):
         self.assertEqual(self.served("/only")[:2], (200, "web"))
         r = raw_get(self.f.port, "/other")
         self.assertEqual(r.status, 404)
-        self.assertEqual(sum(b.stats()["requests"] for b in self.backends.values()), 1)
+        # a well-formed request no route takes keeps its connection: the next one is served
+        s = socket.create_connection(("127.0.0.1", self.f.port), timeout=5)
+        s.sendall(b"GET /other HTTP/1.1\r\nHost: h\r\n\r\nGET /only HTTP/1.1\r\nHost: h\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 404 "), data)
+        self.assertIn(b"HTTP/1.1 200 OK", data)
+        self.assertEqual(sum(b.stats()["requests"] for b in self.backends.values()), 2)
 
     def test_paths_cannot_sneak_past_a_rule(self):
         guard = ("      - name: guard\n"
