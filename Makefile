@@ -9,6 +9,7 @@
 #   make test-asan  the same suite against an AddressSanitizer + UBSan build (build-asan/)
 #   make fuzz       libFuzzer targets (build-fuzz/); make fuzz-run FUZZ_SECONDS=N runs each
 #   make bench      bench/run: fulcrum against haproxy and nginx, printed as ratios
+#                   (BENCH_ARGS="--routes --websocket --tcp ..." passes options: bench/README.md)
 #   make fmt        clang-format every C file
 #
 # CC=clang works as well as the default gcc. BUILD selects the output directory.
@@ -120,7 +121,7 @@ run: all
 	@scripts/run-demo
 
 bench: deps-bench all
-	bench/run
+	bench/run $(BENCH_ARGS)
 
 soak: all
 	python3 tests/soak/soak.py
