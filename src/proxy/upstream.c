@@ -13,10 +13,9 @@
 #include <unistd.h>
 
 #include "core/conn.h"
-#include "core/freelist.h"
-#include "core/recycler.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/recycler.h"
 #include "core/tls_conn.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
