@@ -146,7 +146,7 @@ static void dir_init(struct relay_dir *d, struct conn *from, struct conn *to)
     d->pipe_size = d->in_pipe = 0;
     d->bytes = 0;
     d->plain = !from->ssl && !to->ssl;
-    d->pipe_full = d->eof = d->shut = false;
+    d->pipe_full = d->eof = d->shut = d->bulk = false;
 }
 
 void relay_start(struct relay *r, struct worker *w, struct conn *a, struct conn *b,
