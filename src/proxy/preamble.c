@@ -62,10 +62,10 @@ int preamble_start_tls(struct conn *c, const struct tls_server *tls, loop_io_fn 
 {
     struct ssl_st *ssl = tls_server_accept(tls);
     uint32_t ready = c->io.ready;
-    if (!ssl)
-        return -1;
-    if (conn_init_tls(c, c->io.fd, handler, ssl) < 0) {
-        conn_close(c, false); /* frees ssl */
+    if (!ssl || conn_init_tls(c, c->io.fd, handler, ssl) < 0) {
+        log_error("TLS: cannot set up a connection: out of memory");
+        if (ssl)
+            conn_close(c, false); /* frees ssl */
         return -1;
     }
     c->io.ready = ready;

@@ -65,7 +65,8 @@ enum preamble_status preamble_proxy_header(struct conn *c, union preamble_peer *
 const struct sockaddr *preamble_destination(const struct conn *c, union preamble_peer *dst);
 
 /* Turns c, plain so far (it carried a PROXY header), into a TLS server connection of tls,
- * keeping what the loop knows of its readiness. Returns -1 if memory ran out; c is then closed. */
+ * keeping what the loop knows of its readiness. Returns -1 if memory ran out (logged); the
+ * caller closes c. */
 int preamble_start_tls(struct conn *c, const struct tls_server *tls, loop_io_fn handler);
 
 /*

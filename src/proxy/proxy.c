@@ -1477,10 +1477,8 @@ static int step_proxy_header(struct session *s)
         set_phase(s, PH_IDLE);
         return STEP_PROGRESS;
     }
-    if (preamble_start_tls(&s->conn, sl->tls, client_event) < 0) {
-        log_error("TLS: cannot set up a connection: out of memory");
+    if (preamble_start_tls(&s->conn, sl->tls, client_event) < 0)
         return close_session(s, true);
-    }
     set_phase(s, PH_HANDSHAKE);
     s->head_deadline = now_ms(s) + timeouts(s)->tls_handshake_ms;
     return STEP_PROGRESS;

@@ -424,10 +424,8 @@ static int step_proxy_header(struct tcp_session *s)
     }
     if (!sl->tls)
         return start_pool(s);
-    if (preamble_start_tls(&s->conn, sl->tls, client_event) < 0) {
-        log_error("TLS: cannot set up a connection: out of memory");
+    if (preamble_start_tls(&s->conn, sl->tls, client_event) < 0)
         return close_session(s, true);
-    }
     set_phase(s, TP_HANDSHAKE);
     s->deadline = now_ms(s) + timeouts(s)->tls_handshake_ms;
     return STEP_PROGRESS;

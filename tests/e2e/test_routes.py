@@ -25,6 +25,18 @@ def raw_get(port, target, host="www.test", extra=b"", method=b"GET"):
     return exchange(port, req, method=method.decode())
 
 
+def read_to_end(sock):
+    """Everything the peer sends until it closes; closes the socket."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data
+
+
 class RoutesTest(FulcrumTestCase):
     def start(self, listener_extra="", routes=None, pool_line="    pool: fallback\n", extra=""):
         self.backends = {name: self.backend(name) for name in POOLS}
@@ -144,13 +156,7 @@ class RoutesTest(FulcrumTestCase):
         s = socket.create_connection(("127.0.0.1", self.f.port), timeout=5)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\nGET /healthz HTTP/1.1\r\nHost: h\r\n"
                   b"Connection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = read_to_end(s)
         self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 2, data)
         for b in self.backends.values():
             if b.name != "fallback":
@@ -165,13 +171,7 @@ class RoutesTest(FulcrumTestCase):
         s = socket.create_connection(("127.0.0.1", self.f.port), timeout=5)
         s.sendall(b"GET /other HTTP/1.1\r\nHost: h\r\n\r\nGET /only HTTP/1.1\r\nHost: h\r\n"
                   b"Connection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = read_to_end(s)
         self.assertTrue(data.startswith(b"HTTP/1.1 404 "), data)
         self.assertIn(b"HTTP/1.1 200 OK", data)
         self.assertEqual(sum(b.stats()["requests"] for b in self.backends.values()), 2)
