@@ -106,7 +106,8 @@ struct session {
     struct server *server;    /* the server of the current attempt */
     struct server *failed[4]; /* servers that already failed this request (most recent last) */
     struct buf in, out;
-    struct relay relay; /* PH_TUNNEL: client <-> server bytes after a 101 (owns the buffers) */
+    struct relay *relay; /* PH_TUNNEL: client <-> server bytes after a 101 (owns the buffers);
+                          * allocated for the tunnel, so other connections do not carry it */
 
     struct http1_scan scan; /* the request head, then each response head */
     struct http1_chunked req_chunk, resp_chunk;
@@ -455,9 +456,9 @@ static void set_term(struct session *s, const char *term)
 static int close_session(struct session *s, bool reset)
 {
     struct worker *w = s->w;
-    if (s->phase == PH_TUNNEL && s->in_request) { /* closed by the stop, not by end_tunnel() */
-        s->bytes_in += relay_bytes_a_to_b(&s->relay);
-        s->bytes_out += relay_bytes_b_to_a(&s->relay);
+    if (s->relay && s->in_request) { /* closed by the stop, not by end_tunnel() */
+        s->bytes_in += relay_bytes_a_to_b(s->relay);
+        s->bytes_out += relay_bytes_b_to_a(s->relay);
         set_term(s, w->stopping ? "shutdown" : "client_abort");
         account_request(s, 101);
     }
@@ -467,8 +468,11 @@ static int close_session(struct session *s, bool reset)
         bool client_left_first = strcmp(s->term, "client_abort") == 0;
         account_request(s, s->final_started ? s->status : client_left_first ? 499 : 0);
     }
-    if (s->phase == PH_TUNNEL)
-        relay_stop(&s->relay); /* its buffers and pipes go back before the connections close */
+    if (s->relay) { /* its buffers and pipes go back before the connections close */
+        relay_stop(s->relay);
+        free(s->relay);
+        s->relay = NULL;
+    }
     stats_client_move(w->stats, s->client_state, -1);
     loop_timer_stop(w->loop, &s->timer);
     loop_cancel(w->loop, &s->task);
@@ -1217,7 +1221,11 @@ static int start_tunnel(struct session *s, uint32_t base, const struct http1_msg
         buf_put(&w->bufs, &s->in);
     if (!early_out)
         buf_put(&w->bufs, &s->out);
-    relay_start(&s->relay, w, &s->conn, &s->up->conn, early_in, early_out);
+    if (!(s->relay = malloc(sizeof(*s->relay)))) {
+        set_term(s, "local_shortage");
+        return abort_session(s); /* the 101 cannot be honoured: both sides are reset */
+    }
+    relay_start(s->relay, w, &s->conn, &s->up->conn, early_in, early_out);
     stats_add(&w->stats->tunnels, 1);
     set_phase(s, PH_TUNNEL);
     return STEP_PROGRESS;
@@ -1228,9 +1236,9 @@ static int start_tunnel(struct session *s, uint32_t base, const struct http1_msg
 static int end_tunnel(struct session *s, bool reset, const char *term)
 {
     struct worker *w = s->w;
-    s->bytes_in += relay_bytes_a_to_b(&s->relay);
-    s->bytes_out += relay_bytes_b_to_a(&s->relay);
-    relay_stop(&s->relay);
+    s->bytes_in += relay_bytes_a_to_b(s->relay);
+    s->bytes_out += relay_bytes_b_to_a(s->relay);
+    relay_stop(s->relay);
     set_term(s, term);
     account_request(s, 101);
     if (s->up) {
@@ -1242,7 +1250,7 @@ static int end_tunnel(struct session *s, bool reset, const char *term)
 
 static int step_tunnel(struct session *s)
 {
-    switch (relay_pump(&s->relay)) {
+    switch (relay_pump(s->relay)) {
     case RELAY_PROGRESS:
         return STEP_PROGRESS;
     case RELAY_WAIT:
@@ -1724,7 +1732,7 @@ static void arm_timer(struct session *s)
         when = s->linger_deadline;
         break;
     case PH_TUNNEL:
-        loop_timer_set_lazy(s->w->loop, &s->timer, relay_last_io_ms(&s->relay) + t->tunnel_ms);
+        loop_timer_set_lazy(s->w->loop, &s->timer, relay_last_io_ms(s->relay) + t->tunnel_ms);
         return;
     default:
         if (s->up && s->up->connecting)
@@ -1761,7 +1769,7 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
         close_session(s, false);
         return;
     case PH_TUNNEL:
-        if (now >= relay_last_io_ms(&s->relay) + t->tunnel_ms) {
+        if (now >= relay_last_io_ms(s->relay) + t->tunnel_ms) {
             end_tunnel(s, false, "tunnel_timeout");
             return;
         }
