@@ -197,17 +197,11 @@ def read_header(sock):
     raise ValueError("no PROXY header: %r" % first)
 
 
-class HeaderThenTls:
-    """A TLS server that first reads a PROXY header in the clear (read_header), then wraps the
-    socket and answers each request with the source the header named ("local" for none). Keeps
-    the raw header of every connection; a connection without a valid header before the TLS
-    handshake is closed and counted in refused."""
+class LoopbackServer:
+    """A listening socket on a free loopback port whose connections are each served by
+    self._serve(conn) in a thread of their own; close() stops accepting."""
 
-    def __init__(self, cert, key):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.headers = []
-        self.refused = 0
+    def __init__(self):
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -218,10 +212,27 @@ class HeaderThenTls:
     def _accept(self):
         while True:
             try:
-                raw, _ = self.sock.accept()
+                conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+class HeaderThenTls(LoopbackServer):
+    """A TLS server that first reads a PROXY header in the clear (read_header), then wraps the
+    socket and answers each request with the source the header named ("local" for none). Keeps
+    the raw header of every connection; a connection without a valid header before the TLS
+    handshake is closed and counted in refused."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.headers = []
+        self.refused = 0
+        super().__init__()
 
     def _serve(self, raw):
         raw.settimeout(10)
@@ -249,44 +260,28 @@ class HeaderThenTls:
         finally:
             raw.close()
 
-    def close(self):
-        self.sock.close()
 
-
-class FirstBytes:
+class FirstBytes(LoopbackServer):
     """Records every byte each connection sends until it closes (a TCP health check)."""
 
     def __init__(self):
         self.seen = []
-        self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            c.settimeout(10)
-            data = b""
-            try:
-                while True:
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    data += d
-            except OSError:
-                pass
-            c.close()
-            with self.lock:
-                self.seen.append(data)
-
-    def close(self):
-        self.sock.close()
+    def _serve(self, c):
+        c.settimeout(10)
+        data = b""
+        try:
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    break
+                data += d
+        except OSError:
+            pass
+        c.close()
+        with self.lock:
+            self.seen.append(data)
 
 
 class ProxySendCase(FulcrumTestCase):
