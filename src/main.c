@@ -57,6 +57,8 @@ static void usage(FILE *out)
         "  --server ADDR[,weight=N][,name=NAME]\n"
         "                        add a backend server to the pool (repeatable); weight\n"
         "                        0-256, default 1\n"
+        "  --balance NAME        round-robin (default), least-conn, random, hash (of the\n"
+        "                        client's address) or peak-ewma\n"
         "  --health-check PATH   check every server with GET PATH (2xx-3xx passes)\n"
         "  --health-interval DUR time between checks (default 2s), e.g. 500ms, 5s\n"
         "  --admin ADDR          admin API, metrics and dashboard on ADDR\n"
@@ -171,7 +173,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         OPT_ADMIN,
         OPT_ACCESS_LOG,
         OPT_TLS_CERT,
-        OPT_TLS_KEY
+        OPT_TLS_KEY,
+        OPT_BALANCE
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -184,6 +187,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"balance", required_argument, NULL, OPT_BALANCE},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"version", no_argument, NULL, 'v'},
@@ -213,7 +217,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_ADMIN:
         case OPT_ACCESS_LOG:
         case OPT_TLS_CERT:
-        case OPT_TLS_KEY: {
+        case OPT_TLS_KEY:
+        case OPT_BALANCE: {
             if (!o->flags_conf && !(o->flags_conf = conf_new())) {
                 fprintf(stderr, "fulcrum: out of memory\n");
                 return -1;
@@ -223,7 +228,8 @@ static int parse_args(int argc, char **argv, struct options *o)
                      : c == OPT_CHECK  ? conf_set_health_check_flag(o->flags_conf, optarg, &err)
                      : c == OPT_INTERVAL
                          ? conf_set_health_interval_flag(o->flags_conf, optarg, &err)
-                     : c == OPT_ADMIN ? conf_set_admin_flag(o->flags_conf, optarg, &err)
+                     : c == OPT_ADMIN   ? conf_set_admin_flag(o->flags_conf, optarg, &err)
+                     : c == OPT_BALANCE ? conf_set_balance_flag(o->flags_conf, optarg, &err)
                      : c == OPT_ACCESS_LOG
                          ? conf_set_access_log_flag(o->flags_conf, optarg, &err)
                          : conf_set_tls_flag(o->flags_conf, c == OPT_TLS_KEY, optarg, &err);

@@ -691,18 +691,75 @@ static void parse_log_level(struct ctx *ctx, const yaml_node_t *node, void *obj,
 /* The words an enum member may be written as, indexed by value. */
 struct enumeration {
     const char *what; /* for "expected ..., found a mapping" */
-    const char *names[4];
+    const char *names[6];
 };
 
 /* The one list of balancing algorithm names (see conf.h): lb/lb.c's registry maps each to its
  * implementation, and test_lb checks that every name here has one. */
 static const struct enumeration balance_names = {"a balancing method",
-                                                 {[CONF_BALANCE_ROUND_ROBIN] = "round-robin"}};
+                                                 {[CONF_BALANCE_ROUND_ROBIN] = "round-robin",
+                                                  [CONF_BALANCE_LEAST_CONN] = "least-conn",
+                                                  [CONF_BALANCE_RANDOM] = "random",
+                                                  [CONF_BALANCE_HASH] = "hash",
+                                                  [CONF_BALANCE_PEAK_EWMA] = "peak-ewma"}};
 _Static_assert(CONF_BALANCE_COUNT <= ARRAY_LEN(balance_names.names), "room for every name");
 
 const char *conf_balance_name(enum conf_balance balance)
 {
     return (unsigned)balance < CONF_BALANCE_COUNT ? balance_names.names[balance] : NULL;
+}
+static const char *const hash_key_names[] = {
+    [CONF_HASH_CLIENT_IP] = "client_ip", [CONF_HASH_HEADER] = "header",
+    [CONF_HASH_COOKIE] = "cookie",       [CONF_HASH_QUERY] = "query",
+    [CONF_HASH_PATH] = "path",           [CONF_HASH_URI] = "uri"};
+
+const char *conf_hash_key_name(enum conf_hash_key key)
+{
+    return (unsigned)key < ARRAY_LEN(hash_key_names) ? hash_key_names[key] : NULL;
+}
+
+static const struct enumeration samesite_names = {"lax, strict or none",
+                                                  {[CONF_SAMESITE_LAX] = "lax",
+                                                   [CONF_SAMESITE_STRICT] = "strict",
+                                                   [CONF_SAMESITE_NONE] = "none"}};
+
+/* hash_key: client_ip, path or uri, or header:NAME, cookie:NAME, query:NAME. The kind goes to
+ * offset, the name (a copy) to the char * at offset2. */
+static void parse_hash_key(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                           const struct field *f)
+{
+    static const char want[] = "client_ip, path, uri, header:NAME, cookie:NAME or query:NAME";
+    const char *s = scalar_value(ctx, node, want);
+    if (!s)
+        return;
+    const char *colon = strchr(s, ':');
+    size_t kind_len = colon ? (size_t)(colon - s) : strlen(s);
+    for (int i = 0; i < (int)ARRAY_LEN(hash_key_names); i++) {
+        if (strlen(hash_key_names[i]) != kind_len || memcmp(s, hash_key_names[i], kind_len) != 0)
+            continue;
+        bool named = i == CONF_HASH_HEADER || i == CONF_HASH_COOKIE || i == CONF_HASH_QUERY;
+        if (named && (!colon || !colon[1])) {
+            node_error(ctx, node, "%s needs a name: %s:NAME", hash_key_names[i], hash_key_names[i]);
+            return;
+        }
+        if (!named && colon) {
+            node_error(ctx, node, "%s takes no name", hash_key_names[i]);
+            return;
+        }
+        const char *why = named && i != CONF_HASH_QUERY ? method_problem(colon + 1)
+                          : named && !all_visible(colon + 1)
+                              ? "must contain only visible ASCII characters"
+                              : NULL;
+        if (why) {
+            node_error(ctx, node, "the name %s", why);
+            return;
+        }
+        if (named && !store_copy(ctx, obj, f->offset2, colon + 1))
+            return;
+        store(obj, f->offset, &i, sizeof(i));
+        return;
+    }
+    quoted_error(ctx, node, want, s);
 }
 static const struct enumeration check_type_names = {
     "a check type", {[CONF_CHECK_HTTP] = "http", [CONF_CHECK_TCP] = "tcp"}};
@@ -732,6 +789,8 @@ _Static_assert(sizeof(enum conf_underscores) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_tls_version) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_listener_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_proxy_send) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_samesite) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_hash_key) == sizeof(int), "enum size");
 
 static void parse_enum(struct ctx *ctx, const yaml_node_t *node, void *obj, const struct field *f)
 {
@@ -1051,6 +1110,11 @@ static void pool_init(void *obj)
     p->check = (struct conf_health_check){
         .type = CONF_CHECK_HTTP, .interval_ms = SECONDS(2), .rise = 2, .fall = 3};
     status_add(&p->check.expect_status, 200, 399);
+    p->choices = 2;
+    p->hash_table_size = CONF_HASH_TABLE_DEFAULT;
+    p->ewma_decay_ms = SECONDS(10);
+    p->ewma_default_ms = 10;
+    p->sticky.httponly = true;
     p->passive = (struct conf_passive){.consecutive_failures = 5,
                                        .ejection_time_ms = SECONDS(30),
                                        .max_ejection_time_ms = SECONDS(300),
@@ -1074,12 +1138,105 @@ static void pool_complete(struct ctx *ctx, struct conf_pool *p)
         c->timeout_ms = c->interval_ms < SECONDS(2) ? c->interval_ms : SECONDS(2);
 }
 
+static bool is_prime(uint32_t n)
+{
+    if (n < 2)
+        return false;
+    for (uint32_t d = 2; d <= n / d; d++)
+        if (n % d == 0)
+            return false;
+    return true;
+}
+
+/* A balancing key written for an algorithm the pool does not use is a mistake (most likely in
+ * balance): say so rather than ignore it. */
+static void balance_keys_check(struct ctx *ctx, const yaml_node_t *node, const struct conf_pool *p)
+{
+    static const struct {
+        const char *key;
+        unsigned algorithms; /* bits of enum conf_balance */
+    } owners[] = {
+        {"choices", 1u << CONF_BALANCE_RANDOM | 1u << CONF_BALANCE_PEAK_EWMA},
+        {"hash_key", 1u << CONF_BALANCE_HASH},
+        {"hash_key_required", 1u << CONF_BALANCE_HASH},
+        {"hash_table_size", 1u << CONF_BALANCE_HASH},
+        {"hash_balance_factor", 1u << CONF_BALANCE_HASH},
+        {"ewma_decay", 1u << CONF_BALANCE_PEAK_EWMA},
+        {"ewma_default_latency", 1u << CONF_BALANCE_PEAK_EWMA},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(owners); i++) {
+        const yaml_node_t *at = map_get(ctx, node, owners[i].key);
+        if (!at || (owners[i].algorithms >> p->balance & 1u))
+            continue;
+        char users[64] = "";
+        for (unsigned b = 0; b < CONF_BALANCE_COUNT; b++)
+            if (owners[i].algorithms >> b & 1u)
+                snprintf(users + strlen(users), sizeof(users) - strlen(users), "%s%s",
+                         users[0] ? " or " : "", conf_balance_name((enum conf_balance)b));
+        size_t mark = path_push_key(ctx, owners[i].key, strlen(owners[i].key));
+        node_error(ctx, at, "applies only to balance: %s (this pool balances with %s)", users,
+                   conf_balance_name(p->balance));
+        path_pop(ctx, mark);
+    }
+    const yaml_node_t *size = map_get(ctx, node, "hash_table_size");
+    if (size && p->hash_table_size && !is_prime(p->hash_table_size)) {
+        size_t mark = path_push_key(ctx, "hash_table_size", strlen("hash_table_size"));
+        node_error(ctx, size, "must be a prime number, such as 65537 or 655373");
+        path_pop(ctx, mark);
+    }
+    const yaml_node_t *factor = map_get(ctx, node, "hash_balance_factor");
+    if (factor && p->hash_balance_factor && p->hash_balance_factor <= 100) {
+        size_t mark = path_push_key(ctx, "hash_balance_factor", strlen("hash_balance_factor"));
+        node_error(ctx, factor,
+                   "must be 0 (off) or above 100: it is the percent of the average load a "
+                   "server may take, such as 125 or 150");
+        path_pop(ctx, mark);
+    }
+}
+
 static void pool_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
     struct conf_pool *p = obj;
     p->check_type_given = map_get(ctx, map_get(ctx, node, "health_check"), "type") != NULL;
+    balance_keys_check(ctx, node, p);
     pool_complete(ctx, p);
 }
+
+/* SameSite=None without Secure is refused by browsers. */
+static void sticky_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_sticky *st = obj;
+    if (st->samesite != CONF_SAMESITE_NONE || st->secure)
+        return;
+    const yaml_node_t *at = map_get(ctx, node, "samesite");
+    size_t mark = path_push_key(ctx, "samesite", strlen("samesite"));
+    node_error(ctx, at ? at : node,
+               "none needs secure: true (browsers refuse SameSite=None cookies without Secure)");
+    path_pop(ctx, mark);
+}
+
+/* A cookie name is an RFC 6265 token; a Path attribute value has no ';' or control bytes. */
+static const char *cookie_path_problem(const char *s)
+{
+    if (*s != '/')
+        return "must start with '/'";
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e || *s == ';')
+            return "must contain only visible ASCII characters other than ';'";
+    return NULL;
+}
+
+static const struct field sticky_fields[] = {
+    FIELD("cookie", parse_string, struct conf_sticky, cookie, .check = method_problem,
+          .required = true),
+    FIELD("max_age", parse_number, struct conf_sticky, max_age, .num = &num_integer, .min = 0,
+          .max = 400u * 24 * 3600),
+    FIELD("secure", parse_bool, struct conf_sticky, secure),
+    FIELD("httponly", parse_bool, struct conf_sticky, httponly),
+    FIELD("samesite", parse_enum, struct conf_sticky, samesite, .names = &samesite_names),
+    FIELD("path", parse_string, struct conf_sticky, path, .check = cookie_path_problem),
+};
+static const struct schema sticky_schema = SCHEMA(sticky_fields, .finish = sticky_finish);
 
 /* Runs only when every passive key was accepted (see struct schema). */
 static void passive_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
@@ -1190,6 +1347,21 @@ static const struct field pool_fields[] = {
           .offset2 = offsetof(struct conf_pool, tls.enabled), .sub = &pool_tls_schema),
     FIELD("proxy_protocol", parse_enum, struct conf_pool, proxy_protocol,
           .names = &proxy_send_names),
+    FIELD("choices", parse_number, struct conf_pool, choices, .num = &num_integer, .min = 1,
+          .max = 10),
+    FIELD("hash_key", parse_hash_key, struct conf_pool, hash_key,
+          .offset2 = offsetof(struct conf_pool, hash_key_name)),
+    FIELD("hash_key_required", parse_bool, struct conf_pool, hash_key_required),
+    FIELD("hash_table_size", parse_number, struct conf_pool, hash_table_size, .num = &num_integer,
+          .min = 101, .max = CONF_HASH_TABLE_MAX),
+    FIELD("hash_balance_factor", parse_number, struct conf_pool, hash_balance_factor,
+          .num = &num_integer, .min = 0, .max = 10000),
+    FIELD("ewma_decay", parse_number, struct conf_pool, ewma_decay_ms, .num = &num_duration,
+          .min = 10, .max = HOUR_MS),
+    FIELD("ewma_default_latency", parse_number, struct conf_pool, ewma_default_ms,
+          .num = &num_duration, .min = 1, .max = 60000),
+    FIELD("sticky", parse_switch, struct conf_pool, sticky,
+          .offset2 = offsetof(struct conf_pool, sticky.enabled), .sub = &sticky_schema),
 };
 static const struct schema pool_schema =
     SCHEMA(pool_fields, ENTRY(struct conf_pool), .init = pool_init, .finish = pool_finish);
@@ -2413,6 +2585,28 @@ int conf_set_health_check_flag(struct conf *conf, const char *path, char **error
     return 0;
 }
 
+int conf_set_balance_flag(struct conf *conf, const char *name, char **error)
+{
+    char shown[ESC_SIZE];
+    if (error)
+        *error = NULL;
+    if (!name)
+        name = "";
+    for (unsigned i = 0; i < CONF_BALANCE_COUNT; i++) {
+        if (strcmp(name, balance_names.names[i]) != 0)
+            continue;
+        struct conf_pool *pool = default_pool(conf);
+        if (!pool)
+            return fail(error, "out of memory");
+        pool->balance = (enum conf_balance)i;
+        return 0;
+    }
+    return fail(error,
+                "--balance %s: expected round-robin, least-conn, random, hash (of the client's "
+                "address) or peak-ewma",
+                escape(shown, sizeof(shown), name, strlen(name)));
+}
+
 int conf_set_health_interval_flag(struct conf *conf, const char *duration, char **error)
 {
     char shown[ESC_SIZE], why[128];
@@ -2621,6 +2815,9 @@ void conf_free(struct conf *conf)
         free(p->tls.sni);
         free(p->tls.cert);
         free(p->tls.key);
+        free(p->hash_key_name);
+        free(p->sticky.cookie);
+        free(p->sticky.path);
     }
     free(conf->listeners);
     free(conf->pools);

@@ -28,12 +28,49 @@
  * include lb/, so the list of names lives here and lb/ reads it (conf_balance_name()).
  */
 enum conf_balance {
-    CONF_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin */
+    CONF_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round-robin, one rotation per pool */
+    CONF_BALANCE_LEAST_CONN,      /* fewest requests in flight per weight */
+    CONF_BALANCE_RANDOM,          /* power of `choices` random choices */
+    CONF_BALANCE_HASH,            /* Maglev consistent hashing of hash_key */
+    CONF_BALANCE_PEAK_EWMA,       /* latency estimate x load, of `choices` random choices */
     CONF_BALANCE_COUNT            /* not an algorithm: how many there are */
+};
+
+/* What `balance: hash` hashes (hash_key). */
+enum conf_hash_key {
+    CONF_HASH_CLIENT_IP = 0, /* the client's address (the default) */
+    CONF_HASH_HEADER,        /* header:NAME, the first field of that name */
+    CONF_HASH_COOKIE,        /* cookie:NAME */
+    CONF_HASH_QUERY,         /* query:NAME, the first parameter of that name */
+    CONF_HASH_PATH,          /* the path, without the query */
+    CONF_HASH_URI,           /* the request target as received, query included */
+};
+
+enum conf_samesite {
+    CONF_SAMESITE_LAX = 0, /* the default */
+    CONF_SAMESITE_STRICT,
+    CONF_SAMESITE_NONE, /* needs secure: browsers refuse it otherwise */
+};
+
+/* Sticky sessions (the pool's sticky mapping): a cookie names the server that served a client. */
+struct conf_sticky {
+    bool enabled;
+    char *cookie;          /* its name (required) */
+    uint32_t max_age;      /* seconds; 0: a session cookie (the default) */
+    bool secure, httponly; /* attributes (default false, true) */
+    enum conf_samesite samesite;
+    char *path; /* Path attribute (default "/") */
 };
 
 /* The name the configuration uses for balance ("round-robin"); NULL if it is not a member. */
 const char *conf_balance_name(enum conf_balance balance);
+/* The form hash_key is written in ("client_ip", "header", ...). */
+const char *conf_hash_key_name(enum conf_hash_key key);
+
+/* Maglev tables hold a prime number of entries, at least this many per server. */
+#define CONF_HASH_TABLE_PER_SERVER 100
+#define CONF_HASH_TABLE_DEFAULT    65537u
+#define CONF_HASH_TABLE_MAX        16777213u /* the largest prime below 2^24 */
 
 /* A set of HTTP status codes (100-599) as a bitmap: bit n set means status n is in the set. */
 struct conf_status_set {
@@ -120,6 +157,16 @@ struct conf_pool {
     bool ignore_client_abort; /* finish a request whose client went away (default false: abort) */
     struct conf_pool_tls tls;
     enum conf_proxy_send proxy_protocol; /* to the servers, health checks included */
+    /* balancing (docs/balancing.md); each key applies to the algorithms named */
+    unsigned choices;             /* random, peak-ewma: servers compared per pick (default 2) */
+    enum conf_hash_key hash_key;  /* hash */
+    char *hash_key_name;          /* header, cookie or query name; NULL for the others */
+    bool hash_key_required;       /* hash: a request without the key gets 503 (default false) */
+    unsigned hash_table_size;     /* hash: Maglev table entries, a prime (default 65537) */
+    unsigned hash_balance_factor; /* hash: bounded load, percent of the average; 0: off */
+    uint32_t ewma_decay_ms;       /* peak-ewma: time constant (default 10s) */
+    uint32_t ewma_default_ms;     /* peak-ewma: estimate of a server without one (default 10ms) */
+    struct conf_sticky sticky;
     bool check_type_given; /* health_check.type was written (else tcp listeners' pools check
                             * with a TCP connect) */
     int line, column;
@@ -350,6 +397,8 @@ int conf_set_health_interval_flag(struct conf *conf, const char *duration, char 
 /* --tls-cert FILE and --tls-key FILE: every --listen serves HTTPS with this certificate. Both
  * must be given; conf_finish() says so otherwise. */
 int conf_set_tls_flag(struct conf *conf, bool key, const char *path, char **error);
+/* --balance NAME: the quick-start pool's balancing algorithm. */
+int conf_set_balance_flag(struct conf *conf, const char *name, char **error);
 /* --admin ADDR: the admin listener for a quick start (no token). */
 int conf_set_admin_flag(struct conf *conf, const char *addr, char **error);
 /* --access-log PATH: a JSON access log ("stdout" for standard output). */

@@ -14,7 +14,9 @@
 #include <string.h>
 
 static const struct lb_ops *algorithms[CONF_BALANCE_COUNT] = {
-    [CONF_BALANCE_ROUND_ROBIN] = &lb_round_robin,
+    [CONF_BALANCE_ROUND_ROBIN] = &lb_round_robin, [CONF_BALANCE_LEAST_CONN] = &lb_least_conn,
+    [CONF_BALANCE_RANDOM] = &lb_random,           [CONF_BALANCE_HASH] = &lb_hash,
+    [CONF_BALANCE_PEAK_EWMA] = &lb_peak_ewma,
 };
 
 const struct lb_ops *lb_get(enum conf_balance balance)

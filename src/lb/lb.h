@@ -16,7 +16,7 @@
  * it; released says the request ended there (or that the server failed it and the request moves
  * on to another, which is then taken in turn). taken and released come in pairs, with the same
  * pool and state. A hook an algorithm does not need is NULL, and callers skip it: round-robin has
- * only state_new, state_free and pick, so the hooks cost it nothing.
+ * no taken or released, so following requests costs it nothing.
  *
  * pick() skips servers that are not usable and those in ctx->avoid (servers that already failed
  * this request); it returns NULL when no server qualifies. Weights are effective weights: the
@@ -36,6 +36,7 @@ struct lb_pick {
     const void *key; /* hash key for algorithms that map requests to servers (client address,
                       * a header...); NULL: none. Round-robin ignores it. */
     size_t key_len;
+    bool spilled; /* out: hash with bounded load passed the key's own server over (it was full) */
 };
 
 /* How a request ended for the server that had it (released). */
@@ -53,7 +54,7 @@ struct lb_ops {
     void (*state_free)(void *state);
 
     /* Worker thread, for each attempt of a request. */
-    struct server *(*pick)(const struct pool *pool, void *state, const struct lb_pick *ctx);
+    struct server *(*pick)(const struct pool *pool, void *state, struct lb_pick *ctx);
 
     /* Worker thread (optional): the request was given to s, which pick returned. */
     void (*taken)(const struct pool *pool, void *state, struct server *s);
@@ -67,8 +68,11 @@ struct lb_ops {
      * (snapshot_refresh()). prev is this pool's shared data in the snapshot being replaced, if it
      * had one from the same algorithm, else NULL; it stays valid and must not be changed.
      * Returns the new data (never NULL for success), or NULL if memory ran out. */
-    void *(*rebuild)(const struct pool *pool, const void *prev);
+    void *(*rebuild)(const struct pool *pool, const void *prev, uint64_t now_ms);
     void (*shared_free)(void *shared); /* required with rebuild */
+    /* Control thread (optional): was shared built while a server's slow-start weight was still
+     * growing? The control thread then rebuilds it again a little later (lb_ramping()). */
+    bool (*ramping)(const void *shared);
 
     /*
      * Control thread (optional): s was added through the admin API. control.c adds a server by
@@ -80,6 +84,19 @@ struct lb_ops {
      */
     void (*server_added)(const struct pool *pool, void *shared, struct server *s);
 };
+
+/*
+ * The fallback every algorithm may use when its own way finds nobody (panic mode, every server up
+ * has failed this request, a request without a hash key): this thread's smooth weighted
+ * round-robin over the servers ctx allows (lb_rr.c). Its state is one score per server.
+ */
+void *lb_scan_state_new(const struct pool *pool, unsigned seed);
+void lb_scan_state_free(void *state);
+struct server *lb_scan_pick(const struct pool *pool, void *state, const struct lb_pick *ctx);
+
+/* peak-ewma's latency estimate of s, in ms, as a pick would use it now (the pool's default for a
+ * server without one); -1 if the pool balances otherwise. For the admin API and metrics. */
+double lb_latency_estimate_ms(const struct pool *pool, const struct server *s, uint64_t now_ms);
 
 /* Is s a candidate for this pick? (lb_rr.c, as is lb_weight) */
 bool lb_candidate(const struct server *s, const struct lb_pick *ctx);
@@ -126,7 +143,17 @@ static inline bool lb_rebuilds(const struct pool *pool)
     return pool->lb->rebuild != NULL;
 }
 
-extern const struct lb_ops lb_round_robin;
+/* Was the pool's shared data built during a slow-start ramp (rebuild again soon)? */
+static inline bool lb_ramping(const struct pool *pool)
+{
+    return pool->lb->ramping && pool->lb_shared && pool->lb->ramping(pool->lb_shared);
+}
+
+extern const struct lb_ops lb_round_robin; /* lb_rr.c */
+extern const struct lb_ops lb_least_conn;  /* lb_leastconn.c */
+extern const struct lb_ops lb_random;      /* lb_random.c */
+extern const struct lb_ops lb_hash;        /* lb_hash.c */
+extern const struct lb_ops lb_peak_ewma;   /* lb_ewma.c */
 
 /*
  * The registry (lb.c): the implementation behind each `balance` of the configuration. The names

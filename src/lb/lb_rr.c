@@ -1,24 +1,27 @@
 /*
- * lb_rr.c - smooth weighted round-robin, the interleaving nginx made familiar.
+ * lb_rr.c - smooth weighted round-robin, the interleaving nginx made familiar, in one rotation per
+ * pool that every worker thread shares (rotation.h): with two threads and a new connection per
+ * request, three servers still answer 1, 2, 3, 1, 2, 3.
  *
- * Each pick adds every candidate's weight to its running score, takes the highest score, and
- * subtracts the sum of the candidates' weights from the winner. The sequence repeats every W picks
- * (W = sum of weights), so any W consecutive picks hold each server exactly weight times, and a
- * heavy server's turns are spread out rather than bunched: weights 5, 1, 1 give a a b a c a a,
- * not a a a a a b c.
+ * Each pick takes the pool's next turn, an atomic increment and an array read. When no turn
+ * qualifies (every server down and the pool in panic mode, or every server up has already failed
+ * this request), the pick falls back to this thread's own smooth weighted round-robin over the
+ * servers ctx allows: each pick adds every candidate's weight to its running score, takes the
+ * highest score, and subtracts the sum of the candidates' weights from the winner.
  *
- * Servers that are not usable simply do not take part, so the others keep their proportions.
+ * This file also holds lb_candidate() and lb_weight(), which every algorithm uses.
  */
 #include <stdlib.h>
 
 #include "lb/lb.h"
+#include "lb/rotation.h"
 
 struct rr_state {
     unsigned n;
     int64_t score[];
 };
 
-static struct server *rr_pick(const struct pool *pool, void *state, const struct lb_pick *ctx)
+struct server *lb_scan_pick(const struct pool *pool, void *state, const struct lb_pick *ctx)
 {
     struct rr_state *st = state;
     int64_t total = 0;
@@ -42,27 +45,32 @@ static struct server *rr_pick(const struct pool *pool, void *state, const struct
     return pool->servers[best];
 }
 
-static void *rr_state_new(const struct pool *pool, unsigned seed)
+void *lb_scan_state_new(const struct pool *pool, unsigned seed)
 {
     struct rr_state *st = calloc(1, sizeof(*st) + pool->nservers * sizeof(st->score[0]));
     if (!st)
         return NULL;
     st->n = pool->nservers;
-    /* Start each thread a few turns into the cycle, so that N threads serving their first
-     * requests do not all send them to the same server. */
-    const struct lb_pick ctx = {0};
+    /* Start each thread a few turns into its cycle, so that N threads falling back at once do
+     * not all send their requests to the same server. */
+    const struct lb_pick ctx = {.panic = true}; /* the seed counts failing servers too */
     for (unsigned i = 0; i < seed % (pool->nservers ? pool->nservers : 1); i++)
-        rr_pick(pool, st, &ctx);
+        lb_scan_pick(pool, st, &ctx);
     return st;
 }
 
-static void rr_state_free(void *state)
+void lb_scan_state_free(void *state)
 {
     free(state);
 }
 
-/* The helpers every algorithm uses (lb.h). They live here, beside round-robin's pick, which the
- * compiler builds with fewer spills when their code is in the same file. */
+static struct server *rr_pick(const struct pool *pool, void *state, struct lb_pick *ctx)
+{
+    struct server *s = lb_rotation_next(pool->lb_shared, pool, ctx);
+    return s ? s : lb_scan_pick(pool, state, ctx);
+}
+
+/* The helpers every algorithm uses (lb.h). */
 bool lb_candidate(const struct server *s, const struct lb_pick *ctx)
 {
     if (!server_usable(s, ctx->panic))
@@ -82,9 +90,12 @@ uint64_t lb_weight(const struct pool *pool, const struct server *s, const struct
 }
 
 const struct lb_ops lb_round_robin = {
-    /* Nothing to follow per request and nothing to share: the scores are the whole state, and a
-     * change of membership gives every thread a new one (the snapshot is rebuilt). */
-    .state_new = rr_state_new,
-    .state_free = rr_state_free,
+    /* Nothing to follow per request: the rotation is the shared data, and the per-thread state is
+     * only the fallback's scores. */
+    .state_new = lb_scan_state_new,
+    .state_free = lb_scan_state_free,
     .pick = rr_pick,
+    .rebuild = lb_rotation_rebuild,
+    .shared_free = lb_rotation_shared_free,
+    .ramping = lb_rotation_ramping,
 };

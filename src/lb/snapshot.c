@@ -5,10 +5,19 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lb/lb.h"
 #include "lb/routing.h"
 #include "tls/set.h"
+
+/* The clock of up_since_ms (the loops' monotonic clock), for slow-start weights. */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
                                   const struct net_addr *addr)
@@ -162,7 +171,7 @@ static bool in_prev(const struct snapshot *prev, const char *pool, const struct 
 static int setup_balancer(struct snapshot *snap, unsigned i, const struct snapshot *prev)
 {
     struct pool *p = &snap->pools[i];
-    if (p->lb->rebuild && !(p->lb_shared = p->lb->rebuild(p, prev_shared(prev, p))))
+    if (p->lb->rebuild && !(p->lb_shared = p->lb->rebuild(p, prev_shared(prev, p), now_ms())))
         return -1;
     for (unsigned k = 0; p->lb->server_added && k < p->nservers; k++)
         if (p->servers[k]->runtime && !in_prev(prev, p->name, p->servers[k]))
@@ -298,7 +307,7 @@ struct snapshot *snapshot_refresh(const struct snapshot *cur)
         }
         snap->lb_states[i] = cur->lb_states[i]; /* the same servers in the same places */
         atomic_fetch_add(&snap->lb_states[i]->refs, 1);
-        if (p->lb->rebuild && !(p->lb_shared = p->lb->rebuild(p, from->lb_shared)))
+        if (p->lb->rebuild && !(p->lb_shared = p->lb->rebuild(p, from->lb_shared, now_ms())))
             goto fail;
     }
     snap->npools = cur->npools;

@@ -44,9 +44,11 @@ const char *server_state_label(enum server_state state)
 struct server *server_new(const char *pool_name, const char *name, const struct net_addr *addr,
                           unsigned weight)
 {
-    struct server *s = calloc(1, sizeof(*s));
+    /* aligned: the load counters' cache line must be one of their own */
+    struct server *s = aligned_alloc(_Alignof(struct server), sizeof(*s));
     if (!s)
         return NULL;
+    memset(s, 0, sizeof(*s));
     s->name = strdup(name);
     s->pool_name = strdup(pool_name);
     if (!s->name || !s->pool_name) {

@@ -93,6 +93,14 @@ struct server {
 
     /* owned by the control thread */
     struct server_inputs h;
+
+    /* What the load-aware balancers (lb/load.h) share across threads: every worker writes these,
+     * so they sit on a cache line of their own, away from the read-mostly fields above. */
+    struct server_load {
+        _Atomic unsigned inflight;      /* requests given to the server and not yet released */
+        _Atomic uint64_t ewma_ns;       /* peak-EWMA latency estimate; 0: none yet */
+        _Atomic uint64_t ewma_stamp_us; /* when the estimate last changed (loop clock) */
+    } load __attribute__((aligned(64)));
 };
 
 struct tls_client;

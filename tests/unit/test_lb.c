@@ -26,6 +26,24 @@ struct fixture {
     void *state;
 };
 
+/* What the control thread does after states or weights change: the shared data is built again
+ * (here at time now_ms), continuing from the old one. */
+static void rebuild_at(struct fixture *f, uint64_t now_ms)
+{
+    if (!f->pool.lb->rebuild)
+        return;
+    void *next = f->pool.lb->rebuild(&f->pool, f->pool.lb_shared, now_ms);
+    assert_non_null(next);
+    if (f->pool.lb_shared)
+        f->pool.lb->shared_free(f->pool.lb_shared);
+    f->pool.lb_shared = next;
+}
+
+static void rebuild(struct fixture *f)
+{
+    rebuild_at(f, 0);
+}
+
 static void make_pool(struct fixture *f, const unsigned *weights, unsigned n, unsigned seed)
 {
     struct net_addr addr = {0};
@@ -40,6 +58,7 @@ static void make_pool(struct fixture *f, const unsigned *weights, unsigned n, un
     assert_non_null(f->pool.lb);
     f->pool.servers = f->servers;
     f->pool.nservers = n;
+    rebuild(f);
     f->state = f->pool.lb->state_new(&f->pool, seed);
     assert_non_null(f->state);
 }
@@ -47,6 +66,8 @@ static void make_pool(struct fixture *f, const unsigned *weights, unsigned n, un
 static void free_pool(struct fixture *f)
 {
     f->pool.lb->state_free(f->state);
+    if (f->pool.lb_shared)
+        f->pool.lb->shared_free(f->pool.lb_shared);
     for (unsigned i = 0; i < f->pool.nservers; i++)
         server_unref(f->servers[i]);
 }
@@ -54,7 +75,7 @@ static void free_pool(struct fixture *f)
 static int pick_index(struct fixture *f, struct server *avoid)
 {
     struct server *avoids[1] = {avoid};
-    const struct lb_pick ctx = {.avoid = avoids, .navoid = avoid ? 1 : 0};
+    struct lb_pick ctx = {.avoid = avoids, .navoid = avoid ? 1 : 0};
     struct server *s = f->pool.lb->pick(&f->pool, f->state, &ctx);
     if (!s)
         return -1;
@@ -147,15 +168,20 @@ static void test_skips_unusable_and_zero_weight(void **state)
     make_pool(&f, w, 4, 0);
     set_state(f.servers[1], SERVER_DOWN);
     set_state(f.servers[2], SERVER_DRAINING);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(pick_index(&f, NULL), 0);
+    /* before the rotation is rebuilt, and after */
+    for (int round = 0; round < 2; round++, rebuild(&f))
+        for (int i = 0; i < 20; i++)
+            assert_int_equal(pick_index(&f, NULL), 0);
     /* avoid excludes the only candidate: nothing */
     assert_int_equal(pick_index(&f, f.servers[0]), -1);
     set_state(f.servers[0], SERVER_MAINT);
     assert_int_equal(pick_index(&f, NULL), -1);
+    rebuild(&f);
+    assert_int_equal(pick_index(&f, NULL), -1);
     /* back up: shares even out again */
     set_state(f.servers[0], SERVER_UP);
     set_state(f.servers[1], SERVER_UP);
+    rebuild(&f);
     int count[4] = {0};
     for (int i = 0; i < 100; i++)
         count[pick_index(&f, NULL)]++;
@@ -172,7 +198,8 @@ static void test_panic_mode(void **state)
     set_state(f.servers[0], SERVER_DOWN);
     set_state(f.servers[1], SERVER_EJECTED);
     set_state(f.servers[2], SERVER_MAINT);
-    const struct lb_pick normal = {0}, panic = {.panic = true};
+    rebuild(&f);
+    struct lb_pick normal = {0}, panic = {.panic = true};
     assert_null(f.pool.lb->pick(&f.pool, f.state, &normal));
     /* panic: down and ejected servers share the load; maintenance stays out */
     int count[3] = {0};
@@ -198,7 +225,9 @@ static void test_slow_start_share(void **state)
     atomic_store(&f.servers[1]->up_since_ms, 100000); /* came back at t = 100 s */
     int prev = -1;
     for (uint64_t t = 100000; t <= 112000; t += 2000) {
-        const struct lb_pick ctx = {.now_ms = t};
+        rebuild_at(&f, t); /* the control thread rebuilds while a ramp lasts */
+        assert_true(f.pool.lb->ramping(f.pool.lb_shared) == (t < 110000));
+        struct lb_pick ctx = {.now_ms = t};
         int got = 0;
         for (int i = 0; i < 1000; i++)
             got += f.pool.lb->pick(&f.pool, f.state, &ctx) == f.servers[1];
@@ -224,15 +253,87 @@ static void test_avoid(void **state)
     free_pool(&f);
 }
 
+/* Two threads (two states) taking turns follow one rotation: 1, 2, 3, 1, 2, 3, as one would. */
+static void test_one_rotation_for_all_threads(void **state)
+{
+    unsigned w[] = {1, 1, 1};
+    struct fixture f;
+    make_pool(&f, w, 3, 0);
+    void *other = f.pool.lb->state_new(&f.pool, 1);
+    assert_non_null(other);
+    for (int i = 0; i < 30; i++) {
+        struct lb_pick ctx = {0};
+        struct server *s = f.pool.lb->pick(&f.pool, i % 2 ? other : f.state, &ctx);
+        assert_ptr_equal(s, f.servers[i % 3]);
+    }
+    /* a rebuild (a state change elsewhere) continues the count rather than starting over */
+    rebuild(&f);
+    assert_int_equal(pick_index(&f, NULL), 0);
+    assert_int_equal(pick_index(&f, NULL), 1);
+    f.pool.lb->state_free(other);
+    free_pool(&f);
+}
+
+/* The fallback scan (no turn qualifies) starts threads apart. */
 static void test_seeds_start_apart(void **state)
 {
     unsigned w[] = {1, 1, 1};
     struct fixture a, b;
     make_pool(&a, w, 3, 0);
     make_pool(&b, w, 3, 1);
-    assert_int_not_equal(pick_index(&a, NULL), pick_index(&b, NULL));
+    struct lb_pick panic = {.panic = true};
+    for (int i = 0; i < 3; i++) {
+        set_state(a.servers[i], SERVER_DOWN);
+        set_state(b.servers[i], SERVER_DOWN);
+    }
+    rebuild(&a);
+    rebuild(&b);
+    /* panic finds the down servers through the scan */
+    assert_non_null(a.pool.lb->pick(&a.pool, a.state, &panic));
+    struct fixture *fs[2] = {&a, &b};
+    int first[2];
+    for (int k = 0; k < 2; k++) {
+        void *st = fs[k]->pool.lb->state_new(&fs[k]->pool, (unsigned)k);
+        struct server *s = fs[k]->pool.lb->pick(&fs[k]->pool, st, &panic);
+        first[k] = s == fs[k]->servers[0] ? 0 : s == fs[k]->servers[1] ? 1 : 2;
+        fs[k]->pool.lb->state_free(st);
+    }
+    assert_int_not_equal(first[0], first[1]);
     free_pool(&a);
     free_pool(&b);
+}
+
+/* A rotation over a large pool with uneven weights (the stride order) keeps exact proportions. */
+static void test_large_rotation_proportions(void **state)
+{
+    enum { N = 300 };
+    struct net_addr addr = {0};
+    struct server *servers[N];
+    struct pool pool = {.name = "p", .lb = &lb_round_robin, .servers = servers, .nservers = N};
+    uint64_t expect_total = 0;
+    for (unsigned i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "s%u", i);
+        servers[i] = server_new("p", name, &addr, 1 + i % 256);
+        expect_total += 1 + i % 256;
+    }
+    void *shared = lb_round_robin.rebuild(&pool, NULL, 0);
+    assert_non_null(shared);
+    pool.lb_shared = shared;
+    void *st = lb_round_robin.state_new(&pool, 0);
+    unsigned *count = calloc(N, sizeof(*count));
+    for (uint64_t k = 0; k < expect_total; k++) {
+        struct lb_pick ctx = {0};
+        struct server *s = lb_round_robin.pick(&pool, st, &ctx);
+        count[s->slot - servers[0]->slot]++;
+    }
+    for (unsigned i = 0; i < N; i++)
+        assert_int_equal(count[i], 1 + i % 256);
+    free(count);
+    lb_round_robin.state_free(st);
+    lb_round_robin.shared_free(shared);
+    for (unsigned i = 0; i < N; i++)
+        server_unref(servers[i]);
 }
 
 /* ---- the registry ---- */
@@ -278,7 +379,7 @@ static void test_registry_every_name(void **state)
  * registry's names and only them. */
 static void test_registry_unknown_name(void **state)
 {
-    assert_null(lb_find("random"));
+    assert_null(lb_find("fastest"));
     assert_null(lb_find(""));
     assert_null(lb_find("Round-Robin"));
     assert_null(conf_balance_name(CONF_BALANCE_COUNT));
@@ -290,29 +391,30 @@ static void test_registry_unknown_name(void **state)
             strcat(expected, ", ");
         strcat(expected, conf_balance_name((enum conf_balance)i));
     }
-    strcat(expected, ", found \"random\"");
+    strcat(expected, ", found \"fastest\"");
     char yaml[256], *errors = NULL;
-    one_pool_yaml(yaml, sizeof(yaml), "random");
+    one_pool_yaml(yaml, sizeof(yaml), "fastest");
     assert_null(conf_load_string(yaml, strlen(yaml), "t.yaml", &errors));
     assert_non_null(errors);
     assert_string_equal(errors, expected);
     free(errors);
 }
 
-/* Round-robin needs no hook but its state and pick, and the helpers skip the others. */
+/* Round-robin follows no requests (the helpers skip taken and released), and rebuilds its
+ * rotation. */
 static void test_round_robin_has_no_hooks(void **state)
 {
     assert_null(lb_round_robin.taken);
     assert_null(lb_round_robin.released);
-    assert_null(lb_round_robin.rebuild);
-    assert_null(lb_round_robin.shared_free);
+    assert_non_null(lb_round_robin.rebuild);
+    assert_non_null(lb_round_robin.shared_free);
     assert_null(lb_round_robin.server_added);
 
     unsigned w[] = {1, 1};
     struct fixture f;
     make_pool(&f, w, 2, 0);
     assert_false(lb_follows_requests(&f.pool));
-    assert_false(lb_rebuilds(&f.pool));
+    assert_true(lb_rebuilds(&f.pool));
     for (int i = 0; i < 4; i++) {
         int got = pick_index(&f, NULL);
         assert_int_equal(got, i % 2);
@@ -320,7 +422,7 @@ static void test_round_robin_has_no_hooks(void **state)
         lb_released(&f.pool, f.state, f.servers[got], 100, i ? LB_OK : LB_FAILED);
     }
     /* a hash key changes nothing for it */
-    const struct lb_pick keyed = {.key = "client", .key_len = 6};
+    struct lb_pick keyed = {.key = "client", .key_len = 6};
     assert_ptr_equal(f.pool.lb->pick(&f.pool, f.state, &keyed), f.servers[0]);
     free_pool(&f);
 }
@@ -367,7 +469,7 @@ static void fake_state_free(void *state)
 }
 
 /* A toy hash: the key's length picks the server. */
-static struct server *fake_pick(const struct pool *pool, void *state, const struct lb_pick *ctx)
+static struct server *fake_pick(const struct pool *pool, void *state, struct lb_pick *ctx)
 {
     const struct fake_shared *sh = pool->lb_shared;
     calls.pick++;
@@ -402,7 +504,7 @@ static void fake_released(const struct pool *pool, void *state, struct server *s
     st->latency_us += latency_us;
 }
 
-static void *fake_rebuild(const struct pool *pool, const void *prev)
+static void *fake_rebuild(const struct pool *pool, const void *prev, uint64_t now_ms)
 {
     calls.rebuild++;
     struct fake_shared *sh = calloc(1, sizeof(*sh));
@@ -565,7 +667,7 @@ static void test_taken_released(void **state)
     void *st = p->lb_state[1];
     struct fake_state *fs = st, *other = p->lb_state[0];
 
-    const struct lb_pick keyed = {.key = "abc", .key_len = 3}, plain = {0};
+    struct lb_pick keyed = {.key = "abc", .key_len = 3}, plain = {0};
     struct server *srv = p->lb->pick(p, st, &keyed);
     assert_ptr_equal(srv, p->servers[1]);
     assert_ptr_equal(p->lb->pick(p, st, &plain), p->servers[0]);
@@ -623,6 +725,8 @@ int main(void)
         cmocka_unit_test(test_panic_mode),
         cmocka_unit_test(test_slow_start_share),
         cmocka_unit_test(test_seeds_start_apart),
+        cmocka_unit_test(test_one_rotation_for_all_threads),
+        cmocka_unit_test(test_large_rotation_proportions),
         cmocka_unit_test(test_registry_every_name),
         cmocka_unit_test(test_registry_unknown_name),
         cmocka_unit_test(test_round_robin_has_no_hooks),

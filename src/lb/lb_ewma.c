@@ -1,0 +1,150 @@
+/*
+ * lb_ewma.c - peak-EWMA (Finagle, Linkerd): send each request where it should be answered
+ * soonest. Every server has a latency estimate (ewma.h, kept in the server so that all threads
+ * share it, servers/pool.h struct server_load): the time to the response head, where a slow
+ * answer raises the estimate at once and fast ones bring it down over ewma_decay. A server's cost
+ * is its estimate x (requests in flight + 1); a pick draws `choices` servers by weight (2 by
+ * default, rotation.h lb_best_of) and takes the cheaper.
+ *
+ * A server without an estimate (new, or back from down, ejected or maintenance: rebuild forgets
+ * the estimate of every server that is not up) is costed at the pool's current average, or at
+ * ewma_default_latency if no server has one, so it is neither flooded nor starved before its
+ * first answer. A request the server failed counts as at least twice its estimate, so failing
+ * fast does not look like answering fast.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "lb/ewma.h"
+#include "lb/lb.h"
+#include "lb/load.h"
+#include "lb/rotation.h"
+
+struct ewma_shared {
+    struct lb_rotation rotation; /* first: it is aligned to a cache line */
+    double default_ns;           /* the estimate of a server that has none */
+    double tau_us;
+};
+
+static uint64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The server's estimate now, in ns; 0 if it has none. */
+static double estimate(const struct server *s, uint64_t now_us, double tau_us)
+{
+    double e = (double)atomic_load_explicit(&s->load.ewma_ns, memory_order_relaxed);
+    uint64_t stamp = atomic_load_explicit(&s->load.ewma_stamp_us, memory_order_relaxed);
+    return lb_ewma_worth(e, stamp, now_us, tau_us);
+}
+
+struct cost_args {
+    const struct ewma_shared *sh;
+    uint64_t now_us;
+};
+
+static double ewma_cost(const struct pool *pool, const struct server *s, const void *arg)
+{
+    const struct cost_args *a = arg;
+    double e = estimate(s, a->now_us, a->sh->tau_us);
+    return (e > 0 ? e : a->sh->default_ns) * (double)(lb_inflight(s) + 1);
+}
+
+static struct server *ewma_pick(const struct pool *pool, void *state, struct lb_pick *ctx)
+{
+    struct lb_rng_state *st = state;
+    const struct ewma_shared *sh = pool->lb_shared;
+    const struct cost_args args = {sh, ctx->now_ms * 1000u};
+    return lb_best_of(&sh->rotation, pool, ctx, pool->conf ? pool->conf->choices : 2, &st->rng,
+                      ewma_cost, &args);
+}
+
+static void ewma_taken(const struct pool *pool, void *state, struct server *s)
+{
+    lb_load_taken(s);
+}
+
+static void ewma_released(const struct pool *pool, void *state, struct server *s,
+                          uint64_t latency_us, enum lb_outcome outcome)
+{
+    const struct ewma_shared *sh = pool->lb_shared;
+    uint64_t now = clock_us();
+    double e = (double)atomic_load_explicit(&s->load.ewma_ns, memory_order_relaxed);
+    uint64_t stamp = atomic_load_explicit(&s->load.ewma_stamp_us, memory_order_relaxed);
+    double x = (double)latency_us * 1000.0;
+    if (outcome == LB_FAILED) {
+        double floor = 2 * (e > 0 ? lb_ewma_worth(e, stamp, now, sh->tau_us) : sh->default_ns);
+        x = x > floor ? x : floor;
+    }
+    double next = lb_ewma_update(e, stamp, now, sh->tau_us, x);
+    /* two threads may race here: one of the two samples is lost, which an average can afford */
+    atomic_store_explicit(&s->load.ewma_ns, next >= 1 ? (uint64_t)next : 1, memory_order_relaxed);
+    atomic_store_explicit(&s->load.ewma_stamp_us, now, memory_order_relaxed);
+    lb_load_released(s);
+}
+
+static void *ewma_rebuild(const struct pool *pool, const void *prev, uint64_t now_ms)
+{
+    const struct ewma_shared *old = prev;
+    struct ewma_shared *sh = aligned_alloc(_Alignof(struct ewma_shared), sizeof(*sh));
+    if (!sh)
+        return NULL;
+    if (lb_rotation_build(&sh->rotation, pool, old ? &old->rotation : NULL, now_ms) < 0) {
+        free(sh);
+        return NULL;
+    }
+    sh->tau_us = pool->conf ? (double)pool->conf->ewma_decay_ms * 1000.0 : 10e6;
+    double sum = 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < pool->nservers; i++) {
+        struct server *s = pool->servers[i];
+        if (server_state(s) != SERVER_UP) { /* when it is back, it starts afresh */
+            atomic_store_explicit(&s->load.ewma_ns, 0, memory_order_relaxed);
+            continue;
+        }
+        double e = estimate(s, now_ms * 1000u, sh->tau_us);
+        if (e > 0) {
+            sum += e;
+            n++;
+        }
+    }
+    double configured = pool->conf ? (double)pool->conf->ewma_default_ms * 1e6 : 10e6;
+    sh->default_ns = n ? sum / n : configured;
+    return sh;
+}
+
+static void ewma_shared_free(void *shared)
+{
+    struct ewma_shared *sh = shared;
+    lb_rotation_free(&sh->rotation);
+    free(sh);
+}
+
+static bool ewma_ramping(const void *shared)
+{
+    return ((const struct ewma_shared *)shared)->rotation.ramping;
+}
+
+/* Reads a server's estimate for the admin API and metrics (lb.h). */
+double lb_latency_estimate_ms(const struct pool *pool, const struct server *s, uint64_t now_ms)
+{
+    if (pool->lb != &lb_peak_ewma || !pool->lb_shared)
+        return -1;
+    const struct ewma_shared *sh = pool->lb_shared;
+    double e = estimate(s, now_ms * 1000u, sh->tau_us);
+    return (e > 0 ? e : sh->default_ns) / 1e6;
+}
+
+const struct lb_ops lb_peak_ewma = {
+    .state_new = lb_rng_state_new,
+    .state_free = lb_rng_state_free,
+    .pick = ewma_pick,
+    .taken = ewma_taken,
+    .released = ewma_released,
+    .rebuild = ewma_rebuild,
+    .shared_free = ewma_shared_free,
+    .ramping = ewma_ramping,
+};

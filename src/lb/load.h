@@ -1,0 +1,64 @@
+/*
+ * load.h - what the load-aware balancers (least-conn, random, hash with bounded load, peak-ewma)
+ * measure and share: each server's requests in flight, counted across every worker thread, and a
+ * per-thread random generator for the algorithms that choose at random.
+ *
+ * The counts live in the server itself (servers/pool.h, struct server_load, on a cache line of
+ * their own) and move in the algorithms' taken and released hooks, which the request path calls
+ * in pairs; round-robin does not follow requests and never touches them.
+ */
+#ifndef FULCRUM_LB_LOAD_H
+#define FULCRUM_LB_LOAD_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "servers/pool.h"
+
+static inline unsigned lb_inflight(const struct server *s)
+{
+    return atomic_load_explicit(&s->load.inflight, memory_order_relaxed);
+}
+
+static inline void lb_load_taken(struct server *s)
+{
+    atomic_fetch_add_explicit(&s->load.inflight, 1, memory_order_relaxed);
+}
+
+static inline void lb_load_released(struct server *s)
+{
+    atomic_fetch_sub_explicit(&s->load.inflight, 1, memory_order_relaxed);
+}
+
+/* Is a (load la, weight wa) less loaded than b, per unit of weight? The request about to be
+ * placed counts: (la + 1) / wa < (lb + 1) / wb, compared without division. */
+static inline bool lb_lighter(uint64_t la, uint64_t wa, uint64_t lb, uint64_t wb)
+{
+    return (la + 1) * wb < (lb + 1) * wa;
+}
+
+/* A per-thread generator (splitmix64): fast, and good enough to choose servers. */
+static inline uint64_t lb_rand_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n) for n > 0 (Lemire's multiply-shift; the bias is below 2^-32 for n < 2^32). */
+static inline uint32_t lb_rand_below(uint64_t *state, uint32_t n)
+{
+    return (uint32_t)(((lb_rand_next(state) >> 32) * (uint64_t)n) >> 32);
+}
+
+/* The per-thread state of the algorithms that only need a generator (random, peak-ewma):
+ * seeded apart per thread and per process (lb_random.c). */
+struct lb_rng_state {
+    uint64_t rng;
+};
+struct pool;
+void *lb_rng_state_new(const struct pool *pool, unsigned seed);
+void lb_rng_state_free(void *state);
+
+#endif
