@@ -249,7 +249,7 @@ static json_t *server_json(const struct pool *p, const struct server *s)
                   s->h.checks.checked, "passes", (json_int_t)s->h.checks.passes, "fails",
                   (json_int_t)s->h.checks.fails, "last_result", s->h.last_result, "checks_passed",
                   (json_int_t)s->h.checks_passed, "checks_failed", (json_int_t)s->h.checks_failed);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s,s:s,s:s,s:s,s:I,s:f,s:I,s:I,s:o,s:I,s:I,s:o,s:o,s:b}", "name", s->name, "address",
         s->addr_text, "state", server_state_label(server_state(s)), "admin",
         admin_names[s->h.admin], "weight", (json_int_t)weight, "effective_weight", effective,
@@ -257,6 +257,12 @@ static json_t *server_json(const struct pool *p, const struct server *s)
         "health", health, "ejections", (json_int_t)s->h.ejections_total, "consecutive_failures",
         (json_int_t)atomic_load(&s->consecutive_failures), "requests", requests_json(sum.requests),
         "latency", latency_json(&sum.latency), "runtime", s->runtime);
+    double estimate = lb_latency_estimate_ms(p, s, now);
+    if (o && estimate >= 0)
+        json_object_set_new(o, "latency_estimate_ms", json_real(estimate));
+    if (o && p->conf->sticky.enabled)
+        json_object_set_new(o, "sticky_cookie", json_string(s->sticky_id));
+    return o;
 }
 
 static json_t *pool_json(const struct pool *p)
@@ -272,11 +278,25 @@ static json_t *pool_json(const struct pool *p)
         json_pack("{s:I,s:I,s:I,s:I}", "connections", (json_int_t)sum.tcp_connections, "active",
                   (json_int_t)sum.tcp_active, "bytes_in", (json_int_t)sum.tcp_bytes_in, "bytes_out",
                   (json_int_t)sum.tcp_bytes_out);
-    return json_pack("{s:s,s:s,s:b,s:I,s:o,s:o,s:I,s:o,s:o}", "name", p->name, "balance",
-                     conf_balance_name(p->conf->balance), "health_check", p->conf->check.enabled,
-                     "retries", (json_int_t)p->conf->retries, "requests",
-                     requests_json(sum.requests), "latency", latency_json(&sum.latency), "retried",
-                     (json_int_t)sum.retries, "tcp", tcp, "servers", servers);
+    json_t *o =
+        json_pack("{s:s,s:s,s:b,s:I,s:o,s:o,s:I,s:o,s:o}", "name", p->name, "balance",
+                  conf_balance_name(p->conf->balance), "health_check", p->conf->check.enabled,
+                  "retries", (json_int_t)p->conf->retries, "requests", requests_json(sum.requests),
+                  "latency", latency_json(&sum.latency), "retried", (json_int_t)sum.retries, "tcp",
+                  tcp, "servers", servers);
+    if (o && p->conf->balance == CONF_BALANCE_HASH) {
+        char key[300];
+        snprintf(key, sizeof(key), "%s%s%s", conf_hash_key_name(p->conf->hash_key),
+                 p->conf->hash_key_name ? ":" : "",
+                 p->conf->hash_key_name ? p->conf->hash_key_name : "");
+        json_object_set_new(o, "hash",
+                            json_pack("{s:s,s:I,s:I}", "key", key, "balance_factor",
+                                      (json_int_t)p->conf->hash_balance_factor, "spilled",
+                                      (json_int_t)sum.spilled));
+    }
+    if (o && p->conf->sticky.enabled)
+        json_object_set_new(o, "sticky_cookie", json_string(p->conf->sticky.cookie));
+    return o;
 }
 
 static json_t *certificate_json(const struct tls_certificate_view *v, time_t now)

@@ -51,6 +51,7 @@ static struct {
     struct stats **stats;            /* every worker's counters */
     struct snapshot_overlay overlay; /* servers added/removed through the API */
     struct loop_task refresh;        /* balancers rebuild after state or weight changes */
+    struct loop_timer ramp;          /* ... and a few times a second while a slow start lasts */
 } ctl;
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -91,6 +92,28 @@ static void count_servers(const struct snapshot *snap, unsigned *servers)
 }
 
 /* Makes snap the running snapshot everywhere. Takes over the caller's reference. */
+/* How often a balancer whose shared data holds slow-start weights (round-robin's rotation,
+ * random's draws) is rebuilt while the ramp lasts: the weight grows in steps of this. */
+#define RAMP_REFRESH_MS 250
+
+static void balancers_may_rebuild(void);
+
+static void on_ramp(struct loop *loop, struct loop_timer *timer)
+{
+    balancers_may_rebuild();
+}
+
+/* After a publish: a pool built during a ramp is rebuilt again in a moment. */
+static void follow_ramps(void)
+{
+    for (unsigned i = 0; i < ctl.snap->npools; i++)
+        if (lb_ramping(&ctl.snap->pools[i])) {
+            if (!loop_timer_armed(&ctl.ramp))
+                loop_timer_set(ctl.loop, &ctl.ramp, RAMP_REFRESH_MS);
+            return;
+        }
+}
+
 static void publish(struct snapshot *snap)
 {
     worker_set_max_connections(snap->conf->limits.max_connections);
@@ -106,6 +129,7 @@ static void publish(struct snapshot *snap)
     struct snapshot *old = ctl.snap;
     ctl.snap = snap;
     snapshot_unref(old);
+    follow_ramps();
 }
 
 static int reload_failed(char *errors)
@@ -444,6 +468,7 @@ int control_start(struct snapshot *snap, struct worker **workers, unsigned nwork
         goto fail;
     loop_set_wake_handler(ctl.loop, on_wake, NULL);
     ctl.refresh.fn = refresh_balancers;
+    ctl.ramp.fn = on_ramp;
     server_set_state_hook(on_server_state); /* before the thread that calls it starts */
     int rc = pthread_create(&ctl.thread, NULL, control_main, NULL);
     if (rc != 0) {
@@ -468,8 +493,10 @@ void control_stop(void)
         ctl.running = false;
     }
     server_set_state_hook(NULL); /* the control thread, its only caller, is gone */
-    if (ctl.loop)
+    if (ctl.loop) {
         loop_cancel(ctl.loop, &ctl.refresh);
+        loop_timer_stop(ctl.loop, &ctl.ramp);
+    }
     admin_stop();
     checker_free(ctl.checker);
     ctl.checker = NULL;

@@ -12,6 +12,9 @@
  *   server_state{pool,server,state}               gauge, 1 for the current state
  *   server_weight{pool,server}                    gauge, configured weight
  *   server_active_requests{pool,server}           gauge
+ *   server_latency_estimate_seconds{pool,server}  gauge, peak-ewma pools only
+ *   hash_spilled_requests_total{pool}             counter, hash with bounded load: requests
+ *                                                 sent past their key's own server
  *   server_idle_connections{pool,server}          gauge
  *   ejections_total{pool,server}                  counter
  *   health_checks_total{pool,server,result}       counter, result pass|fail
@@ -46,6 +49,7 @@
 
 #include "core/version.h"
 #include "ctl/plane.h"
+#include "lb/lb.h"
 #include "lb/routing.h"
 #include "lb/snapshot.h"
 #include "proxy/accesslog.h"
@@ -208,6 +212,27 @@ static void emit_start_time(const struct render *r, const struct family *fam)
     fprintf(r->f, "fulcrum_%s %.3f\n", fam->name, (double)rt.tv_sec + rt.tv_nsec / 1e9 - up);
 }
 
+/* peak-ewma's estimate of each server's response time, for the pools that balance with it. */
+static void emit_latency_estimates(const struct render *r, const struct family *fam)
+{
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    uint64_t now = (uint64_t)mono.tv_sec * 1000u + (uint64_t)mono.tv_nsec / 1000000u;
+    for (unsigned i = 0; i < r->snap->npools; i++) {
+        const struct pool *p = &r->snap->pools[i];
+        for (unsigned k = 0; k < p->nservers; k++) {
+            double ms = lb_latency_estimate_ms(p, p->servers[k], now);
+            if (ms < 0)
+                break; /* the pool balances otherwise */
+            struct labels l = {0};
+            add_label(&l, "pool", p->name);
+            add_label(&l, "server", p->servers[k]->name);
+            put_series(r->f, fam->name, "", &l);
+            fprintf(r->f, " %.6f\n", ms / 1000.0);
+        }
+    }
+}
+
 /* Per server, then what the pool answered that no server of the snapshot accounts for
  * (server=""): no server chosen, or a server removed since. */
 static void emit_requests(const struct render *r, const struct family *fam)
@@ -275,6 +300,11 @@ static uint64_t weight(const struct source *src, unsigned i, const char **lv)
 static uint64_t active_requests(const struct source *src, unsigned i, const char **lv)
 {
     return src->ss.active;
+}
+
+static uint64_t hash_spilled(const struct source *src, unsigned i, const char **lv)
+{
+    return src->ps.spilled;
 }
 
 static uint64_t idle_connections(const struct source *src, unsigned i, const char **lv)
@@ -419,6 +449,12 @@ static const struct family families[] = {
      .value = active_requests},
     {"server_idle_connections", "gauge", "Idle pooled connections to the server.", SCOPE_SERVER,
      .value = idle_connections},
+    {"server_latency_estimate_seconds", "gauge",
+     "peak-ewma's estimate of the server's time to a response head (peak-ewma pools only).",
+     SCOPE_CUSTOM, .emit = emit_latency_estimates},
+    {"hash_spilled_requests_total", "counter",
+     "Requests that bounded load sent past their hash key's own server (hash pools).", SCOPE_POOL,
+     .value = hash_spilled},
     {"ejections_total", "counter", "Times passive detection ejected the server.", SCOPE_SERVER,
      .value = ejections},
     {"health_checks_total", "counter", "Active health checks, by result.", SCOPE_SERVER,

@@ -59,8 +59,9 @@ struct rewrite_rules {
     unsigned nremove, nset, nadd;
 };
 
-/* The rule sets that apply to one message, in order (listener, then route); n may be 0. */
-#define REWRITE_MAX_RULES 2
+/* The rule sets that apply to one message, in order (listener, route, and for a response the
+ * sticky session cookie); n may be 0. */
+#define REWRITE_MAX_RULES 3
 struct rewrite_rule_list {
     const struct rewrite_rules *sets[REWRITE_MAX_RULES];
     unsigned n;

@@ -174,6 +174,10 @@ static size_t accesslog_format(char *buf, size_t cap, const struct accesslog_ent
         put_json_string(&o, e->pool, e->pool ? strlen(e->pool) : 0);
         wbuf_puts(&o, ",\"server\":");
         put_json_string(&o, e->server, e->server ? strlen(e->server) : 0);
+        wbuf_puts(&o, ",\"balance\":");
+        put_json_string(&o, e->balance, e->balance ? strlen(e->balance) : 0);
+        if (e->spilled)
+            wbuf_puts(&o, ",\"spilled\":true");
         put_ms(&o, "queue_ms", e->queue_ms);
         put_ms(&o, "connect_ms", e->connect_ms);
         put_ms(&o, "response_ms", e->response_ms);

@@ -30,7 +30,9 @@ struct accesslog_entry {
     uint16_t status; /* 0: no response was sent */
     uint64_t bytes_in, bytes_out;
     const char *pool, *server;
-    const char *route; /* the route the request matched; NULL: none */
+    const char *route;   /* the route the request matched; NULL: none */
+    const char *balance; /* the pool's algorithm ("round-robin"); NULL: no pool */
+    bool spilled;        /* hash with bounded load sent it past its key's own server */
     /* milliseconds (fractional); negative: did not happen */
     double queue_ms, connect_ms, response_ms, total_ms;
     unsigned retries;

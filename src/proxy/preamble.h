@@ -56,6 +56,22 @@ bool preamble_trusted(const struct conf_proxy_accept *pp, const struct sockaddr 
  * dst is not NULL) the address it connected to (both left as they were for a LOCAL or UNKNOWN
  * header). listener names the listener in the log line of a refused header.
  */
+/* The bytes of the client's IP address (4 or 16), the key of `hash_key: client_ip` in both modes;
+ * NULL (and 0) for any other family. */
+static inline const void *preamble_peer_ip(const union preamble_peer *peer, size_t *len)
+{
+    if (peer->sa.sa_family == AF_INET) {
+        *len = sizeof(peer->v4.sin_addr);
+        return &peer->v4.sin_addr;
+    }
+    if (peer->sa.sa_family == AF_INET6) {
+        *len = sizeof(peer->v6.sin6_addr);
+        return &peer->v6.sin6_addr;
+    }
+    *len = 0;
+    return NULL;
+}
+
 enum preamble_status preamble_proxy_header(struct conn *c, union preamble_peer *peer,
                                            union preamble_peer *dst, const char *listener);
 

@@ -67,6 +67,7 @@
 #include "core/tls_conn.h"
 #include "http/path.h"
 #include "http/rewrite.h"
+#include "lb/keys.h"
 #include "lb/lb.h"
 #include "lb/routing.h"
 #include "proxy/accesslog.h"
@@ -130,10 +131,16 @@ struct session {
     struct reqlog *reqlog; /* method, target and agents, copied for the access log */
     char *client_subject;  /* the verified client certificate's subject, if it is passed on */
     struct server *active; /* the server counting this request as in flight */
-    uint64_t active_us;    /* when active took it; kept only if the balancer follows requests */
-    bool active_failed;    /* report_failure() blamed active: the balancer hears LB_FAILED */
-    int8_t client_state;   /* enum stats_client_state this session is counted in */
-    bool in_request;       /* a request began and has not been accounted yet */
+    /* what the balancer gets of the current request (lb/keys.h), read before its head is
+     * rewritten and kept for its retries */
+    uint64_t key_digest;        /* hash_key's digest, when key_kind is KEY_DIGEST */
+    struct server *sticky_from; /* the server the request's sticky cookie named; NULL: none */
+    uint8_t key_kind;           /* enum key_kind */
+    bool spilled;               /* hash with bounded load passed the key's own server over */
+    uint64_t active_us;  /* when active took it; kept only if the balancer follows requests */
+    bool active_failed;  /* report_failure() blamed active: the balancer hears LB_FAILED */
+    int8_t client_state; /* enum stats_client_state this session is counted in */
+    bool in_request;     /* a request began and has not been accounted yet */
 
     uint32_t requests; /* requests finished on this connection */
     uint16_t status;
@@ -171,6 +178,12 @@ struct reqlog {
     char target[REQLOG_TARGET];
     char ua[REQLOG_AGENT];
     char referer[REQLOG_AGENT];
+};
+
+enum key_kind {
+    KEY_NONE = 0, /* no hash key: the algorithm's fallback */
+    KEY_CLIENT,   /* the client's address */
+    KEY_DIGEST,   /* key_digest */
 };
 
 static void drive(struct session *s);
@@ -246,10 +259,12 @@ static void set_active(struct session *s, struct server *srv)
     bool follow = lb_follows_requests(pool);
     if (s->active) {
         stats_sub(&stats_server(s->w->stats, s->active->slot)->active, 1);
-        if (follow)
-            lb_released(pool, worker_lb_state(s->w, pool), s->active,
-                        loop_now_us(s->w->loop) - s->active_us,
+        if (follow) { /* the latency a balancer learns is the time to the response head */
+            uint64_t end =
+                s->t_resp_us > s->active_us && srv == NULL ? s->t_resp_us : loop_now_us(s->w->loop);
+            lb_released(pool, worker_lb_state(s->w, pool), s->active, end - s->active_us,
                         s->active_failed ? LB_FAILED : LB_OK);
+        }
         s->active_failed = false;
     }
     if (srv) {
@@ -395,6 +410,8 @@ static void account_request(struct session *s, unsigned status)
         struct stats_pool *ps = stats_pool(w->stats, pool->slot);
         stats_add(&ps->requests[cls], 1);
         stats_observe(&ps->latency, total);
+        if (s->spilled)
+            stats_add(&ps->spilled, 1);
     }
     if (s->route) {
         unsigned slot = s->snap->listeners[s->listener].routing->slots[s->route->index];
@@ -431,6 +448,8 @@ static void account_request(struct session *s, unsigned status)
             .bytes_out = s->bytes_out,
             .pool = pool ? pool->name : NULL,
             .route = s->route ? s->route->conf->name : NULL,
+            .balance = pool ? conf_balance_name(pool->conf->balance) : NULL,
+            .spilled = s->spilled,
             .server = s->server ? s->server->name : NULL,
             .queue_ms = ms_between(s->t_head_us, s->t_pick_us),
             .connect_ms = ms_between(s->t_pick_us, s->t_connect_us),
@@ -712,12 +731,51 @@ static void report_failure(struct session *s, struct server *srv, unsigned failu
         server_report_failure(srv, p->consecutive_failures, failure);
 }
 
-/* Picks a server for the current attempt among those that have not failed it yet; NULL if none. */
+/* Picks a server for the current attempt among those that have not failed it yet; NULL if none.
+ * The server a sticky cookie named comes first, while it may take the request. */
 static struct server *pick_server(struct session *s)
 {
     const struct pool *pool = session_pool(s);
     struct lb_pick ctx = {.avoid = s->failed, .navoid = s->nfailed, .now_ms = now_ms(s)};
-    return lb_pick_server(pool, worker_lb_state(s->w, pool), &ctx);
+    if (s->sticky_from && lb_candidate(s->sticky_from, &ctx) && server_weight(s->sticky_from))
+        return s->sticky_from;
+    if (s->key_kind == KEY_DIGEST) {
+        ctx.key = &s->key_digest;
+        ctx.key_len = sizeof(s->key_digest);
+    } else if (s->key_kind == KEY_CLIENT) {
+        ctx.key = preamble_peer_ip(&s->peer, &ctx.key_len);
+    }
+    struct server *srv = lb_pick_server(pool, worker_lb_state(s->w, pool), &ctx);
+    s->spilled |= ctx.spilled;
+    return srv;
+}
+
+/* Reads what the pool's balancer wants of the request (lb/keys.h) from its head, which is about
+ * to be rewritten. A pool that requires a hash key answers a request without one with 503. */
+static int read_balance_keys(struct session *s, const struct http1_msg *msg)
+{
+    const struct pool *pool = session_pool(s);
+    s->key_kind = KEY_NONE;
+    s->sticky_from = NULL;
+    s->spilled = false;
+    if (!pool)
+        return STEP_PROGRESS;
+    const struct conf_pool *pc = pool->conf;
+    const char *head = s->in.data + s->in.start;
+    if (pc->balance == CONF_BALANCE_HASH) {
+        if (pc->hash_key == CONF_HASH_CLIENT_IP)
+            s->key_kind = KEY_CLIENT;
+        else if (lb_request_key(pc, head, msg, head + msg->path_off, msg->path_len, &s->key_digest))
+            s->key_kind = KEY_DIGEST;
+        else if (pc->hash_key_required) {
+            set_term(s, "no_hash_key");
+            s->req_fwd = msg->head_end; /* the head is consumed as it is */
+            return respond_error(s, 503, "the request has no hash key");
+        }
+    }
+    if (pc->sticky.enabled)
+        s->sticky_from = lb_sticky_find(pool, head, msg);
+    return STEP_PROGRESS;
 }
 
 static int use_server(struct session *s, struct server *srv)
@@ -1097,6 +1155,9 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
         if (r != STEP_PROGRESS || s->resp_state == RS_DONE)
             return r;
     }
+    int r = read_balance_keys(s, msg);
+    if (r != STEP_PROGRESS || s->resp_state == RS_DONE)
+        return r;
 
     /* Rewrite the head in place: the new head replaces the old one, the bytes after it move. */
     char ip[64];
@@ -1182,6 +1243,16 @@ static uint32_t replace_response_head(struct session *s, uint32_t base, const st
     /* interim (1xx) heads pass as they are: the rules are for the response */
     struct rewrite_rule_list rules =
         msg->status >= 200 ? session_rules(s, true) : (struct rewrite_rule_list){.n = 0};
+    /* a sticky pool pins the client to the server that answered, unless its cookie already did */
+    const struct pool *pool = session_pool(s);
+    char cookie[256];
+    struct rewrite_field set_cookie = {.name = "Set-Cookie", .name_len = 10, .value = cookie};
+    struct rewrite_rules sticky = {.add = &set_cookie, .nadd = 1};
+    if (msg->status >= 200 && pool && pool->conf->sticky.enabled && s->server &&
+        s->server != s->sticky_from &&
+        (set_cookie.value_len =
+             lb_sticky_cookie(&pool->conf->sticky, s->server, cookie, sizeof(cookie))))
+        rules.sets[rules.n++] = &sticky;
     size_t new_len = rewrite_response(head, msg, flags, &rules, w->scratch, cap);
     if (new_len == 0)
         return 0;

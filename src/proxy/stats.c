@@ -149,6 +149,7 @@ static void sum_pool_counters(struct stats *const *all, unsigned n, bool routes,
             out->requests[k] += load(&p->requests[k]);
         add_latency(&out->latency, &p->latency);
         out->retries += load(&p->retries);
+        out->spilled += load(&p->spilled);
         out->tcp_connections += load(&p->tcp_connections);
         out->tcp_active += load(&p->tcp_active);
         out->tcp_bytes_in += load(&p->tcp_bytes_in);

@@ -41,6 +41,7 @@ struct stats_pool {
     _Atomic uint64_t requests[STATS_CLASSES];
     struct stats_latency latency;
     _Atomic uint64_t retries;
+    _Atomic uint64_t spilled; /* hash with bounded load: past the key's own server */
     /* TCP mode (tcp.c): connections handed to the pool, those open now, and the bytes relayed
      * (in: client to server, out: server to client), added as they move */
     _Atomic uint64_t tcp_connections;
@@ -137,7 +138,7 @@ struct stats_server_sum {
 struct stats_pool_sum {
     uint64_t requests[STATS_CLASSES];
     struct stats_latency_sum latency;
-    uint64_t retries;
+    uint64_t retries, spilled;
     uint64_t tcp_connections, tcp_active, tcp_bytes_in, tcp_bytes_out;
 };
 

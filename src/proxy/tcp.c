@@ -322,13 +322,7 @@ static struct server *pick_server(struct tcp_session *s)
     struct lb_pick ctx = {.avoid = s->failed, .navoid = s->nfailed, .now_ms = now_ms(s)};
     /* A TCP connection has no request to hash: an algorithm that maps keys to servers gets the
      * client's address (the one a PROXY header named, if any). */
-    if (s->peer.sa.sa_family == AF_INET) {
-        ctx.key = &s->peer.v4.sin_addr;
-        ctx.key_len = sizeof(s->peer.v4.sin_addr);
-    } else if (s->peer.sa.sa_family == AF_INET6) {
-        ctx.key = &s->peer.v6.sin6_addr;
-        ctx.key_len = sizeof(s->peer.v6.sin6_addr);
-    }
+    ctx.key = preamble_peer_ip(&s->peer, &ctx.key_len);
     return lb_pick_server(pool, worker_lb_state(s->w, pool), &ctx);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/log.h"
 
 static _Atomic unsigned next_server_slot;
@@ -61,6 +62,11 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
     net_addr_format((const struct sockaddr *)&addr->ss, s->addr_text, sizeof(s->addr_text));
     net_ip_format((const struct sockaddr *)&addr->ss, s->host, sizeof(s->host));
     s->slot = atomic_fetch_add(&next_server_slot, 1);
+    char identity[sizeof(s->addr_text) + 256];
+    int n = snprintf(identity, sizeof(identity), "%s|%s", name, s->addr_text);
+    size_t identity_len = n < 0 ? 0 : (size_t)n < sizeof(identity) ? (size_t)n : sizeof(identity);
+    snprintf(s->sticky_id, sizeof(s->sticky_id), "%016llx",
+             (unsigned long long)hash_bytes(identity, identity_len, 0x5e55));
     atomic_init(&s->state, SERVER_UP); /* up until a check says otherwise */
     atomic_init(&s->weight, weight);
     atomic_init(&s->refs, 1);

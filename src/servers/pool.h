@@ -73,6 +73,9 @@ struct server {
     char addr_text[NET_ADDR_TEXT];
     char host[256]; /* the host part of the address as configured: a name, or the IP (for TLS) */
     unsigned slot;
+    /* The value of a sticky session cookie that names this server: a hash of its name and
+     * address in hex, the same in every fulcrum instance, and not the address itself. */
+    char sticky_id[17];
 
     /* published to every thread */
     _Atomic unsigned state;       /* enum server_state */

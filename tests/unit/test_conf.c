@@ -615,7 +615,9 @@ static void test_unknown_keys_every_level(void **state)
                             "max_connections, max_header_bytes, max_headers)"));
     assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
                             "balance, servers, retries, slow_start, when_all_down, "
-                            "ignore_client_abort, health_check, passive, tls, proxy_protocol)"));
+                            "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
+                            "choices, hash_key, hash_key_required, hash_table_size, "
+                            "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -714,10 +716,10 @@ static void test_enums(void **state)
     assert_only_error("log_level: verbose\n" MINIMAL,
                       "t.yaml:1:12: log_level: expected one of: error, warn, info, debug, found "
                       "\"verbose\"");
-    assert_only_error(LISTENERS "pools:\n  - name: app\n    balance: random\n"
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    balance: fastest\n"
                                 "    servers: [{address: 127.0.0.1:1}]\n",
-                      "t.yaml:6:14: pools[0].balance: expected one of: round-robin, found "
-                      "\"random\"");
+                      "t.yaml:6:14: pools[0].balance: expected one of: round-robin, least-conn, "
+                      "random, hash, peak-ewma, found \"fastest\"");
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     char yaml[256];
     for (int i = 0; i < 4; i++) {
@@ -726,6 +728,121 @@ static void test_enums(void **state)
         assert_int_equal(c->log_level, i);
         conf_free(c);
     }
+}
+
+/* The balancing keys: defaults, each form of hash_key, sticky, and every mistake with its
+ * position. */
+#define ONE_SERVER       "    servers: [{address: 127.0.0.1:1}]\n"
+#define POOL_WITH(lines) LISTENERS "pools:\n  - name: app\n" lines ONE_SERVER
+
+static void test_balance_keys(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    const struct conf_pool *p = &c->pools[0];
+    assert_int_equal(p->balance, CONF_BALANCE_ROUND_ROBIN);
+    assert_int_equal(p->choices, 2);
+    assert_int_equal(p->hash_key, CONF_HASH_CLIENT_IP);
+    assert_null(p->hash_key_name);
+    assert_false(p->hash_key_required);
+    assert_int_equal(p->hash_table_size, 65537);
+    assert_int_equal(p->hash_balance_factor, 0);
+    assert_int_equal(p->ewma_decay_ms, 10000);
+    assert_int_equal(p->ewma_default_ms, 10);
+    assert_false(p->sticky.enabled);
+    conf_free(c);
+
+    static const struct {
+        const char *text;
+        enum conf_hash_key kind;
+        const char *name;
+    } keys[] = {
+        {"client_ip", CONF_HASH_CLIENT_IP, NULL},
+        {"path", CONF_HASH_PATH, NULL},
+        {"uri", CONF_HASH_URI, NULL},
+        {"header:X-User", CONF_HASH_HEADER, "X-User"},
+        {"cookie:session", CONF_HASH_COOKIE, "session"},
+        {"query:id", CONF_HASH_QUERY, "id"},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 POOL_WITH("    balance: hash\n    hash_key: \"%s\"\n"
+                           "    hash_key_required: true\n    hash_table_size: 655373\n"
+                           "    hash_balance_factor: 150\n"),
+                 keys[i].text);
+        c = load_ok(yaml);
+        p = &c->pools[0];
+        assert_int_equal(p->balance, CONF_BALANCE_HASH);
+        assert_int_equal(p->hash_key, keys[i].kind);
+        if (keys[i].name)
+            assert_string_equal(p->hash_key_name, keys[i].name);
+        else
+            assert_null(p->hash_key_name);
+        assert_true(p->hash_key_required);
+        assert_int_equal(p->hash_table_size, 655373);
+        assert_int_equal(p->hash_balance_factor, 150);
+        conf_free(c);
+    }
+
+    c = load_ok(POOL_WITH("    balance: peak-ewma\n    choices: 3\n    ewma_decay: 2s\n"
+                          "    ewma_default_latency: 50ms\n"
+                          "    sticky: {cookie: SRV, max_age: 3600, secure: true, "
+                          "samesite: none, path: /app}\n"));
+    p = &c->pools[0];
+    assert_int_equal(p->balance, CONF_BALANCE_PEAK_EWMA);
+    assert_int_equal(p->choices, 3);
+    assert_int_equal(p->ewma_decay_ms, 2000);
+    assert_int_equal(p->ewma_default_ms, 50);
+    assert_true(p->sticky.enabled);
+    assert_string_equal(p->sticky.cookie, "SRV");
+    assert_int_equal(p->sticky.max_age, 3600);
+    assert_true(p->sticky.secure);
+    assert_true(p->sticky.httponly); /* the default */
+    assert_int_equal(p->sticky.samesite, CONF_SAMESITE_NONE);
+    assert_string_equal(p->sticky.path, "/app");
+    conf_free(c);
+}
+
+static void test_balance_key_errors(void **state)
+{
+    (void)state;
+    assert_only_error(POOL_WITH("    hash_key: path\n"),
+                      "t.yaml:6:15: pools[0].hash_key: applies only to balance: hash (this pool "
+                      "balances with round-robin)");
+    assert_only_error(POOL_WITH("    balance: least-conn\n    choices: 3\n"),
+                      "t.yaml:7:14: pools[0].choices: applies only to balance: random or "
+                      "peak-ewma (this pool balances with least-conn)");
+    assert_only_error(POOL_WITH("    balance: random\n    ewma_decay: 1s\n"),
+                      "t.yaml:7:17: pools[0].ewma_decay: applies only to balance: peak-ewma "
+                      "(this pool balances with random)");
+    assert_only_error(POOL_WITH("    balance: hash\n    hash_key: header\n"),
+                      "t.yaml:7:15: pools[0].hash_key: header needs a name: header:NAME");
+    assert_only_error(POOL_WITH("    balance: hash\n    hash_key: \"path:x\"\n"),
+                      "t.yaml:7:15: pools[0].hash_key: path takes no name");
+    assert_only_error(POOL_WITH("    balance: hash\n    hash_key: \"header:a b\"\n"),
+                      "t.yaml:7:15: pools[0].hash_key: the name must be a token (letters, "
+                      "digits and !#$%&'*+-.^_`|~)");
+    assert_only_error(POOL_WITH("    balance: hash\n    hash_key: ip\n"),
+                      "t.yaml:7:15: pools[0].hash_key: expected client_ip, path, uri, "
+                      "header:NAME, cookie:NAME or query:NAME, found \"ip\"");
+    assert_only_error(POOL_WITH("    balance: hash\n    hash_table_size: 65536\n"),
+                      "t.yaml:7:22: pools[0].hash_table_size: must be a prime number, such as "
+                      "65537 or 655373");
+    assert_only_error(POOL_WITH("    balance: hash\n    hash_balance_factor: 90\n"),
+                      "t.yaml:7:26: pools[0].hash_balance_factor: must be 0 (off) or above 100: "
+                      "it is the percent of the average load a server may take, such as 125 or "
+                      "150");
+    assert_only_error(POOL_WITH("    balance: random\n    choices: 0\n"),
+                      "t.yaml:7:14: pools[0].choices: must be between 1 and 10");
+    assert_only_error(POOL_WITH("    sticky: {max_age: 60}\n"),
+                      "t.yaml:6:13: pools[0].sticky.cookie: required key is missing");
+    assert_only_error(POOL_WITH("    sticky: {cookie: SRV, samesite: none}\n"),
+                      "t.yaml:6:37: pools[0].sticky.samesite: none needs secure: true (browsers "
+                      "refuse SameSite=None cookies without Secure)");
+    assert_only_error(POOL_WITH("    sticky: {cookie: \"a;b\"}\n"),
+                      "t.yaml:6:22: pools[0].sticky.cookie: must be a token (letters, digits and "
+                      "!#$%&'*+-.^_`|~), found \"a;b\"");
 }
 
 static void test_bad_addresses(void **state)
@@ -2665,6 +2782,8 @@ int main(void)
         cmocka_unit_test(test_routes_parsed),
         cmocka_unit_test(test_routes_errors),
         cmocka_unit_test(test_tcp_listener_check_default),
+        cmocka_unit_test(test_balance_keys),
+        cmocka_unit_test(test_balance_key_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
