@@ -132,6 +132,7 @@ static struct server {
     struct loop_io sig_io;
     const char *name;
     bool healthy;
+    uint64_t slow_ms; /* POST /slow: the delay of every request without one of its own */
     uint64_t connections, active, requests;
     struct client *conns; /* open connections */
     struct client *dead;  /* closed during this batch; recycled in before_poll */
@@ -415,6 +416,9 @@ static void start_response(struct client *c)
             srv.healthy = true;
             text_set(c, "healthcheck: ok\n");
             break;
+        case BE_ROUTE_SLOW:
+            text_set(c, "slow: %llu ms\n", (unsigned long long)srv.slow_ms);
+            break;
         case BE_ROUTE_STATS:
             type = "application/json";
             stats_json(c);
@@ -590,9 +594,14 @@ static void finish_request(struct client *c)
         client_close(c, false);
         return;
     }
-    if (p->delay_ms) {
+    if (p->route == BE_ROUTE_SLOW && !p->bad) { /* its delay is the setting, not its own wait */
+        srv.slow_ms = p->delay_ms;
+        p->delay_ms = 0;
+    }
+    uint64_t delay = p->delay_ms ? p->delay_ms : p->route == BE_ROUTE_HELLO ? srv.slow_ms : 0;
+    if (delay) {
         c->state = ST_WAIT;
-        loop_timer_set(srv.loop, &c->wait_timer, p->delay_ms);
+        loop_timer_set(srv.loop, &c->wait_timer, delay);
         return;
     }
     start_response(c);

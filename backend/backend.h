@@ -36,6 +36,7 @@ enum be_route {
     BE_ROUTE_HEALTH_FAIL, /* POST /healthcheck/fail */
     BE_ROUTE_HEALTH_OK,   /* POST /healthcheck/ok */
     BE_ROUTE_STATS,       /* GET/HEAD /stats */
+    BE_ROUTE_SLOW,        /* POST /slow?delay=MS: every later hello waits MS (0: none) */
 };
 
 #define BE_DEFAULT_CHUNK 16384

@@ -301,6 +301,8 @@ void be_plan_request(struct be_plan *plan, const struct http1_msg *msg, const ch
         plan->route = BE_ROUTE_HEALTH_OK;
     else if (get && path_is(path, route_len, "/stats"))
         plan->route = BE_ROUTE_STATS;
+    else if (m == HTTP1_METHOD_POST && path_is(path, route_len, "/slow"))
+        plan->route = BE_ROUTE_SLOW;
     else
         plan->route = BE_ROUTE_HELLO;
 
@@ -489,6 +491,8 @@ const char be_help_text[] =
     "  GET  /healthcheck       200 \"ok\", or 503 \"failing\" after POST /healthcheck/fail\n"
     "  POST /healthcheck/fail  make /healthcheck fail (for the whole process); 200\n"
     "  POST /healthcheck/ok    make /healthcheck succeed again; 200\n"
+    "  POST /slow?delay=MS     from now on answer every other request MS later (a slow\n"
+    "                          server for the balancers; delay=0 ends it); 200\n"
     "  GET  /stats             200 JSON: {\"name\":\"NAME\",\"connections\":N,\n"
     "                          \"active_connections\":N,\"requests\":N,\"held_requests\":N,\n"
     "                          \"healthy\":true}\n"

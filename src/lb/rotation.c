@@ -182,15 +182,22 @@ struct server *lb_best_of(const struct lb_rotation *r, const struct pool *pool,
                           const struct lb_pick *ctx, unsigned choices, uint64_t *rng,
                           lb_cost_fn *cost, const void *arg)
 {
-    struct server *best = NULL;
+    struct server *best = NULL, *drawn[LB_MAX_CHOICES];
     double best_cost = 0;
     unsigned found = 0;
-    /* a few more draws than choices, so that one server that just went down costs nothing */
-    for (unsigned draw = 0; draw < choices + 4 && found < choices && r->len; draw++) {
+    if (choices > LB_MAX_CHOICES)
+        choices = LB_MAX_CHOICES;
+    /* Distinct servers: with two choices among three, drawing the same one twice would force a
+     * pick one time in nine, however loaded that server is. A few more draws than choices, so
+     * that repeats and a server that just went down cost nothing. */
+    for (unsigned draw = 0; draw < 2 * choices + 4 && found < choices && r->len; draw++) {
         struct server *s = lb_rotation_sample(r, pool, (uint32_t)(lb_rand_next(rng) >> 32));
-        if (!s || !lb_candidate(s, ctx))
+        bool again = false;
+        for (unsigned k = 0; k < found && !again; k++)
+            again = drawn[k] == s;
+        if (!s || again || !lb_candidate(s, ctx))
             continue;
-        found++;
+        drawn[found++] = s;
         double c = cost(pool, s, arg);
         if (!best || c < best_cost) {
             best = s;

@@ -67,6 +67,7 @@ static inline struct server *lb_rotation_sample(const struct lb_rotation *r,
  * rotation is stale, or empty in panic mode), every server ctx allows is considered instead,
  * from a random start. NULL: no server qualifies.
  */
+#define LB_MAX_CHOICES 10 /* as the configuration allows (choices) */
 typedef double lb_cost_fn(const struct pool *pool, const struct server *s, const void *arg);
 struct server *lb_best_of(const struct lb_rotation *r, const struct pool *pool,
                           const struct lb_pick *ctx, unsigned choices, uint64_t *rng,
