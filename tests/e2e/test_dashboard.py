@@ -363,6 +363,33 @@ class DashboardTest(DashboardTestCase):
         self.assertEqual((health[4], health[5]), ("path /healthz", "answer 200"))
 
 
+class DashboardBalancingTest(DashboardTestCase):
+    def test_shows_the_algorithm_and_latency_estimates(self):
+        bs = [self.backend("b%d" % i) for i in range(2)]
+        admin = free_port()
+        f = self.fulcrum(config([("s%d" % i, b.address) for i, b in enumerate(bs)],
+                                balance="peak-ewma",
+                                pool_extra="    sticky: {cookie: SRV}\n",
+                                extra=admin_conf(admin, None)))
+        wait_for(lambda: port_open(admin) or not f.alive(), what="the admin listener")
+        self.traffic.append(Traffic(f.port, pause=0.005))
+        shown = ("new Promise((done) => { const t0 = Date.now(); const poll = () => {"
+                 " const est = [...document.querySelectorAll('tr.server')].map((r) =>"
+                 " r.querySelector('[data-field=\"active-sub\"]').textContent);"
+                 " const head = document.querySelector('[data-pool=\"app\"] .pool-head"
+                 " [data-field=\"balance\"]').textContent;"
+                 " if ((est.length === 2 && est.every((e) => /^est [0-9.]+ ms$/.test(e))) ||"
+                 " Date.now() - t0 > 15000) done([head, ...est]); else setTimeout(poll, 100);"
+                 " }; poll(); })")
+        result = self.driver("http://127.0.0.1:%d/" % admin, {
+            "expect": {"app": {"s0": "up", "s1": "up"}}, "evaluate": [shown],
+            "timeout_ms": 30000})
+        head, *est = result["evaluated"][0]
+        self.assertEqual(head, "peak-ewma · sticky SRV")
+        for e in est:
+            self.assertRegex(e, r"^est [0-9.]+ ms$")
+
+
 class DashboardTokenTest(DashboardTestCase):
     def test_basic_credentials(self):
         bs, f, admin = self.start(2, token=TOKEN)
