@@ -20,9 +20,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
-
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME  0x100000001b3ull
+#include "core/hash.h"
 
 /* Seeds of a member's two hashes, and of the fingerprint of a list. */
 #define SEED_OFFSET 0x3c6ef372fe94f82bull
@@ -33,17 +31,9 @@
 #define EMPTY16 UINT16_MAX
 #define EMPTY32 UINT32_MAX
 
-static uint64_t fnv_more(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * FNV_PRIME;
-    return h;
-}
-
 uint64_t maglev_digest(const void *data, size_t len)
 {
-    return fnv_more(FNV_OFFSET, data, len);
+    return hash_bytes(data, len, 0);
 }
 
 /* A member's identity: its name and address, with a 0 byte between so that ("ab", "c") and
@@ -51,8 +41,7 @@ uint64_t maglev_digest(const void *data, size_t len)
 static uint64_t member_digest(const struct maglev_member *m)
 {
     const char *name = m->name ? m->name : "", *addr = m->addr ? m->addr : "";
-    uint64_t h = fnv_more(FNV_OFFSET, name, strlen(name) + 1);
-    return fnv_more(h, addr, strlen(addr));
+    return hash_bytes(addr, strlen(addr), hash_bytes(name, strlen(name), 0));
 }
 
 static bool is_prime(uint32_t n)
@@ -84,12 +73,13 @@ uint32_t maglev_table_size(uint32_t configured, unsigned n)
     if (m >= CONF_HASH_TABLE_MAX)
         return CONF_HASH_TABLE_MAX;
     m = maglev_next_prime(m); /* the configuration asks for a prime; a test may not */
+    /* Too small for n: the size doubles (to the next prime) until it is big enough. Steps of a
+     * doubling, rather than exactly 100 x n, so that adding or removing one server almost never
+     * changes the size, which would move almost every key. */
     uint64_t want = (uint64_t)n * CONF_HASH_TABLE_PER_SERVER;
-    if (want >= CONF_HASH_TABLE_MAX)
-        return CONF_HASH_TABLE_MAX; /* itself a prime */
-    if (want > m)
-        m = maglev_next_prime((uint32_t)want);
-    return m < CONF_HASH_TABLE_MAX ? m : CONF_HASH_TABLE_MAX;
+    while (m < want && m < CONF_HASH_TABLE_MAX)
+        m = 2 * (uint64_t)m >= CONF_HASH_TABLE_MAX ? CONF_HASH_TABLE_MAX : maglev_next_prime(2 * m);
+    return m < CONF_HASH_TABLE_MAX ? m : CONF_HASH_TABLE_MAX; /* itself a prime */
 }
 
 /* A member while the table fills, in canonical order. */

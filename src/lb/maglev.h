@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/hash.h"
+
 struct maglev_member {
     const char *name; /* NULL reads as "" */
     const char *addr; /* the address as text ("10.0.0.1:80"); NULL reads as "" */
@@ -81,11 +83,7 @@ uint64_t maglev_digest(const void *data, size_t len);
 
 static inline uint64_t maglev_mix(uint64_t digest, uint64_t seed)
 {
-    /* the splitmix64 finaliser: every input bit reaches every output bit */
-    uint64_t z = digest ^ seed;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return hash_mix64(digest ^ seed); /* every input bit reaches every output bit */
 }
 
 #define MAGLEV_SEED_KEY_SLOT 0x6a09e667f3bcc908ull

@@ -141,9 +141,8 @@ static void set_active(struct tcp_session *s, struct server *srv)
     if (s->active) {
         stats_sub(&stats_server(s->w->stats, s->active->slot)->active, 1);
         if (follow) { /* a connection's latency is its connect time, not its whole life */
-            uint64_t end = s->t_connect_us > s->active_us && srv == NULL
-                               ? s->t_connect_us
-                               : loop_now_us(s->w->loop);
+            uint64_t end = s->t_connect_us > s->active_us && srv == NULL ? s->t_connect_us
+                                                                         : loop_now_us(s->w->loop);
             lb_released(pool, worker_lb_state(s->w, pool), s->active, end - s->active_us,
                         s->active_failed ? LB_FAILED : LB_OK);
         }
