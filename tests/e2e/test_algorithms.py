@@ -237,6 +237,30 @@ class HashTest(FulcrumTestCase):
         api(aport, "POST", "/api/pools/app/servers/s2", {"state": "ready"})
         wait_for(lambda: owners(f.port, keys) == before, timeout=10, what="keys back")
 
+    def test_servers_added_and_removed_through_the_api(self):
+        """A server added at runtime takes about 1/N of the keys (Maglev moves a few more between
+        the others), and removing it puts every key back where it was."""
+        bs = [self.backend("b%d" % i) for i in range(5)]
+        aport = free_port()
+        f = self.fulcrum(self.hash_config([("s%d" % i, b.address) for i, b in enumerate(bs[:4])],
+                                          extra=admin_extra(aport)))
+        keys = ["user%d" % i for i in range(2000)]
+        before = owners(f.port, keys)
+        status, _, _ = api(aport, "POST", "/api/pools/app/servers",
+                           {"name": "s4", "address": bs[4].address})
+        self.assertEqual(status, 201)
+        after = owners(f.port, keys)
+        moved = [k for k in keys if before[k] != after[k]]
+        to_new = sum(after[k] == "b4" for k in moved)
+        print("\n    a fifth server: %.1f%% of the keys moved, %.1f%% to it" % (
+            100 * len(moved) / len(keys), 100 * to_new / len(keys)))
+        # Maglev is nearly, not perfectly, minimal: a few keys also move between the others
+        self.assertAlmostEqual(to_new / len(keys), 0.2, delta=0.04)
+        self.assertLess(len(moved) - to_new, 0.03 * len(keys))
+        status, _, _ = api(aport, "DELETE", "/api/pools/app/servers/s4")
+        self.assertEqual(status, 200)
+        self.assertEqual(owners(f.port, keys), before)
+
     def test_two_instances_agree(self):
         """Two processes with the servers listed in different orders send each of 10,000 keys
         to the same server."""
