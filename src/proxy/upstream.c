@@ -17,6 +17,7 @@
 #include "core/net.h"
 #include "core/recycler.h"
 #include "core/tls_conn.h"
+#include "lb/snapshot.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
 #include "tls/client.h"
@@ -291,6 +292,22 @@ void upstream_expire_idle(struct worker *w, uint32_t max_idle_ms)
         while (sl->idle_tail && sl->idle_tail->idle_since_ms + max_idle_ms <= now)
             upstream_close(w, sl->idle_tail, false);
     }
+}
+
+void upstream_close_idle_removed(struct worker *w, const struct snapshot *snap)
+{
+    struct upstream_local *ul = w->upstream;
+    bool *kept = calloc(ul->nservers ? ul->nservers : 1, sizeof(*kept));
+    if (!kept) /* they expire after timeouts.server_idle anyway */
+        return;
+    for (unsigned p = 0; p < snap->npools; p++)
+        for (unsigned k = 0; k < snap->pools[p].nservers; k++)
+            if (snap->pools[p].servers[k]->slot < ul->nservers)
+                kept[snap->pools[p].servers[k]->slot] = true;
+    for (unsigned i = 0; i < ul->nservers; i++)
+        while (!kept[i] && ul->servers[i].idle_head)
+            upstream_close(w, ul->servers[i].idle_head, false);
+    free(kept);
 }
 
 void upstream_close_all_idle(struct worker *w)

@@ -91,6 +91,11 @@ void upstream_close(struct worker *w, struct upstream *u, bool reset);
 /* Closes idle connections older than max_idle_ms; called periodically. */
 void upstream_expire_idle(struct worker *w, uint32_t max_idle_ms);
 
+struct snapshot;
+/* Closes this thread's idle connections to servers snap no longer has (a reload or the admin API
+ * removed them): nothing would take them again before they expire. */
+void upstream_close_idle_removed(struct worker *w, const struct snapshot *snap);
+
 /* Closes every idle connection of this thread (stop). */
 void upstream_close_all_idle(struct worker *w);
 

@@ -330,6 +330,7 @@ static void adopt(struct worker *w, struct snapshot *snap)
     w->limits.max_head_bytes = lim->max_header_bytes;
     w->limits.underscores = underscore_rule(snap->conf);
     w->snap = snap; /* the offer's reference becomes the worker's */
+    upstream_close_idle_removed(w, snap);
     snapshot_unref(old);
 }
 

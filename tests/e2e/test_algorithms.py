@@ -260,6 +260,8 @@ class HashTest(FulcrumTestCase):
         status, _, _ = api(aport, "DELETE", "/api/pools/app/servers/s4")
         self.assertEqual(status, 200)
         self.assertEqual(owners(f.port, keys), before)
+        # its idle connections were closed (active_connections counts the /stats call itself)
+        wait_for(lambda: bs[4].stats()["active_connections"] == 1, what="idle connections closed")
 
     def test_two_instances_agree(self):
         """Two processes with the servers listed in different orders send each of 10,000 keys
