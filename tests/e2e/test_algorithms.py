@@ -8,11 +8,14 @@ access log, the admin API and the metrics say about it.
 import http.client
 import json
 import os
+import signal
+import subprocess
 import tempfile
 import threading
 import time
 
-from harness import FulcrumTestCase, config, free_port, get, served_by, wait_for
+import harness
+from harness import FulcrumTestCase, config, free_port, get, port_open, served_by, wait_for
 from test_admin import admin_extra, api
 
 
@@ -132,6 +135,34 @@ class RoundRobinTest(FulcrumTestCase):
         _, state, _ = api(aport, "GET", "/api/state")
         self.assertEqual(state["pools"][0]["balance"], "least-conn")
         self.assertEqual(sorted(served_by(f.port, 4)), ["b0", "b0", "b1", "b1"])
+
+
+class DemoTest(FulcrumTestCase):
+    def test_make_run_answers_one_two_three(self):
+        """What a new user sees: `make run` (scripts/run-demo, two worker threads on this
+        machine's two cores or more) and six curls, each a new connection: 1, 2, 3, 1, 2, 3."""
+        ports = (8080, 9001, 9002, 9003, 9900)
+        if any(port_open(p) for p in ports):
+            self.skipTest("make run's ports are in use: %s" % (ports,))
+        env = dict(os.environ, FULCRUM_BUILD=os.path.relpath(harness.BUILD, harness.ROOT))
+        demo = subprocess.Popen([os.path.join(harness.ROOT, "scripts", "run-demo")],
+                                cwd=harness.ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            out = b""
+            deadline = time.monotonic() + 20
+            while b"Press Ctrl-C" not in out and time.monotonic() < deadline:
+                chunk = demo.stdout.read1(4096)
+                if not chunk:
+                    break
+                out += chunk
+            self.assertIn(b"Press Ctrl-C", out, out.decode(errors="replace"))
+            seen = [get(8080)[2].decode().strip() for _ in range(6)]
+            self.assertEqual(seen, ["Hello from backend-%d" % i for i in (1, 2, 3, 1, 2, 3)])
+        finally:
+            os.killpg(demo.pid, signal.SIGINT)
+            demo.wait(20)
+        wait_for(lambda: not any(port_open(p) for p in ports), what="the demo to stop")
 
 
 class LoadAwareTest(FulcrumTestCase):
