@@ -204,17 +204,27 @@ struct server *lb_best_of(const struct lb_rotation *r, const struct pool *pool,
             best_cost = c;
         }
     }
-    if (best || !pool->nservers)
+    if (best)
         return best;
-    unsigned start = lb_rand_below(rng, pool->nservers);
+    /* Equals share the pick in proportion to their weights: each replaces the one kept with
+     * probability its weight / the weights of the equals so far. (A scan from a random start
+     * that kept the first of equals gave the server after a run of excluded ones all of their
+     * starts: two picks in three for s1 when s3 of three is out.) */
+    uint64_t tied = 0;
     for (unsigned k = 0; k < pool->nservers; k++) {
-        struct server *s = pool->servers[(start + k) % pool->nservers];
-        if (!lb_candidate(s, ctx) || !server_weight(s))
+        struct server *s = pool->servers[k];
+        uint64_t w;
+        if (!lb_candidate(s, ctx) || !(w = lb_weight(pool, s, ctx)))
             continue;
         double c = cost(pool, s, arg);
         if (!best || c < best_cost) {
             best = s;
             best_cost = c;
+            tied = w;
+        } else if (c == best_cost) {
+            tied += w;
+            if (lb_rand_next(rng) % tied < w)
+                best = s;
         }
     }
     return best;
