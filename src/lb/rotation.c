@@ -103,11 +103,17 @@ int lb_rotation_build(struct lb_rotation *r, const struct pool *pool,
     }
     for (unsigned i = 0; g && i < n; i++)
         sum += (w[i] /= g);
-    if (sum > LB_ROTATION_MAX_TURNS) { /* keep the proportions, give every server a turn */
-        uint64_t scaled = 0;
+    if (sum > LB_ROTATION_MAX_TURNS) {
+        /* Keep the proportions and give every server a turn. A server scaled below one turn is
+         * given one, so the others are scaled to what is left once each has its one: scaling to
+         * the whole bound went past it by a turn per such server. */
+        uint64_t turned = 0, scaled = 0;
+        for (unsigned i = 0; i < n; i++)
+            turned += w[i] != 0;
+        uint64_t room = turned < LB_ROTATION_MAX_TURNS ? LB_ROTATION_MAX_TURNS - turned : 0;
         for (unsigned i = 0; i < n; i++) {
             if (w[i])
-                w[i] = w[i] * LB_ROTATION_MAX_TURNS / sum ? w[i] * LB_ROTATION_MAX_TURNS / sum : 1;
+                w[i] = w[i] * room / sum ? w[i] * room / sum : 1;
             scaled += w[i];
         }
         sum = scaled;

@@ -23,7 +23,8 @@
 
 #include "lb/lb.h"
 
-/* A rotation never holds more turns than this: heavier weight sums are scaled down. */
+/* A rotation never holds more turns than this: heavier weight sums are scaled down (only a pool
+ * of more servers up than this has more: one turn each). */
 #define LB_ROTATION_MAX_TURNS 65536u
 
 struct lb_rotation {
