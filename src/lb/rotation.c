@@ -103,11 +103,17 @@ int lb_rotation_build(struct lb_rotation *r, const struct pool *pool,
     }
     for (unsigned i = 0; g && i < n; i++)
         sum += (w[i] /= g);
-    if (sum > LB_ROTATION_MAX_TURNS) { /* keep the proportions, give every server a turn */
-        uint64_t scaled = 0;
+    if (sum > LB_ROTATION_MAX_TURNS) {
+        /* Keep the proportions and give every server a turn. A server scaled below one turn is
+         * given one, so the others are scaled to what is left once each has its one: scaling to
+         * the whole bound went past it by a turn per such server. */
+        uint64_t turned = 0, scaled = 0;
+        for (unsigned i = 0; i < n; i++)
+            turned += w[i] != 0;
+        uint64_t room = turned < LB_ROTATION_MAX_TURNS ? LB_ROTATION_MAX_TURNS - turned : 0;
         for (unsigned i = 0; i < n; i++) {
             if (w[i])
-                w[i] = w[i] * LB_ROTATION_MAX_TURNS / sum ? w[i] * LB_ROTATION_MAX_TURNS / sum : 1;
+                w[i] = w[i] * room / sum ? w[i] * room / sum : 1;
             scaled += w[i];
         }
         sum = scaled;
@@ -204,17 +210,27 @@ struct server *lb_best_of(const struct lb_rotation *r, const struct pool *pool,
             best_cost = c;
         }
     }
-    if (best || !pool->nservers)
+    if (best)
         return best;
-    unsigned start = lb_rand_below(rng, pool->nservers);
+    /* Equals share the pick in proportion to their weights: each replaces the one kept with
+     * probability its weight / the weights of the equals so far. (A scan from a random start
+     * that kept the first of equals gave the server after a run of excluded ones all of their
+     * starts: two picks in three for s1 when s3 of three is out.) */
+    uint64_t tied = 0;
     for (unsigned k = 0; k < pool->nservers; k++) {
-        struct server *s = pool->servers[(start + k) % pool->nservers];
-        if (!lb_candidate(s, ctx) || !server_weight(s))
+        struct server *s = pool->servers[k];
+        uint64_t w;
+        if (!lb_candidate(s, ctx) || !(w = lb_weight(pool, s, ctx)))
             continue;
         double c = cost(pool, s, arg);
         if (!best || c < best_cost) {
             best = s;
             best_cost = c;
+            tied = w;
+        } else if (c == best_cost) {
+            tied += w;
+            if (lb_rand_next(rng) % tied < w)
+                best = s;
         }
     }
     return best;

@@ -23,7 +23,8 @@
 
 #include "lb/lb.h"
 
-/* A rotation never holds more turns than this: heavier weight sums are scaled down. */
+/* A rotation never holds more turns than this: heavier weight sums are scaled down (only a pool
+ * of more servers up than this has more: one turn each). */
 #define LB_ROTATION_MAX_TURNS 65536u
 
 struct lb_rotation {
@@ -64,8 +65,8 @@ static inline struct server *lb_rotation_sample(const struct lb_rotation *r,
 /*
  * The best of `choices` servers drawn from r by weight (lb_rotation_sample()), by cost (lower is
  * better; the first of equals wins), among those ctx allows. If none of the draws qualifies (the
- * rotation is stale, or empty in panic mode), every server ctx allows is considered instead,
- * from a random start. NULL: no server qualifies.
+ * rotation is stale, or empty in panic mode), every server ctx allows is considered instead, and
+ * equals are drawn by weight. NULL: no server qualifies.
  */
 #define LB_MAX_CHOICES 10 /* as the configuration allows (choices) */
 typedef double lb_cost_fn(const struct pool *pool, const struct server *s, const void *arg);
