@@ -58,8 +58,13 @@ bool http_cookie_in(const char *field, size_t field_len, const char *name, size_
         const char *semi = memchr(p, ';', (size_t)(end - p));
         const char *stop = semi ? semi : end;
         const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (eq && (size_t)(eq - p) == name_len && memcmp(p, name, name_len) == 0) {
+        const char *n_end = eq;
+        while (n_end && n_end > p && is_space(n_end[-1])) /* "SRV =x": as RFC 6265 5.2 trims */
+            n_end--;
+        if (eq && (size_t)(n_end - p) == name_len && memcmp(p, name, name_len) == 0) {
             const char *v = eq + 1, *v_end = stop;
+            while (v < v_end && is_space(*v))
+                v++;
             while (v_end > v && is_space(v_end[-1]))
                 v_end--;
             if (v_end - v >= 2 && v[0] == '"' && v_end[-1] == '"') {

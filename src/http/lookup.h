@@ -5,8 +5,9 @@
  * - A field is found by name, ignoring ASCII case; the first field of that name counts, with the
  *   parser's trimming of surrounding whitespace.
  * - A cookie is found in the Cookie fields (RFC 6265 section 5.4: "a=1; b=2", one field or
- *   several), by exact name; the first of that name counts. Its value loses a pair of double
- *   quotes around it, as RFC 6265's cookie-value grammar allows them.
+ *   several), by exact name; the first of that name counts. Whitespace around the name and the
+ *   value is not part of them, and the value loses a pair of double quotes around it, as RFC
+ *   6265's cookie-value grammar allows them.
  * - A query parameter is split at '&' as "name=value" or "name"; the first of that name counts,
  *   with no percent-decoding (as route matches do).
  * Each returns true and points *value (with *len) into the input when found.

@@ -200,6 +200,11 @@ static void test_cookie_syntax(void **state)
     cookie_in_is("s=\"abc", "s", "\"abc");
     cookie_in_is("s=abc\"", "s", "abc\"");
     cookie_in_is("s=\"a\"b\"", "s", "a\"b");
+    /* whitespace around the name and the value is not theirs (RFC 6265 section 5.2) */
+    cookie_in_is("e= 5", "e", "5");
+    cookie_in_is("SRV =2; x=1", "SRV", "2");
+    cookie_in_is("SRV \t= 2 ", "SRV", "2");
+    cookie_in_is("S RV=2", "RV", NULL);
 }
 
 /* A name matches whole: not as the suffix or prefix of another, and a pair without '=' names no
