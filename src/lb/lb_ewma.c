@@ -62,11 +62,6 @@ static struct server *ewma_pick(const struct pool *pool, void *state, struct lb_
                       ewma_cost, &args);
 }
 
-static void ewma_taken(const struct pool *pool, void *state, struct server *s)
-{
-    lb_load_taken(s);
-}
-
 static void ewma_released(const struct pool *pool, void *state, struct server *s,
                           uint64_t latency_us, enum lb_outcome outcome)
 {
@@ -142,7 +137,7 @@ const struct lb_ops lb_peak_ewma = {
     .state_new = lb_rng_state_new,
     .state_free = lb_rng_state_free,
     .pick = ewma_pick,
-    .taken = ewma_taken,
+    .taken = lb_count_taken,
     .released = ewma_released,
     .rebuild = ewma_rebuild,
     .shared_free = ewma_shared_free,

@@ -152,17 +152,6 @@ static struct server *hash_pick(const struct pool *pool, void *state, struct lb_
     return s ? s : lb_scan_pick(pool, state, ctx);
 }
 
-static void hash_taken(const struct pool *pool, void *state, struct server *s)
-{
-    lb_load_taken(s);
-}
-
-static void hash_released(const struct pool *pool, void *state, struct server *s,
-                          uint64_t latency_us, enum lb_outcome outcome)
-{
-    lb_load_released(s);
-}
-
 static void *hash_rebuild(const struct pool *pool, const void *prev, uint64_t now_ms)
 {
     const struct hash_shared *old = prev;
@@ -228,8 +217,8 @@ const struct lb_ops lb_hash = {
     .state_new = lb_scan_state_new,
     .state_free = lb_scan_state_free,
     .pick = hash_pick,
-    .taken = hash_taken,
-    .released = hash_released,
+    .taken = lb_count_taken,
+    .released = lb_count_released,
     .rebuild = hash_rebuild,
     .shared_free = hash_shared_free,
     .ramping = hash_ramping,

@@ -54,17 +54,6 @@ static struct server *lc_pick(const struct pool *pool, void *state, struct lb_pi
     return best;
 }
 
-static void lc_taken(const struct pool *pool, void *state, struct server *s)
-{
-    lb_load_taken(s);
-}
-
-static void lc_released(const struct pool *pool, void *state, struct server *s, uint64_t latency_us,
-                        enum lb_outcome outcome)
-{
-    lb_load_released(s);
-}
-
 static void *lc_state_new(const struct pool *pool, unsigned seed)
 {
     struct lc_state *st = calloc(1, sizeof(*st));
@@ -82,6 +71,6 @@ const struct lb_ops lb_least_conn = {
     .state_new = lc_state_new,
     .state_free = lc_state_free,
     .pick = lc_pick,
-    .taken = lc_taken,
-    .released = lc_released,
+    .taken = lb_count_taken,
+    .released = lb_count_released,
 };

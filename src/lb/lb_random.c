@@ -8,9 +8,6 @@
  * choices the busiest server is hardly ever picked, at the cost of two reads, and unlike
  * least-conn no scan of the pool.
  */
-#include <stdlib.h>
-#include <time.h>
-
 #include "lb/lb.h"
 #include "lb/load.h"
 #include "lb/rotation.h"
@@ -27,36 +24,12 @@ static struct server *rnd_pick(const struct pool *pool, void *state, struct lb_p
                       in_flight, NULL);
 }
 
-static void rnd_taken(const struct pool *pool, void *state, struct server *s)
-{
-    lb_load_taken(s);
-}
-
-static void rnd_released(const struct pool *pool, void *state, struct server *s,
-                         uint64_t latency_us, enum lb_outcome outcome)
-{
-    lb_load_released(s);
-}
-
-void *lb_rng_state_new(const struct pool *pool, unsigned seed)
-{
-    struct lb_rng_state *st = calloc(1, sizeof(*st));
-    if (st) /* every thread, and every process, draws its own sequence */
-        st->rng = (uint64_t)time(NULL) ^ ((uint64_t)seed << 32) ^ (uint64_t)(uintptr_t)st;
-    return st;
-}
-
-void lb_rng_state_free(void *state)
-{
-    free(state);
-}
-
 const struct lb_ops lb_random = {
     .state_new = lb_rng_state_new,
     .state_free = lb_rng_state_free,
     .pick = rnd_pick,
-    .taken = rnd_taken,
-    .released = rnd_released,
+    .taken = lb_count_taken,
+    .released = lb_count_released,
     .rebuild = lb_rotation_rebuild,
     .shared_free = lb_rotation_shared_free,
     .ramping = lb_rotation_ramping,

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "lb/lb.h"
 #include "servers/pool.h"
 
 static inline unsigned lb_inflight(const struct server *s)
@@ -53,12 +54,17 @@ static inline uint32_t lb_rand_below(uint64_t *state, uint32_t n)
 }
 
 /* The per-thread state of the algorithms that only need a generator (random, peak-ewma):
- * seeded apart per thread and per process (lb_random.c). */
+ * seeded apart per thread and per process (load.c). */
 struct lb_rng_state {
     uint64_t rng;
 };
-struct pool;
 void *lb_rng_state_new(const struct pool *pool, unsigned seed);
 void lb_rng_state_free(void *state);
+
+/* The lb_ops taken and released hooks of an algorithm that only counts requests in flight
+ * (least-conn, random, hash). */
+void lb_count_taken(const struct pool *pool, void *state, struct server *s);
+void lb_count_released(const struct pool *pool, void *state, struct server *s, uint64_t latency_us,
+                       enum lb_outcome outcome);
 
 #endif

@@ -31,23 +31,7 @@
 #define T_MS       1000000u /* an arbitrary "now" for the tests that make up their times */
 #define DEFAULT_MS 7u       /* the pools' ewma_default_ms: not the configuration's default (10) */
 
-struct fixture {
-    struct conf_pool pc;
-    struct pool pool;
-    struct server *servers[MAXS];
-    void *state;
-};
-
-static void rebuild_at(struct fixture *f, uint64_t now_ms)
-{
-    if (!f->pool.lb->rebuild)
-        return;
-    void *next = f->pool.lb->rebuild(&f->pool, f->pool.lb_shared, now_ms);
-    assert_non_null(next);
-    if (f->pool.lb_shared)
-        f->pool.lb->shared_free(f->pool.lb_shared);
-    f->pool.lb_shared = next;
-}
+#include "lb_fixture.h"
 
 static void rebuild(struct fixture *f)
 {
@@ -87,15 +71,6 @@ static void make_pool(struct fixture *f, const char *algorithm, const unsigned *
         ((struct lb_rng_state *)f->state)->rng = SEED;
 }
 
-static void free_pool(struct fixture *f)
-{
-    f->pool.lb->state_free(f->state);
-    if (f->pool.lb_shared)
-        f->pool.lb->shared_free(f->pool.lb_shared);
-    for (unsigned i = 0; i < f->pool.nservers; i++)
-        server_unref(f->servers[i]);
-}
-
 static int index_of(const struct fixture *f, const struct server *s)
 {
     if (!s)
@@ -129,18 +104,6 @@ static void count_picks(struct fixture *f, int picks, int *count)
         assert_true(k >= 0);
         count[k]++;
     }
-}
-
-/* Puts a server in a state the way the health thread would: through its inputs. */
-static void set_state(struct server *s, enum server_state st)
-{
-    s->h.admin = st == SERVER_MAINT      ? SERVER_ADMIN_MAINT
-                 : st == SERVER_DRAINING ? SERVER_ADMIN_DRAIN
-                                         : SERVER_ADMIN_READY;
-    s->h.check_down = st == SERVER_DOWN;
-    s->h.ejected = st == SERVER_EJECTED;
-    server_update_state(s, 0, "test");
-    assert_int_equal(server_state(s), st);
 }
 
 static void set_inflight(struct server *s, unsigned n)

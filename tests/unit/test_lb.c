@@ -19,25 +19,7 @@
 #include "lb/snapshot.h"
 
 #define MAXS 8
-
-struct fixture {
-    struct pool pool;
-    struct server *servers[MAXS];
-    void *state;
-};
-
-/* What the control thread does after states or weights change: the shared data is built again
- * (here at time now_ms), continuing from the old one. */
-static void rebuild_at(struct fixture *f, uint64_t now_ms)
-{
-    if (!f->pool.lb->rebuild)
-        return;
-    void *next = f->pool.lb->rebuild(&f->pool, f->pool.lb_shared, now_ms);
-    assert_non_null(next);
-    if (f->pool.lb_shared)
-        f->pool.lb->shared_free(f->pool.lb_shared);
-    f->pool.lb_shared = next;
-}
+#include "lb_fixture.h"
 
 static void rebuild(struct fixture *f)
 {
@@ -63,15 +45,6 @@ static void make_pool(struct fixture *f, const unsigned *weights, unsigned n, un
     assert_non_null(f->state);
 }
 
-static void free_pool(struct fixture *f)
-{
-    f->pool.lb->state_free(f->state);
-    if (f->pool.lb_shared)
-        f->pool.lb->shared_free(f->pool.lb_shared);
-    for (unsigned i = 0; i < f->pool.nservers; i++)
-        server_unref(f->servers[i]);
-}
-
 static int pick_index(struct fixture *f, struct server *avoid)
 {
     struct server *avoids[1] = {avoid};
@@ -84,18 +57,6 @@ static int pick_index(struct fixture *f, struct server *avoid)
             return (int)i;
     fail_msg("picked a server outside the pool");
     return -1;
-}
-
-/* Puts a server in a state the way the health thread would: through its inputs. */
-static void set_state(struct server *s, enum server_state st)
-{
-    s->h.admin = st == SERVER_MAINT      ? SERVER_ADMIN_MAINT
-                 : st == SERVER_DRAINING ? SERVER_ADMIN_DRAIN
-                                         : SERVER_ADMIN_READY;
-    s->h.check_down = st == SERVER_DOWN;
-    s->h.ejected = st == SERVER_EJECTED;
-    server_update_state(s, 0, "test");
-    assert_int_equal(server_state(s), st);
 }
 
 static void test_equal_weights_exact(void **state)

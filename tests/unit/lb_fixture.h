@@ -1,0 +1,56 @@
+/*
+ * lb_fixture.h - what the balancer tests (test_lb.c, test_balancers.c, test_maglev.c) share: a
+ * pool of made-up servers with one thread's state, its shared data rebuilt as the control thread
+ * does it, and server states set through their inputs as the health thread sets them.
+ *
+ * Included by one test file each, after cmocka.h; the file defines MAXS (servers at most) first.
+ */
+#ifndef FULCRUM_TEST_LB_FIXTURE_H
+#define FULCRUM_TEST_LB_FIXTURE_H
+
+#include "conf/conf.h"
+#include "lb/lb.h"
+#include "servers/pool.h"
+
+struct fixture {
+    struct conf_pool pc; /* the pool's configuration, when a test gives it one */
+    struct pool pool;
+    struct server *servers[MAXS];
+    void *state; /* one worker thread's */
+};
+
+/* After states or weights changed: the shared data built again at now_ms, continuing from the
+ * old one. */
+static inline void rebuild_at(struct fixture *f, uint64_t now_ms)
+{
+    if (!f->pool.lb->rebuild)
+        return;
+    void *next = f->pool.lb->rebuild(&f->pool, f->pool.lb_shared, now_ms);
+    assert_non_null(next);
+    if (f->pool.lb_shared)
+        f->pool.lb->shared_free(f->pool.lb_shared);
+    f->pool.lb_shared = next;
+}
+
+static inline void free_pool(struct fixture *f)
+{
+    f->pool.lb->state_free(f->state);
+    if (f->pool.lb_shared)
+        f->pool.lb->shared_free(f->pool.lb_shared);
+    for (unsigned i = 0; i < f->pool.nservers; i++)
+        server_unref(f->servers[i]);
+}
+
+/* Puts a server in a state the way the health thread would: through its inputs. */
+static inline void set_state(struct server *s, enum server_state st)
+{
+    s->h.admin = st == SERVER_MAINT      ? SERVER_ADMIN_MAINT
+                 : st == SERVER_DRAINING ? SERVER_ADMIN_DRAIN
+                                         : SERVER_ADMIN_READY;
+    s->h.check_down = st == SERVER_DOWN;
+    s->h.ejected = st == SERVER_EJECTED;
+    server_update_state(s, 0, "test");
+    assert_int_equal(server_state(s), st);
+}
+
+#endif
