@@ -237,8 +237,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                              .httponly = size & 2,
                              .samesite = (enum conf_samesite)(size % 3),
                              .path = size & 4 ? cname : NULL};
+    st.attributes = conf_sticky_attributes(&st); /* as validation completes it */
+    if (!st.attributes)
+        abort();
     char buf[128];
     size_t n = lb_sticky_cookie(&st, servers[size % 3], buf, sizeof(buf));
+    free(st.attributes);
     if (n && (n >= sizeof(buf) || strlen(buf) != n || strncmp(buf, cname, strlen(cname)) != 0 ||
               buf[strlen(cname)] != '='))
         abort();

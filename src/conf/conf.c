@@ -1136,6 +1136,25 @@ static void pool_complete(struct ctx *ctx, struct conf_pool *p)
         c->down_interval_ms = c->interval_ms;
     if (!c->timeout_ms)
         c->timeout_ms = c->interval_ms < SECONDS(2) ? c->interval_ms : SECONDS(2);
+    /* The attributes of the sticky cookie, the same for every answer: written out once. */
+    if (p->sticky.enabled && !p->sticky.attributes &&
+        !(p->sticky.attributes = conf_sticky_attributes(&p->sticky)))
+        ctx->oom = true;
+}
+
+char *conf_sticky_attributes(const struct conf_sticky *st)
+{
+    static const char *const samesite[] = {[CONF_SAMESITE_LAX] = "Lax",
+                                           [CONF_SAMESITE_STRICT] = "Strict",
+                                           [CONF_SAMESITE_NONE] = "None"};
+    char max_age[32] = "", *out;
+    if (st->max_age)
+        snprintf(max_age, sizeof(max_age), "; Max-Age=%u", st->max_age);
+    if (asprintf(&out, "; Path=%s%s%s%s; SameSite=%s", st->path ? st->path : "/", max_age,
+                 st->secure ? "; Secure" : "", st->httponly ? "; HttpOnly" : "",
+                 samesite[st->samesite]) < 0)
+        return NULL;
+    return out;
 }
 
 static bool is_prime(uint32_t n)
@@ -2818,6 +2837,7 @@ void conf_free(struct conf *conf)
         free(p->hash_key_name);
         free(p->sticky.cookie);
         free(p->sticky.path);
+        free(p->sticky.attributes);
     }
     free(conf->listeners);
     free(conf->pools);

@@ -59,11 +59,18 @@ struct conf_sticky {
     uint32_t max_age;      /* seconds; 0: a session cookie (the default) */
     bool secure, httponly; /* attributes (default false, true) */
     enum conf_samesite samesite;
-    char *path; /* Path attribute (default "/") */
+    char *path;       /* Path attribute (default "/") */
+    char *attributes; /* "; Path=/; ...; SameSite=Lax", made once from the above (validation) */
 };
 
 /* The name the configuration uses for balance ("round-robin"); NULL if it is not a member. */
 const char *conf_balance_name(enum conf_balance balance);
+/* The attributes of a sticky cookie as Set-Cookie carries them after NAME=VALUE:
+ * "; Path=/[; Max-Age=N][; Secure][; HttpOnly]; SameSite=Lax". Malloc'ed; NULL: out of memory.
+ * Validation stores it in sticky->attributes. */
+struct conf_sticky;
+char *conf_sticky_attributes(const struct conf_sticky *sticky);
+
 /* The form hash_key is written in ("client_ip", "header", ...). */
 const char *conf_hash_key_name(enum conf_hash_key key);
 

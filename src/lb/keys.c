@@ -3,7 +3,6 @@
  */
 #include "lb/keys.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "core/hash.h"
@@ -67,14 +66,14 @@ struct server *lb_sticky_find(const struct pool *pool, const char *head,
 size_t lb_sticky_cookie(const struct conf_sticky *st, const struct server *s, char *buf,
                         size_t size)
 {
-    static const char *const samesite[] = {[CONF_SAMESITE_LAX] = "Lax",
-                                           [CONF_SAMESITE_STRICT] = "Strict",
-                                           [CONF_SAMESITE_NONE] = "None"};
-    char max_age[32] = "";
-    if (st->max_age)
-        snprintf(max_age, sizeof(max_age), "; Max-Age=%u", st->max_age);
-    int n = snprintf(buf, size, "%s=%s; Path=%s%s%s%s; SameSite=%s", st->cookie, s->sticky_id,
-                     st->path ? st->path : "/", max_age, st->secure ? "; Secure" : "",
-                     st->httponly ? "; HttpOnly" : "", samesite[st->samesite]);
-    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+    /* name=id, then the attributes the configuration wrote out once: no formatting per answer */
+    const char *attributes = st->attributes ? st->attributes : "";
+    size_t name = strlen(st->cookie), id = strlen(s->sticky_id), rest = strlen(attributes);
+    if (name + 1 + id + rest >= size)
+        return 0;
+    memcpy(buf, st->cookie, name);
+    buf[name] = '=';
+    memcpy(buf + name + 1, s->sticky_id, id);
+    memcpy(buf + name + 1 + id, attributes, rest + 1);
+    return name + 1 + id + rest;
 }
