@@ -72,6 +72,9 @@ struct checker {
     struct loop *loop;
     struct watch *watches;
     uint64_t rng;
+    /* the configuration whose checks were last described in the log: snapshots rebuilt from it
+     * (balancers following a state change, servers added through the API) say nothing new */
+    const struct conf *described;
 };
 
 /* The control thread's checker; the callbacks below reach it through this. */
@@ -614,7 +617,8 @@ int checker_sync(struct checker *c, const struct snapshot *snap)
         w->seen = false;
     for (unsigned i = 0; i < snap->npools; i++) {
         const struct pool *p = &snap->pools[i];
-        describe(p);
+        if (snap->conf != c->described)
+            describe(p);
         for (unsigned k = 0; k < p->nservers; k++) {
             struct watch *w = c->watches;
             while (w && w->server != p->servers[k])
@@ -633,6 +637,7 @@ int checker_sync(struct checker *c, const struct snapshot *snap)
             w->seen = true;
         }
     }
+    c->described = snap->conf;
     /* servers no longer in the configuration: stop watching them */
     for (struct watch **pp = &c->watches; *pp;) {
         struct watch *w = *pp;

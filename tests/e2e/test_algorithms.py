@@ -125,6 +125,32 @@ class RoundRobinTest(FulcrumTestCase):
             self.assertEqual((window.count("b0"), window.count("b1"), window.count("b2")),
                              (1, 1, 2), window)
 
+    def test_slow_start_ramps_the_shared_rotation_without_log_noise(self):
+        """A server back from down starts with almost no share and grows to its full one: the
+        control thread rebuilds the rotation while the ramp lasts, and says so nowhere (each
+        state change is logged once, the checks' description once)."""
+        bs = [self.backend("b%d" % i) for i in range(2)]
+        f = self.fulcrum(config([("s%d" % i, b.address) for i, b in enumerate(bs)], threads=2,
+                                pool_extra="    slow_start: 3s\n"
+                                           "    health_check: {interval: 100ms, rise: 1, fall: 1}\n"))
+        control = http.client.HTTPConnection("127.0.0.1", bs[1].port, timeout=5)
+        control.request("POST", "/healthcheck/fail")
+        control.getresponse().read()
+        wait_for(lambda: "s1: UP -> DOWN" in f.log(), what="s1 down")
+        control.request("POST", "/healthcheck/ok")
+        control.getresponse().read()
+        control.close()
+        wait_for(lambda: "s1: DOWN -> UP" in f.log(), what="s1 up")
+        early = served_by(f.port, 200).count("b1")
+        wait_for(lambda: served_by(f.port, 200).count("b1") == 100, timeout=10, interval=0.2,
+                 what="an even share once the ramp is over")
+        print("\n    s1's share of 200 requests just after coming back: %d" % early)
+        self.assertLess(early, 60)
+        log = f.log()
+        self.assertEqual(log.count("pool app: health checks"), 1, log)
+        self.assertEqual(log.count("s1: UP -> DOWN"), 1)
+        self.assertEqual(log.count("s1: DOWN -> UP"), 1)
+
     def test_balance_flag(self):
         bs = [self.backend("b%d" % i) for i in range(2)]
         aport = free_port()
