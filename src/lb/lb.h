@@ -94,8 +94,8 @@ void *lb_scan_state_new(const struct pool *pool, unsigned seed);
 void lb_scan_state_free(void *state);
 struct server *lb_scan_pick(const struct pool *pool, void *state, const struct lb_pick *ctx);
 
-/* peak-ewma's latency estimate of s, in ms, as a pick would use it now (the pool's default for a
- * server without one); -1 if the pool balances otherwise. For the admin API and metrics. */
+/* peak-ewma's latency estimate of s, in ms, as a pick would use it now; 0 for a server that has
+ * none yet; -1 if the pool balances otherwise. For the admin API and metrics. */
 double lb_latency_estimate_ms(const struct pool *pool, const struct server *s, uint64_t now_ms);
 
 /* Is s a candidate for this pick? (lb_rr.c, as is lb_weight) */

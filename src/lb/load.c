@@ -20,11 +20,17 @@ void lb_count_released(const struct pool *pool, void *state, struct server *s, u
     lb_load_released(s);
 }
 
+void lb_rng_seed(struct lb_rng_state *st, unsigned seed)
+{
+    /* every thread, and every process, draws its own sequence */
+    st->rng = (uint64_t)time(NULL) ^ ((uint64_t)seed << 32) ^ (uint64_t)(uintptr_t)st;
+}
+
 void *lb_rng_state_new(const struct pool *pool, unsigned seed)
 {
     struct lb_rng_state *st = calloc(1, sizeof(*st));
-    if (st) /* every thread, and every process, draws its own sequence */
-        st->rng = (uint64_t)time(NULL) ^ ((uint64_t)seed << 32) ^ (uint64_t)(uintptr_t)st;
+    if (st)
+        lb_rng_seed(st, seed);
     return st;
 }
 

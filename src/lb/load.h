@@ -58,6 +58,7 @@ static inline uint32_t lb_rand_below(uint64_t *state, uint32_t n)
 struct lb_rng_state {
     uint64_t rng;
 };
+void lb_rng_seed(struct lb_rng_state *st, unsigned seed); /* seed: the worker's id */
 void *lb_rng_state_new(const struct pool *pool, unsigned seed);
 void lb_rng_state_free(void *state);
 
