@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A strong finaliser (splitmix64's): every input bit moves about half the output bits. */
 static inline uint64_t hash_mix64(uint64_t z)
@@ -20,15 +21,27 @@ static inline uint64_t hash_mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* 8 bytes as a little-endian number, whatever the machine. */
+static inline uint64_t hash_load64(const unsigned char *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, sizeof(v)); /* one load */
+    return v;
+#else
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+#endif
+}
+
 static inline uint64_t hash_bytes(const void *data, size_t len, uint64_t seed)
 {
     const unsigned char *p = data;
     uint64_t h = hash_mix64(seed ^ 0x9e3779b97f4a7c15ull ^ (uint64_t)len);
     while (len >= 8) {
-        uint64_t v = 0;
-        for (int i = 7; i >= 0; i--) /* little-endian, whatever the machine */
-            v = v << 8 | p[i];
-        h = hash_mix64(h ^ v) + 0x9e3779b97f4a7c15ull;
+        h = hash_mix64(h ^ hash_load64(p)) + 0x9e3779b97f4a7c15ull;
         p += 8;
         len -= 8;
     }
