@@ -43,6 +43,7 @@
 #include "ctl/metrics.h"
 #include "ctl/plane.h"
 #include "http/http1.h"
+#include "lb/hash.h"
 #include "lb/lb.h"
 #include "lb/routing.h"
 #include "lb/snapshot.h"
@@ -290,9 +291,11 @@ static json_t *pool_json(const struct pool *p)
                  p->conf->hash_key_name ? ":" : "",
                  p->conf->hash_key_name ? p->conf->hash_key_name : "");
         json_object_set_new(o, "hash",
-                            json_pack("{s:s,s:I,s:I}", "key", key, "balance_factor",
+                            json_pack("{s:s,s:I,s:I,s:I,s:I}", "key", key, "balance_factor",
                                       (json_int_t)p->conf->hash_balance_factor, "spilled",
-                                      (json_int_t)sum.spilled));
+                                      (json_int_t)sum.spilled, "table_size",
+                                      (json_int_t)lb_hash_table_size(p), "table_bytes",
+                                      (json_int_t)lb_hash_table_bytes(p)));
     }
     if (o && p->conf->sticky.enabled)
         json_object_set_new(o, "sticky_cookie", json_string(p->conf->sticky.cookie));

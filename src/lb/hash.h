@@ -1,6 +1,6 @@
 /*
  * hash.h - what `balance: hash` (lb_hash.c) tells the outside about a pool's table: its size and
- * memory, for benches, tests and, later, the admin API. The algorithm itself is reached through
+ * memory, for the admin API, benches and tests. The algorithm itself is reached through
  * its lb_ops (lb.h, lb_hash).
  */
 #ifndef FULCRUM_LB_HASH_H

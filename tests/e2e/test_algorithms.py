@@ -285,6 +285,10 @@ class HashTest(FulcrumTestCase):
                                           extra=admin_extra(aport)))
         keys = ["user%d" % i for i in range(1000)]
         before = owners(f.port, keys)
+        _, state, _ = api(aport, "GET", "/api/state")
+        self.assertEqual(state["pools"][0]["hash"], {"key": "header:X-User", "balance_factor": 0,
+                                                     "spilled": 0, "table_size": 65537,
+                                                     "table_bytes": 131074})
         status, _, _ = api(aport, "POST", "/api/pools/app/servers/s2", {"state": "maint"})
         self.assertEqual(status, 200)
         after = owners(f.port, keys)
