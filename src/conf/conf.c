@@ -2172,6 +2172,21 @@ static void check_listener_mode(struct ctx *ctx, struct conf *conf, const struct
             if (present[j])
                 entry_error(ctx, ls, i, http_only[j],
                             "is for HTTP listeners: a tcp listener relays bytes to its pool");
+        const struct conf_pool *p =
+            l->pool_name && l->pool != CONF_NO_POOL ? &conf->pools[l->pool] : NULL;
+        /* a connection has no request: only the client's address can be hashed, no cookie read */
+        if (p && p->balance == CONF_BALANCE_HASH && p->hash_key != CONF_HASH_CLIENT_IP)
+            entry_error(ctx, ls, i, "pool",
+                        "pool %s hashes hash_key: %s:%s, which a tcp listener's connections do "
+                        "not have (only client_ip can be hashed in TCP mode)",
+                        p->name, conf_hash_key_name(p->hash_key),
+                        p->hash_key_name ? p->hash_key_name : "");
+        if (p && p->sticky.enabled)
+            entry_error(ctx, ls, i, "pool",
+                        "pool %s has sticky cookies, which a tcp listener's connections do not "
+                        "carry (balance: hash with hash_key: client_ip keeps a client on one "
+                        "server)",
+                        p->name);
         if (!l->pool_name)
             entry_error(ctx, ls, i, "pool", "required: a tcp listener relays to one pool");
         else if (l->pool != CONF_NO_POOL && !conf->pools[l->pool].check_type_given) {

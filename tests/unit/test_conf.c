@@ -845,6 +845,31 @@ static void test_balance_key_errors(void **state)
                       "!#$%&'*+-.^_`|~), found \"a;b\"");
 }
 
+/* A tcp listener's connections carry no request: its pool can hash only the client's address,
+ * and has no sticky cookie. */
+static void test_balance_keys_tcp(void **state)
+{
+    (void)state;
+    char *e =
+        load_fail("listeners:\n"
+                  "  - { bind: 127.0.0.1:6380, mode: tcp, pool: h }\n"
+                  "  - { bind: 127.0.0.1:6381, mode: tcp, pool: s }\n"
+                  "  - { bind: 127.0.0.1:6382, mode: tcp, pool: ok }\n"
+                  "  - { bind: 127.0.0.1:8080, pool: h }\n"
+                  "pools:\n"
+                  "  - { name: h, balance: hash, hash_key: \"header:X\", "
+                  "servers: [{address: 127.0.0.1:1}] }\n"
+                  "  - { name: s, sticky: {cookie: SRV}, servers: [{address: 127.0.0.1:2}] }\n"
+                  "  - { name: ok, balance: hash, servers: [{address: 127.0.0.1:3}] }\n");
+    assert_int_equal(count_lines(e), 2);
+    assert_true(has_line(e, "t.yaml:2:46: listeners[0].pool: pool h hashes hash_key: header:X, "
+                            "which a tcp listener's connections do not have (only client_ip can "
+                            "be hashed in TCP mode)"));
+    assert_true(has_line(e, "t.yaml:3:46: listeners[1].pool: pool s has sticky cookies, which a "
+                            "tcp listener's connections do not carry"));
+    free(e);
+}
+
 static void test_bad_addresses(void **state)
 {
     (void)state;
@@ -2784,6 +2809,7 @@ int main(void)
         cmocka_unit_test(test_tcp_listener_check_default),
         cmocka_unit_test(test_balance_keys),
         cmocka_unit_test(test_balance_key_errors),
+        cmocka_unit_test(test_balance_keys_tcp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
