@@ -41,6 +41,18 @@ static inline void free_pool(struct fixture *f)
         server_unref(f->servers[i]);
 }
 
+/* The position of a picked server in the pool; -1 for none. */
+static inline int index_of(const struct fixture *f, const struct server *s)
+{
+    if (!s)
+        return -1;
+    for (unsigned i = 0; i < f->pool.nservers; i++)
+        if (f->servers[i] == s)
+            return (int)i;
+    fail_msg("picked a server outside the pool");
+    return -1;
+}
+
 /* Puts a server in a state the way the health thread would: through its inputs. */
 static inline void set_state(struct server *s, enum server_state st)
 {

@@ -67,19 +67,10 @@ static void make_pool(struct fixture *f, const char *algorithm, const unsigned *
     rebuild(f);
     f->state = f->pool.lb->state_new(&f->pool, 0);
     assert_non_null(f->state);
-    if (f->pool.lb->state_new == lb_rng_state_new) /* random, peak-ewma: seeded from the clock */
+    /* random and peak-ewma seed their generator (the first member of their state) from the
+     * clock: a fixed seed instead */
+    if (f->pool.lb == &lb_random || f->pool.lb == &lb_peak_ewma)
         ((struct lb_rng_state *)f->state)->rng = SEED;
-}
-
-static int index_of(const struct fixture *f, const struct server *s)
-{
-    if (!s)
-        return -1;
-    for (unsigned i = 0; i < f->pool.nservers; i++)
-        if (f->servers[i] == s)
-            return (int)i;
-    fail_msg("picked a server outside the pool");
-    return -1;
 }
 
 static int pick_ctx(struct fixture *f, struct lb_pick *ctx)

@@ -49,14 +49,7 @@ static int pick_index(struct fixture *f, struct server *avoid)
 {
     struct server *avoids[1] = {avoid};
     struct lb_pick ctx = {.avoid = avoids, .navoid = avoid ? 1 : 0};
-    struct server *s = f->pool.lb->pick(&f->pool, f->state, &ctx);
-    if (!s)
-        return -1;
-    for (unsigned i = 0; i < f->pool.nservers; i++)
-        if (f->servers[i] == s)
-            return (int)i;
-    fail_msg("picked a server outside the pool");
-    return -1;
+    return index_of(f, f->pool.lb->pick(&f->pool, f->state, &ctx));
 }
 
 static void test_equal_weights_exact(void **state)
