@@ -5,20 +5,7 @@
 #include "http/lookup.h"
 
 #include <string.h>
-
-static bool fold_equal(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x + 32);
-        if (y >= 'A' && y <= 'Z')
-            y = (unsigned char)(y + 32);
-        if (x != y)
-            return false;
-    }
-    return true;
-}
+#include <strings.h>
 
 /* The index of the first field named name at or after from, or msg->nfields. */
 static uint32_t next_field(const char *head, const struct http1_msg *msg, uint32_t from,
@@ -26,7 +13,8 @@ static uint32_t next_field(const char *head, const struct http1_msg *msg, uint32
 {
     for (uint32_t i = from; i < msg->nfields; i++) {
         const struct http1_field *f = &msg->fields[i];
-        if (f->name_len == name_len && fold_equal(head + f->name_off, name, name_len))
+        /* names are tokens (the parser saw to it): no NUL to stop strncasecmp() early */
+        if (f->name_len == name_len && strncasecmp(head + f->name_off, name, name_len) == 0)
             return i;
     }
     return msg->nfields;
