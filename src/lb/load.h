@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/hash.h"
 #include "lb/lb.h"
 #include "servers/pool.h"
 
@@ -38,13 +39,11 @@ static inline bool lb_lighter(uint64_t la, uint64_t wa, uint64_t lb, uint64_t wb
     return (la + 1) * wb < (lb + 1) * wa;
 }
 
-/* A per-thread generator (splitmix64): fast, and good enough to choose servers. */
+/* A per-thread generator (splitmix64: a counter through the hash's finaliser): fast, and good
+ * enough to choose servers. */
 static inline uint64_t lb_rand_next(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return hash_mix64(*state += 0x9e3779b97f4a7c15ull);
 }
 
 /* Uniform in [0, n) for n > 0 (Lemire's multiply-shift; the bias is below 2^-32 for n < 2^32). */
