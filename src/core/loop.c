@@ -41,7 +41,7 @@ struct loop {
     void *wake_arg;
 };
 
-static uint64_t monotonic_us(void)
+uint64_t loop_clock_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -79,7 +79,7 @@ struct loop *loop_new(void)
         free(loop);
         return NULL;
     }
-    loop->now_us = monotonic_us();
+    loop->now_us = loop_clock_us();
     return loop;
 }
 
@@ -316,7 +316,7 @@ void loop_run(struct loop *loop)
                 break;
         }
         int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, poll_timeout_ms(loop));
-        loop->now_us = monotonic_us();
+        loop->now_us = loop_clock_us();
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -80,6 +80,9 @@ void loop_del(struct loop *loop, struct loop_io *io);
 /* The loop's clock, read once per iteration (monotonic). */
 uint64_t loop_now_ms(const struct loop *loop);
 uint64_t loop_now_us(const struct loop *loop);
+/* The clock itself (CLOCK_MONOTONIC, in microseconds), read now: for code outside a loop's
+ * callbacks that must agree with loop_now_ms() (slow-start stamps, latency samples). */
+uint64_t loop_clock_us(void);
 
 /* Arms (or re-arms) a timer to fire delay_ms from now. */
 void loop_timer_set(struct loop *loop, struct loop_timer *t, uint64_t delay_ms);

@@ -47,6 +47,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/loop.h"
 #include "core/version.h"
 #include "ctl/plane.h"
 #include "lb/lb.h"
@@ -215,9 +216,7 @@ static void emit_start_time(const struct render *r, const struct family *fam)
 /* peak-ewma's estimate of each server's response time, for the pools that balance with it. */
 static void emit_latency_estimates(const struct render *r, const struct family *fam)
 {
-    struct timespec mono;
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    uint64_t now = (uint64_t)mono.tv_sec * 1000u + (uint64_t)mono.tv_nsec / 1000000u;
+    uint64_t now = loop_clock_us() / 1000u;
     for (unsigned i = 0; i < r->snap->npools; i++) {
         const struct pool *p = &r->snap->pools[i];
         for (unsigned k = 0; k < p->nservers; k++) {

@@ -15,8 +15,8 @@
  * failing fast does not look like answering fast.
  */
 #include <stdlib.h>
-#include <time.h>
 
+#include "core/loop.h"
 #include "lb/ewma.h"
 #include "lb/lb.h"
 #include "lb/load.h"
@@ -36,13 +36,6 @@ struct ewma_state {
 
 /* Each answer moves the running average by this much of the way. */
 #define TYPICAL_WEIGHT (1.0 / 64)
-
-static uint64_t clock_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* The server's estimate now, in ns; 0 if it has none. */
 static double estimate(const struct server *s, uint64_t now_us, double tau_us)
@@ -85,7 +78,7 @@ static void ewma_released(const struct pool *pool, void *state, struct server *s
 {
     struct ewma_state *st = state;
     const struct ewma_shared *sh = pool->lb_shared;
-    uint64_t now = clock_us();
+    uint64_t now = loop_clock_us();
     double e = (double)atomic_load_explicit(&s->load.ewma_ns, memory_order_relaxed);
     uint64_t stamp = atomic_load_explicit(&s->load.ewma_stamp_us, memory_order_relaxed);
     double x = (double)latency_us * 1000.0;

@@ -5,18 +5,16 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/loop.h"
 #include "lb/lb.h"
 #include "lb/routing.h"
 #include "tls/set.h"
 
-/* The clock of up_since_ms (the loops' monotonic clock), for slow-start weights. */
+/* The clock of up_since_ms, for slow-start weights. */
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return loop_clock_us() / 1000u;
 }
 
 static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
