@@ -53,6 +53,20 @@ static inline int index_of(const struct fixture *f, const struct server *s)
     return -1;
 }
 
+/* Every `window` consecutive picks of seq[0, n) hold server k exactly want[k] times
+ * (k < nservers): the interleaving of a smooth rotation. */
+static inline void assert_each_window(const int *seq, int n, int window, const int *want,
+                                      int nservers)
+{
+    for (int start = 0; start + window <= n; start++) {
+        int count[MAXS] = {0};
+        for (int k = 0; k < window; k++)
+            count[seq[start + k]]++;
+        for (int k = 0; k < nservers; k++)
+            assert_int_equal(count[k], want[k]);
+    }
+}
+
 /* Puts a server in a state the way the health thread would: through its inputs. */
 static inline void set_state(struct server *s, enum server_state st)
 {

@@ -133,13 +133,7 @@ static void test_lc_ties_rotate(void **state)
         int seq[300];
         for (int i = 0; i < 300; i++)
             seq[i] = pick(&f, NULL);
-        for (int start = 0; start + 3 <= 300; start++) {
-            int count[3] = {0};
-            for (int k = 0; k < 3; k++)
-                count[seq[start + k]]++;
-            for (int k = 0; k < 3; k++)
-                assert_int_equal(count[k], 1);
-        }
+        assert_each_window(seq, 300, 3, (const int[]){1, 1, 1}, 3);
         /* equal loads other than 0 tie the same way */
         for (unsigned i = 0; i < 3; i++)
             set_inflight(f.servers[i], 7);

@@ -76,14 +76,7 @@ static void test_smooth_windows(void **state)
     int seq[400];
     for (int i = 0; i < 400; i++)
         seq[i] = pick_index(&f, NULL);
-    for (int start = 0; start + 4 <= 400; start++) {
-        int count[3] = {0};
-        for (int k = 0; k < 4; k++)
-            count[seq[start + k]]++;
-        assert_int_equal(count[0], 1);
-        assert_int_equal(count[1], 1);
-        assert_int_equal(count[2], 2);
-    }
+    assert_each_window(seq, 400, 4, (const int[]){1, 1, 2}, 3);
     free_pool(&f);
 }
 
