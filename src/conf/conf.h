@@ -151,6 +151,50 @@ enum conf_proxy_send {
     CONF_PROXY_SEND_V2,       /* binary (send-proxy-v2) */
 };
 
+/* Where discovery gets a pool's servers from (docs/discovery.md). */
+enum conf_dns_type {
+    CONF_DNS_SRV = 0, /* target, port and weight from SRV records (the default) */
+    CONF_DNS_A,       /* IPv4 addresses, with the mapping's port */
+    CONF_DNS_AAAA,    /* IPv6 addresses, with the mapping's port */
+    CONF_DNS_A_AAAA,  /* both */
+};
+
+/* A pool's servers from DNS (discovery.dns). */
+struct conf_dns_discovery {
+    bool enabled;
+    char *name;              /* the name queried (required) */
+    enum conf_dns_type type; /* default SRV */
+    unsigned port;           /* A/AAAA: the servers' port (required for them); SRV: unused */
+    struct net_addr *resolvers; /* NULL: the system's (/etc/resolv.conf) */
+    unsigned nresolvers;
+    uint32_t interval_ms;      /* re-resolve at min(interval, TTL), at least 1s (default 5s) */
+    uint32_t hold_on_error_ms; /* keep the last good answer this long on failure (default 5m) */
+    uint32_t timeout_ms;       /* one query, retries included (default 2s) */
+    int line, column;
+};
+
+/* A pool's servers from an etcd registry (discovery.etcd): each key under prefix is a server,
+ * its value JSON {"address": "10.0.0.5:8080", "name": "api-5", "weight": 2}. */
+struct conf_etcd_discovery {
+    bool enabled;
+    char **endpoints;         /* "http://HOST:PORT" as written (at least one) */
+    struct net_addr *endpoint_addrs; /* resolved at load, same order */
+    char **endpoint_hosts;    /* "HOST:PORT" for the Host field, same order */
+    unsigned nendpoints;
+    char *prefix;              /* required, not empty */
+    uint32_t timeout_ms;       /* connect and each request but the watch (default 2s) */
+    uint32_t hold_on_error_ms; /* keep the last set while etcd is unreachable; 0: for ever
+                                * (the default) */
+    int line, column;
+};
+
+struct conf_discovery {
+    struct conf_dns_discovery dns;
+    struct conf_etcd_discovery etcd;
+};
+
+#define CONF_MAX_SERVERS_DEFAULT 1024u
+
 struct conf_pool {
     char *name;
     enum conf_balance balance;
@@ -174,6 +218,8 @@ struct conf_pool {
     uint32_t ewma_decay_ms;       /* peak-ewma: time constant (default 10s) */
     uint32_t ewma_default_ms;     /* peak-ewma: estimate of a server without one (default 10ms) */
     struct conf_sticky sticky;
+    struct conf_discovery discovery;
+    unsigned max_servers; /* configured + discovered servers at most (default 1024) */
     bool check_type_given; /* health_check.type was written (else tcp listeners' pools check
                             * with a TCP connect) */
     int line, column;
