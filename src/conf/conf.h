@@ -162,9 +162,9 @@ enum conf_dns_type {
 /* A pool's servers from DNS (discovery.dns). */
 struct conf_dns_discovery {
     bool enabled;
-    char *name;              /* the name queried (required) */
-    enum conf_dns_type type; /* default SRV */
-    unsigned port;           /* A/AAAA: the servers' port (required for them); SRV: unused */
+    char *name;                 /* the name queried (required) */
+    enum conf_dns_type type;    /* default SRV */
+    unsigned port;              /* A/AAAA: the servers' port (required for them); SRV: unused */
     struct net_addr *resolvers; /* NULL: the system's (/etc/resolv.conf) */
     unsigned nresolvers;
     uint32_t interval_ms;      /* re-resolve at min(interval, TTL), at least 1s (default 5s) */
@@ -177,9 +177,9 @@ struct conf_dns_discovery {
  * its value JSON {"address": "10.0.0.5:8080", "name": "api-5", "weight": 2}. */
 struct conf_etcd_discovery {
     bool enabled;
-    char **endpoints;         /* "http://HOST:PORT" as written (at least one) */
+    char **endpoints;                /* "http://HOST:PORT" as written (at least one) */
     struct net_addr *endpoint_addrs; /* resolved at load, same order */
-    char **endpoint_hosts;    /* "HOST:PORT" for the Host field, same order */
+    char **endpoint_hosts;           /* "HOST:PORT" for the Host field, same order */
     unsigned nendpoints;
     char *prefix;              /* required, not empty */
     uint32_t timeout_ms;       /* connect and each request but the watch (default 2s) */
@@ -219,7 +219,7 @@ struct conf_pool {
     uint32_t ewma_default_ms;     /* peak-ewma: estimate of a server without one (default 10ms) */
     struct conf_sticky sticky;
     struct conf_discovery discovery;
-    unsigned max_servers; /* configured + discovered servers at most (default 1024) */
+    unsigned max_servers;  /* configured + discovered servers at most (default 1024) */
     bool check_type_given; /* health_check.type was written (else tcp listeners' pools check
                             * with a TCP connect) */
     int line, column;

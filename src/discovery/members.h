@@ -53,8 +53,8 @@ enum members_add_result {
     MEMBERS_ADDED = 0,
     MEMBERS_DUPLICATE_NAME,
     MEMBERS_DUPLICATE_ADDRESS,
-    MEMBERS_FULL,       /* max reached */
-    MEMBERS_BAD_NAME,   /* empty or too long */
+    MEMBERS_FULL,     /* max reached */
+    MEMBERS_BAD_NAME, /* empty or too long */
     MEMBERS_NO_MEMORY,
 };
 

@@ -27,11 +27,11 @@ const char *discovery_health_label(enum discovery_health h);
 
 struct discovery_status {
     enum discovery_health health;
-    uint64_t last_ok_unix_ms;    /* wall clock of the last good answer; 0: never */
-    uint64_t last_change_unix_ms;/* wall clock of the last change of the set; 0: never */
+    uint64_t last_ok_unix_ms;          /* wall clock of the last good answer; 0: never */
+    uint64_t last_change_unix_ms;      /* wall clock of the last change of the set; 0: never */
     uint64_t answers, errors, changes; /* counters since the source started */
-    unsigned members;            /* servers in the current set */
-    char last_error[160];        /* "" if none yet */
+    unsigned members;                  /* servers in the current set */
+    char last_error[160];              /* "" if none yet */
 };
 
 /* The new complete set of a source. Control thread; set is the source's, valid during the call. */
