@@ -73,6 +73,22 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
     return s;
 }
 
+const char *server_source_label(enum server_source source)
+{
+    static const char *const labels[] = {[SERVER_FROM_FILE] = "file",
+                                         [SERVER_FROM_API] = "api",
+                                         [SERVER_FROM_DNS] = "dns",
+                                         [SERVER_FROM_ETCD] = "etcd"};
+    return (unsigned)source < sizeof(labels) / sizeof(labels[0]) ? labels[source] : "?";
+}
+
+void server_await_first_check(struct server *s)
+{
+    s->h.check_down = true;
+    snprintf(s->h.last_result, sizeof(s->h.last_result), "awaiting its first health check");
+    atomic_store(&s->state, SERVER_DOWN);
+}
+
 void server_set_host(struct server *s, const char *address)
 {
     if (!address)
