@@ -246,7 +246,10 @@ static void check_done(struct watch *w, bool passed, const char *why)
         break;
     case HEALTH_GOES_UP:
         s->h.check_down = false;
-        snprintf(reason, sizeof(reason), "%u/%u checks passed", s->h.checks.passes, c->rise);
+        if (first)
+            snprintf(reason, sizeof(reason), "first check passed");
+        else
+            snprintf(reason, sizeof(reason), "%u/%u checks passed", s->h.checks.passes, c->rise);
         server_update_state(s, now_ms(), reason);
         break;
     default:
