@@ -1139,6 +1139,9 @@ int main(int argc, char **argv)
     }
     if (!listen_text)
         usage_error("%s", "--listen ADDR is required");
+    if (!reg.url && (reg.address || reg.ttl_s != BE_REGISTER_TTL_DEFAULT || reg.weight != 1))
+        usage_error("%s",
+                    "--register-address, --register-ttl and --register-weight need --register");
     struct net_addr addr;
     const char *error;
     if (net_parse_addr(listen_text, &addr, &error) < 0) {
@@ -1204,9 +1207,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "fulcrum-backend: %s\n", err);
             return 2;
         }
-    } else if (reg.address || reg.ttl_s != BE_REGISTER_TTL_DEFAULT || reg.weight != 1) {
-        usage_error("%s",
-                    "--register-address, --register-ttl and --register-weight need --register");
     }
 
     loop_set_before_poll(srv.loop, before_poll, NULL);
