@@ -20,9 +20,10 @@
  *
  * STREAM reads the watch answer: chunked framing around newline-separated JSON messages (a
  * message may span chunks, a chunk may hold several). The events of everything one read brought
- * are applied to the registry (etcd_json.h) and published as one new set. A watch cancelled for
- * compaction empties the registry, so the next connection (made at once) reads everything
- * again; any other failure keeps it, and the watch resumes after the last revision seen.
+ * are applied to the registry (etcd_json.h) and published as one new set. A watch that etcd
+ * cancels empties the registry, so the next connection reads everything again (at once after a
+ * compaction, after the usual backoff for any other reason); any other failure keeps it, and the
+ * watch resumes after the last revision seen.
  *
  * Time limits: timeout_ms bounds the connect, the range answer and the watch's "created" answer.
  * An established watch is silent while nothing changes, so it has no time limit of its own; TCP
@@ -327,6 +328,17 @@ static void fail(struct etcd_source *src, const char *fmt, ...)
     loop_timer_set(src->loop, &src->retry_timer, delay);
 }
 
+/* "connection refused by 127.0.0.1:2379", "cannot connect to 127.0.0.1:2379: no route to host" */
+static void connect_failed(struct etcd_source *src, int err)
+{
+    char text[96];
+    if (err == ECONNREFUSED)
+        fail(src, "connection refused by %s", endpoint_host(src));
+    else
+        fail(src, "cannot connect to %s: %s", endpoint_host(src),
+             error_text(err, text, sizeof(text)));
+}
+
 /* Ends the connection without a failure, and connects again at once (same endpoint). */
 static void restart(struct etcd_source *src)
 {
@@ -390,8 +402,7 @@ static void on_retry_timer(struct loop *loop, struct loop_timer *t)
     bool in_progress;
     int fd = net_connect(&src->addrs[src->endpoint], &in_progress);
     if (fd < 0) {
-        char text[96];
-        fail(src, "connect to %s: %s", endpoint_host(src), error_text(errno, text, sizeof(text)));
+        connect_failed(src, errno);
         return;
     }
     set_keepalive(fd);
@@ -413,7 +424,10 @@ static void on_deadline_timer(struct loop *loop, struct loop_timer *t)
     const char *what = src->phase == PH_CONNECTING ? "connecting to"
                        : src->req == REQ_RANGE     ? "reading the registry from"
                                                    : "starting the watch on";
-    fail(src, "timeout (%ums) %s %s", src->timeout_ms, what, endpoint_host(src));
+    if (src->timeout_ms % 1000 == 0)
+        fail(src, "timeout after %us %s %s", src->timeout_ms / 1000, what, endpoint_host(src));
+    else
+        fail(src, "timeout after %ums %s %s", src->timeout_ms, what, endpoint_host(src));
 }
 
 /* ---- answers ---- */
@@ -473,6 +487,10 @@ static bool watch_message(struct etcd_source *src, const char *text, size_t len,
         return false;
     }
     if (m.canceled) {
+        /* etcd ended the watch for a reason of its own: whatever happened since is unknown, so
+         * the next connection reads everything again (the set is kept until then) */
+        etcd_registry_clear(&src->reg);
+        *dirty = false;
         fail(src, "watch on %s canceled%s%s", endpoint_host(src), m.reason[0] ? ": " : "",
              m.reason);
         etcd_watch_msg_free(&m);
@@ -717,9 +735,7 @@ static void on_io(struct loop *loop, struct loop_io *io)
 
     if (src->phase == PH_CONNECTING) {
         if (io->ready & (LOOP_ERR | LOOP_HUP)) {
-            char text[96];
-            fail(src, "connect to %s: %s", endpoint_host(src),
-                 error_text(net_socket_error(io->fd), text, sizeof(text)));
+            connect_failed(src, net_socket_error(io->fd));
             return;
         }
         if (!(io->ready & LOOP_WRITABLE))

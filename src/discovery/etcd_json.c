@@ -580,9 +580,12 @@ int etcd_parse_value(const char *value, size_t len, const char *default_name, st
                      char *why, size_t whylen)
 {
     memset(out, 0, sizeof(*out));
-    json_t *root = load_object(value, len, why, whylen);
-    if (!root)
+    char problem[160];
+    json_t *root = load_object(value, len, problem, sizeof(problem));
+    if (!root) {
+        say(why, whylen, "value is %s", problem); /* "value is not JSON: ..." */
         return -1;
+    }
     int rc = -1;
     const json_t *address = json_object_get(root, "address");
     const json_t *name = json_object_get(root, "name");
@@ -799,7 +802,7 @@ int etcd_registry_members(const struct etcd_registry *reg, const char *prefix, c
         struct member m;
         key_text(kv, key, sizeof(key));
         if (kv->key_len < plen || memcmp(kv->key, prefix, plen) != 0) {
-            members_reject(log, pool, "etcd", "key %s: not under the prefix %s", key, prefix);
+            members_reject(log, pool, "etcd", "%s: not under the prefix %s", key, prefix);
             continue;
         }
         /* the name defaults to the key after the prefix (cut at a NUL: usable_name refuses it
@@ -808,7 +811,7 @@ int etcd_registry_members(const struct etcd_registry *reg, const char *prefix, c
         if (strlen(suffix) != kv->key_len - plen)
             suffix = "";
         if (etcd_parse_value(kv->value, kv->value_len, suffix, &m, why, sizeof(why)) < 0) {
-            members_reject(log, pool, "etcd", "key %s: %s", key, why);
+            members_reject(log, pool, "etcd", "%s: %s", key, why);
             continue;
         }
         enum members_add_result r = members_add(set, m.name, NULL, &m.addr, m.weight);
@@ -817,7 +820,7 @@ int etcd_registry_members(const struct etcd_registry *reg, const char *prefix, c
             break;
         }
         if (r != MEMBERS_ADDED)
-            members_reject(log, pool, "etcd", "key %s: %s", key, members_add_text(r));
+            members_reject(log, pool, "etcd", "%s: %s", key, members_add_text(r));
     }
     members_log_answer_done(log);
     return rc;

@@ -341,14 +341,14 @@ class EtcdDiscoveryTest(FulcrumTestCase):
             self.etcd.ctl("del", PREFIX + "n%d" % i)
             self.wait_servers({"b1": b1.address})
         self.etcd.put(PREFIX + "also-bad", value("api.example.com:80"))
-        wait_for(lambda: "key /services/app/also-bad" in self.f.log(), what="the second bad value")
+        wait_for(lambda: "etcd: /services/app/also-bad:" in self.f.log(), what="the second bad value")
         seen = self.source()["last_ok_unix_ms"]
         wait_for(lambda: self.source()["last_ok_unix_ms"] >= seen + 3000, timeout=10,
                  what="3 more seconds of the watch")
         log = self.f.log()
-        self.assertEqual(log.count("key /services/app/bad:"), 1, log)
-        self.assertIn("pool app: etcd: key /services/app/bad: not JSON", log)
-        self.assertEqual(log.count("key /services/app/also-bad:"), 1, log)
+        self.assertEqual(log.count("etcd: /services/app/bad:"), 1, log)
+        self.assertIn("pool app: etcd: /services/app/bad: value is not JSON: ", log)
+        self.assertEqual(log.count("etcd: /services/app/also-bad:"), 1, log)
         self.assertIn("also-bad: address must be IP:port or [IPv6]:port, not a host name", log)
         self.assertEqual(self.servers(), {"b1": b1.address})
         self.assertEqual(set(served_by(self.f.port, 6)), {"b1"})
@@ -420,7 +420,7 @@ class EtcdDiscoveryTest(FulcrumTestCase):
         self.wait_servers({"b1": b1.address})
         src = self.source()
         self.assertEqual((src["health"], src["errors"]), ("ok", 1))
-        self.assertEqual(src["last_error"], "connect to 127.0.0.1:%d: connection refused" % dead)
+        self.assertEqual(src["last_error"], "connection refused by 127.0.0.1:%d" % dead)
         # one endpoint down while another answers is not "degraded"
         self.assertNotIn("degraded", self.f.log())
         self.assertEqual(set(served_by(self.f.port, 4)), {"b1"})

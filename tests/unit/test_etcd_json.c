@@ -287,7 +287,7 @@ static void values(void **state)
     value_of("{\"address\": \"10.0.0.5:1\", \"weight\": 256}", "k", &m, 0, NULL);
     assert_int_equal(m.weight, 256);
 
-    value_of("x", "k", &m, -1, "not JSON");
+    value_of("x", "k", &m, -1, "value is not JSON");
     value_of("", "k", &m, -1, "not JSON");
     value_of("\"10.0.0.5:80\"", "k", &m, -1, NULL);
     value_of("{\"name\": \"a\"}", "k", &m, -1, "no address");
@@ -400,7 +400,7 @@ static void registry_follows_range_and_watch(void **state)
     assert_string_equal(set.v[1].name, "b"); /* from the key */
     assert_int_equal(set.v[1].weight, 3);
     assert_int_equal(lines_logged(logged, sizeof(logged)), 1);
-    assert_non_null(strstr(logged, "pool api: etcd: key /s/bad: not JSON"));
+    assert_non_null(strstr(logged, "pool api: etcd: /s/bad: value is not JSON"));
 
     /* a new key, a changed one, a deleted one; the bad one is not logged again */
     const char *ev1[] = {"+/s/c={\"address\":\"127.0.0.1:3\"}", "-/s/a",
@@ -434,9 +434,9 @@ static void registry_follows_range_and_watch(void **state)
     assert_int_equal(set.n, 3);
     assert_int_equal(members_find(&set, "f"), 2);
     assert_int_equal(lines_logged(logged, sizeof(logged)), 4);
-    assert_non_null(strstr(logged, "key /s/d: duplicate address"));
-    assert_non_null(strstr(logged, "key /s/e: duplicate name"));
-    assert_non_null(strstr(logged, "key /s/g: more servers than max_servers allows"));
+    assert_non_null(strstr(logged, "etcd: /s/d: duplicate address"));
+    assert_non_null(strstr(logged, "etcd: /s/e: duplicate name"));
+    assert_non_null(strstr(logged, "etcd: /s/g: more servers than max_servers allows"));
     /* building again logs nothing new */
     assert_int_equal(etcd_registry_members(&reg, "/s/", "api", &log, &set), 0);
     assert_int_equal(lines_logged(logged, sizeof(logged)), 4);
@@ -474,7 +474,7 @@ static void registry_follows_range_and_watch(void **state)
     assert_int_equal(etcd_registry_members(&reg, "/s/", "api", &log, &set), 0);
     assert_int_equal(set.n, 1);
     assert_int_equal(lines_logged(logged, sizeof(logged)), 5);
-    assert_non_null(strstr(logged, "key /t/x: not under the prefix /s/"));
+    assert_non_null(strstr(logged, "etcd: /t/x: not under the prefix /s/"));
 
     etcd_registry_clear(&reg);
     assert_int_equal(reg.n, 0);
