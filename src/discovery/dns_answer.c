@@ -57,9 +57,7 @@ void dns_answer_ctx_init(struct dns_answer_ctx *cx, struct member_log *log, cons
 void dns_answer_report_full(struct dns_answer_ctx *cx)
 {
     if (cx->full)
-        members_reject(
-            cx->log, cx->pool, cx->source,
-            "the answer has more servers than max_servers allows; the rest are not used");
+        members_reject(cx->log, cx->pool, cx->source, "servers beyond max_servers");
 }
 
 static unsigned get16(const unsigned char *p)

@@ -66,7 +66,8 @@ struct dns_answer_ctx {
 void dns_answer_ctx_init(struct dns_answer_ctx *cx, struct member_log *log, const char *pool,
                          const char *source);
 
-/* Logs "more servers than max_servers allows" once if cx->full; call when the answer is done. */
+/* Logs "servers beyond max_servers" (once while it lasts) if cx->full; call when the answer is
+ * done. */
 void dns_answer_report_full(struct dns_answer_ctx *cx);
 
 /*
