@@ -23,6 +23,7 @@
  */
 #include "conf/conf.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1115,6 +1116,10 @@ static void pool_init(void *obj)
     p->ewma_decay_ms = SECONDS(10);
     p->ewma_default_ms = 10;
     p->sticky.httponly = true;
+    p->max_servers = CONF_MAX_SERVERS_DEFAULT;
+    p->discovery.dns = (struct conf_dns_discovery){
+        .interval_ms = SECONDS(5), .hold_on_error_ms = SECONDS(300), .timeout_ms = SECONDS(2)};
+    p->discovery.etcd.timeout_ms = SECONDS(2);
     p->passive = (struct conf_passive){.consecutive_failures = 5,
                                        .ejection_time_ms = SECONDS(30),
                                        .max_ejection_time_ms = SECONDS(300),
@@ -1213,11 +1218,38 @@ static void balance_keys_check(struct ctx *ctx, const yaml_node_t *node, const s
     }
 }
 
+/* A pool has servers, written or discovered, and no more written ones than max_servers. */
+static void servers_check(struct ctx *ctx, const yaml_node_t *node, const struct conf_pool *p)
+{
+    const yaml_node_t *servers = map_get(ctx, node, "servers");
+    bool discovered = p->discovery.dns.enabled || p->discovery.etcd.enabled;
+    if (!servers && !discovered) {
+        size_t mark = path_push_key(ctx, "servers", strlen("servers"));
+        node_error(ctx, node, "required key is missing (unless discovery finds the servers)");
+        path_pop(ctx, mark);
+        return;
+    }
+    if (servers && servers->type == YAML_SEQUENCE_NODE && p->nservers == 0 && !discovered) {
+        size_t mark = path_push_key(ctx, "servers", strlen("servers"));
+        node_error(ctx, servers, "must not be empty without discovery");
+        path_pop(ctx, mark);
+        return;
+    }
+    if (p->nservers > p->max_servers) {
+        const yaml_node_t *max = map_get(ctx, node, "max_servers");
+        size_t mark = path_push_key(ctx, "max_servers", strlen("max_servers"));
+        node_error(ctx, max ? max : node, "is %u, but the pool lists %u servers", p->max_servers,
+                   p->nservers);
+        path_pop(ctx, mark);
+    }
+}
+
 static void pool_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
     struct conf_pool *p = obj;
     p->check_type_given = map_get(ctx, map_get(ctx, node, "health_check"), "type") != NULL;
     balance_keys_check(ctx, node, p);
+    servers_check(ctx, node, p);
     pool_complete(ctx, p);
 }
 
@@ -1347,12 +1379,186 @@ static const struct field pool_tls_fields[] = {
 };
 static const struct schema pool_tls_schema = SCHEMA(pool_tls_fields, .finish = pool_tls_finish);
 
+/* ---- discovery (docs/discovery.md) ---- */
+
+static const struct enumeration dns_type_names = {"SRV, A, AAAA or A+AAAA",
+                                                  {[CONF_DNS_SRV] = "SRV",
+                                                   [CONF_DNS_A] = "A",
+                                                   [CONF_DNS_AAAA] = "AAAA",
+                                                   [CONF_DNS_A_AAAA] = "A+AAAA"}};
+
+/* A DNS name as queried: letters, digits, '-', '_' (SRV labels) and '.', labels of 1-63. */
+static const char *dns_name_problem(const char *s)
+{
+    size_t len = strlen(s), label = 0;
+    if (len > 253)
+        return "must be at most 253 characters";
+    for (; *s; s++) {
+        if (*s == '.') {
+            if (label == 0)
+                return "must not have an empty label (two dots, or a leading dot)";
+            label = 0;
+        } else if (!is_alnum((unsigned char)*s) && *s != '-' && *s != '_') {
+            return "must be a DNS name (letters, digits, '-', '_' and '.')";
+        } else if (++label > 63) {
+            return "must have labels of at most 63 characters";
+        }
+    }
+    return NULL;
+}
+
+/* A resolver: an IP address, with ":PORT" (53 if not given); never a name. */
+static void one_resolver(struct ctx *ctx, const yaml_node_t *child, void *item,
+                         const struct field *f, size_t i)
+{
+    const char *s = child ? scalar_value(ctx, child, "an IP address, or IP:PORT") : NULL;
+    if (!s)
+        return;
+    char text[80], shown[ESC_SIZE];
+    struct in6_addr ip6;
+    struct in_addr ip4;
+    /* without a port: 127.0.0.1, ::1 or [::1] */
+    if (inet_pton(AF_INET, s, &ip4) == 1 || inet_pton(AF_INET6, s, &ip6) == 1)
+        snprintf(text, sizeof(text), strchr(s, ':') ? "[%s]:53" : "%s:53", s);
+    else if (s[0] == '[' && s[strlen(s) - 1] == ']')
+        snprintf(text, sizeof(text), "%s:53", s);
+    else
+        snprintf(text, sizeof(text), "%s", s);
+    struct net_addr *addr = item;
+    const char *why = NULL;
+    const char *colon = strrchr(text, ':');
+    char host[80];
+    size_t hl = colon ? (size_t)(colon - text) : 0;
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    if (!colon || (inet_pton(AF_INET, host, &ip4) != 1 && inet_pton(AF_INET6, host, &ip6) != 1))
+        why = "must be an IP address, or IP:PORT ([IPv6]:PORT): a resolver cannot be a name";
+    else if (net_parse_addr(text, addr, &why) == 0 && addr->any)
+        why = "must name one address";
+    if (why)
+        node_error(ctx, child, "%s, found \"%s\"", why, escape(shown, sizeof(shown), s, strlen(s)));
+}
+
+static void parse_resolvers(struct ctx *ctx, const yaml_node_t *node, void *obj,
+                            const struct field *f)
+{
+    parse_sequence(ctx, node, obj, f, "addresses", sizeof(struct net_addr), one_resolver);
+}
+
+/* A and AAAA records carry no port: the mapping gives it. */
+static void dns_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_dns_discovery *d = obj;
+    if (d->type != CONF_DNS_SRV && !d->port) {
+        size_t mark = path_push_key(ctx, "port", strlen("port"));
+        node_error(ctx, node, "is needed with type %s (A and AAAA records carry no port)",
+                   dns_type_names.names[d->type]);
+        path_pop(ctx, mark);
+    }
+}
+
+static const struct field dns_fields[] = {
+    FIELD("name", parse_string, struct conf_dns_discovery, name, .check = dns_name_problem,
+          .required = true),
+    FIELD("type", parse_enum, struct conf_dns_discovery, type, .names = &dns_type_names),
+    FIELD("port", parse_number, struct conf_dns_discovery, port, .num = &num_integer, .min = 1,
+          .max = 65535),
+    FIELD("resolvers", parse_resolvers, struct conf_dns_discovery, resolvers,
+          .offset2 = offsetof(struct conf_dns_discovery, nresolvers), .min = 1),
+    FIELD("interval", parse_number, struct conf_dns_discovery, interval_ms, .num = &num_duration,
+          .min = 1000, .max = DAY_MS),
+    FIELD("hold_on_error", parse_number, struct conf_dns_discovery, hold_on_error_ms,
+          .num = &num_duration, .min = 0, .max = DAY_MS),
+    FIELD("timeout", parse_number, struct conf_dns_discovery, timeout_ms, .num = &num_duration,
+          .min = 100, .max = 60000),
+};
+static const struct schema dns_schema = SCHEMA(dns_fields, .finish = dns_finish);
+
+/* An etcd endpoint: http://HOST:PORT (the host is resolved now, like a server's). */
+static const char *etcd_endpoint_problem(const char *s)
+{
+    if (strncmp(s, "https://", 8) == 0)
+        return "https endpoints are not supported yet: use http:// on a trusted network";
+    if (strncmp(s, "http://", 7) != 0)
+        return "must be http://HOST:PORT";
+    const char *hostport = s + 7;
+    if (!*hostport || strchr(hostport, '/') || strchr(hostport, '@'))
+        return "must be http://HOST:PORT, with no path or user";
+    return NULL;
+}
+
+/* Each endpoint's address and Host field; the prefix must not be empty. */
+static void etcd_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    struct conf_etcd_discovery *e = obj;
+    const yaml_node_t *list = map_get(ctx, node, "endpoints");
+    if (!e->nendpoints)
+        return;
+    e->endpoint_addrs = calloc(e->nendpoints, sizeof(*e->endpoint_addrs));
+    e->endpoint_hosts = calloc(e->nendpoints, sizeof(*e->endpoint_hosts));
+    if (!e->endpoint_addrs || !e->endpoint_hosts) {
+        ctx->oom = true;
+        return;
+    }
+    for (unsigned i = 0; i < e->nendpoints; i++) {
+        const char *written = e->endpoints[i] + strlen("http://");
+        const char *why;
+        char shown[ESC_SIZE], hostport[300];
+        /* etcd's client port when none is written */
+        bool has_port =
+            written[0] == '[' ? strstr(written, "]:") != NULL : strchr(written, ':') != NULL;
+        snprintf(hostport, sizeof(hostport), has_port ? "%s" : "%s:2379", written);
+        if (!(e->endpoint_hosts[i] = strdup(hostport))) {
+            ctx->oom = true;
+            return;
+        }
+        if (net_parse_addr(hostport, &e->endpoint_addrs[i], &why) == 0 && !e->endpoint_addrs[i].any)
+            continue;
+        const yaml_node_t *at = list && list->type == YAML_SEQUENCE_NODE
+                                    ? get_node(ctx, list->data.sequence.items.start[i])
+                                    : node;
+        size_t mark = path_push_key(ctx, "endpoints", strlen("endpoints"));
+        path_push(ctx, "[%u]", i);
+        node_error(ctx, at ? at : node, "\"%s\": %s",
+                   escape(shown, sizeof(shown), e->endpoints[i], strlen(e->endpoints[i])),
+                   e->endpoint_addrs[i].any ? "needs a host" : why);
+        path_pop(ctx, mark);
+    }
+}
+
+static const struct field etcd_fields[] = {
+    FIELD("endpoints", parse_strings, struct conf_etcd_discovery, endpoints,
+          .offset2 = offsetof(struct conf_etcd_discovery, nendpoints), .min = 1,
+          .check = etcd_endpoint_problem, .required = true),
+    FIELD("prefix", parse_string, struct conf_etcd_discovery, prefix, .check = token_problem,
+          .required = true),
+    FIELD("timeout", parse_number, struct conf_etcd_discovery, timeout_ms, .num = &num_duration,
+          .min = 100, .max = 60000),
+    FIELD("hold_on_error", parse_number, struct conf_etcd_discovery, hold_on_error_ms,
+          .num = &num_duration, .min = 0, .max = 30u * DAY_MS),
+};
+static const struct schema etcd_schema = SCHEMA(etcd_fields, .finish = etcd_finish);
+
+static const struct field discovery_fields[] = {
+    FIELD("dns", parse_switch, struct conf_discovery, dns,
+          .offset2 = offsetof(struct conf_discovery, dns.enabled), .sub = &dns_schema),
+    FIELD("etcd", parse_switch, struct conf_discovery, etcd,
+          .offset2 = offsetof(struct conf_discovery, etcd.enabled), .sub = &etcd_schema),
+};
+static const struct schema discovery_schema = SCHEMA(discovery_fields);
+
 static const struct field pool_fields[] = {
     FIELD("name", parse_string, struct conf_pool, name, .required = true),
     FIELD("balance", parse_enum, struct conf_pool, balance, .names = &balance_names),
     FIELD("servers", parse_list, struct conf_pool, servers,
-          .offset2 = offsetof(struct conf_pool, nservers), .min = 1, .required = true,
-          .sub = &server_schema),
+          .offset2 = offsetof(struct conf_pool, nservers), .sub = &server_schema),
+    FIELD("discovery", parse_submapping, struct conf_pool, discovery, .sub = &discovery_schema),
+    FIELD("max_servers", parse_number, struct conf_pool, max_servers, .num = &num_integer, .min = 1,
+          .max = 100000),
     FIELD("retries", parse_number, struct conf_pool, retries, .num = &num_integer, .min = 0,
           .max = 10),
     FIELD("slow_start", parse_number, struct conf_pool, slow_start_ms, .num = &num_duration,
@@ -2853,6 +3059,17 @@ void conf_free(struct conf *conf)
         free(p->sticky.cookie);
         free(p->sticky.path);
         free(p->sticky.attributes);
+        free(p->discovery.dns.name);
+        free(p->discovery.dns.resolvers);
+        struct conf_etcd_discovery *e = &p->discovery.etcd;
+        for (unsigned j = 0; j < e->nendpoints; j++) {
+            free(e->endpoints[j]);
+            free(e->endpoint_hosts ? e->endpoint_hosts[j] : NULL);
+        }
+        free(e->endpoints);
+        free(e->endpoint_hosts);
+        free(e->endpoint_addrs);
+        free(e->prefix);
     }
     free(conf->listeners);
     free(conf->pools);

@@ -170,7 +170,6 @@ struct conf_dns_discovery {
     uint32_t interval_ms;      /* re-resolve at min(interval, TTL), at least 1s (default 5s) */
     uint32_t hold_on_error_ms; /* keep the last good answer this long on failure (default 5m) */
     uint32_t timeout_ms;       /* one query, retries included (default 2s) */
-    int line, column;
 };
 
 /* A pool's servers from an etcd registry (discovery.etcd): each key under prefix is a server,
@@ -185,7 +184,6 @@ struct conf_etcd_discovery {
     uint32_t timeout_ms;       /* connect and each request but the watch (default 2s) */
     uint32_t hold_on_error_ms; /* keep the last set while etcd is unreachable; 0: for ever
                                 * (the default) */
-    int line, column;
 };
 
 struct conf_discovery {

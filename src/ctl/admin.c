@@ -40,6 +40,7 @@
 #include "core/net.h"
 #include "core/version.h"
 #include "ctl/admin_guard.h"
+#include "ctl/discovery.h"
 #include "ctl/metrics.h"
 #include "ctl/plane.h"
 #include "http/http1.h"
@@ -263,7 +264,29 @@ static json_t *server_json(const struct pool *p, const struct server *s)
         json_object_set_new(o, "latency_estimate_ms", json_real(estimate));
     if (o && p->conf->sticky.enabled)
         json_object_set_new(o, "sticky_cookie", json_string(s->sticky_id));
+    if (o)
+        json_object_set_new(o, "source", json_string(server_source_label(s->source)));
     return o;
+}
+
+/* The discovery sources of pool p: where its servers come from, and whether they answer. */
+static json_t *discovery_json(const struct pool *p)
+{
+    struct discovery_view views[2];
+    unsigned n = adm.plane->discovery(p->name, views, 2);
+    json_t *a = json_array();
+    for (unsigned i = 0; i < n; i++) {
+        const struct discovery_status *st = views[i].status;
+        json_array_append_new(
+            a,
+            json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "type", views[i].type, "target",
+                      views[i].target, "health", discovery_health_label(st->health), "servers",
+                      (json_int_t)st->members, "last_ok_unix_ms", (json_int_t)st->last_ok_unix_ms,
+                      "last_change_unix_ms", (json_int_t)st->last_change_unix_ms, "answers",
+                      (json_int_t)st->answers, "errors", (json_int_t)st->errors, "changes",
+                      (json_int_t)st->changes, "last_error", st->last_error));
+    }
+    return a;
 }
 
 static json_t *pool_json(const struct pool *p)
@@ -299,6 +322,10 @@ static json_t *pool_json(const struct pool *p)
     }
     if (o && p->conf->sticky.enabled)
         json_object_set_new(o, "sticky_cookie", json_string(p->conf->sticky.cookie));
+    if (o) {
+        json_object_set_new(o, "discovery", discovery_json(p));
+        json_object_set_new(o, "max_servers", json_integer((json_int_t)p->conf->max_servers));
+    }
     return o;
 }
 

@@ -28,6 +28,7 @@
 #include "core/notify.h"
 #include "ctl/admin.h"
 #include "ctl/check.h"
+#include "ctl/discovery.h"
 #include "lb/lb.h"
 #include "lb/snapshot.h"
 #include "proxy/accesslog.h"
@@ -52,6 +53,8 @@ static struct {
     struct snapshot_overlay overlay; /* servers added/removed through the API */
     struct loop_task refresh;        /* balancers rebuild after state or weight changes */
     struct loop_timer ramp;          /* ... and a few times a second while a slow start lasts */
+    struct discovery *discovery;     /* DNS and etcd sources (ctl/discovery.h) */
+    struct loop_task membership;     /* a source's set changed: one new snapshot per iteration */
 } ctl;
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -214,10 +217,17 @@ static struct server *find_server(const char *pool, const char *name, struct poo
     return NULL;
 }
 
+/* The overlay with what discovery found for the pools of conf. */
+static struct snapshot_overlay *current_overlay(const struct conf *conf)
+{
+    ctl.overlay.discovered = discovery_servers(ctl.discovery, conf, &ctl.overlay.ndiscovered);
+    return &ctl.overlay;
+}
+
 /* Builds and publishes a snapshot for the current overlay; undoes nothing on failure. */
 static int apply_overlay(char **error)
 {
-    struct snapshot *snap = snapshot_rebuild(ctl.snap, &ctl.overlay);
+    struct snapshot *snap = snapshot_rebuild(ctl.snap, current_overlay(ctl.snap->conf));
     if (!snap) {
         *error = format("out of memory");
         return 500;
@@ -242,6 +252,26 @@ static void balancers_may_rebuild(void)
             loop_defer(ctl.loop, &ctl.refresh);
             return;
         }
+}
+
+/* A discovery source's set changed: one new snapshot per loop iteration, however many changed. */
+static void apply_membership(struct loop *loop, struct loop_task *task)
+{
+    char *error = NULL;
+    if (apply_overlay(&error) != 0) {
+        log_error("discovery: cannot apply the new servers: %s", error ? error : "out of memory");
+        free(error);
+    }
+}
+
+static void on_discovery_changed(void *arg)
+{
+    loop_defer(ctl.loop, &ctl.membership);
+}
+
+static unsigned control_discovery(const char *pool, struct discovery_view *out, unsigned max)
+{
+    return discovery_views(ctl.discovery, pool, out, max);
 }
 
 static void on_server_state(struct server *s)
@@ -307,10 +337,18 @@ static int control_add_server(const char *pool, const char *name, const char *ad
 static int control_remove_server(const char *pool, const char *name, char **error)
 {
     struct pool *p;
-    if (!find_server(pool, name, &p)) {
+    struct server *s = find_server(pool, name, &p);
+    if (!s) {
         *error = p ? format("pool %s has no server %s", pool, name)
                    : format("there is no pool %s", pool);
         return 404;
+    }
+    if (s->source == SERVER_FROM_DNS || s->source == SERVER_FROM_ETCD) {
+        *error =
+            format("server %s of pool %s was found by %s discovery, which would bring it back: "
+                   "remove it there, or set it to maint",
+                   name, pool, server_source_label(s->source));
+        return 409;
     }
     int a = find_change(ctl.overlay.add, ctl.overlay.nadd, pool, name);
     if (a >= 0)
@@ -375,7 +413,12 @@ static int control_reload(char **errors)
         conf_free(conf);
         return reload_failed(*errors);
     }
-    struct snapshot *snap = snapshot_new(conf, tls, ctl.snap, NULL);
+    /* The file wins over runtime additions and removals, but discovered servers stay: the
+     * sources the new file keeps go on, the ones it changes start from their last set. */
+    discovery_sync(ctl.discovery, conf);
+    struct snapshot_overlay discovered = {0};
+    discovered.discovered = discovery_servers(ctl.discovery, conf, &discovered.ndiscovered);
+    struct snapshot *snap = snapshot_new(conf, tls, ctl.snap, &discovered);
     if (!snap) {
         tls_set_free(tls);
         conf_free(conf);
@@ -385,7 +428,7 @@ static int control_reload(char **errors)
     unsigned before, after;
     count_servers(ctl.snap, &before);
     count_servers(snap, &after);
-    overlay_clear(); /* the file wins over runtime additions and removals */
+    overlay_clear();
     publish(snap);
     atomic_fetch_add(&ctl.reloads_ok, 1);
     atomic_store(&ctl.last_reload_ms, loop_now_ms(ctl.loop));
@@ -431,6 +474,7 @@ static const struct control_plane plane = {
     .set_server = control_set_server,
     .add_server = control_add_server,
     .remove_server = control_remove_server,
+    .discovery = control_discovery,
 };
 
 /* The eject hook (servers/pool.h): a worker's report made a server want ejecting. */
@@ -449,7 +493,8 @@ int control_start(struct snapshot *snap, struct worker **workers, unsigned nwork
     ctl.nworkers = nworkers;
     ctl.loop = loop_new();
     ctl.checker = ctl.loop ? checker_new(ctl.loop) : NULL;
-    if (!ctl.loop || !ctl.checker) {
+    ctl.discovery = ctl.loop ? discovery_new(ctl.loop, on_discovery_changed, NULL) : NULL;
+    if (!ctl.loop || !ctl.checker || !ctl.discovery) {
         log_error("control thread: out of memory");
         goto fail;
     }
@@ -468,6 +513,8 @@ int control_start(struct snapshot *snap, struct worker **workers, unsigned nwork
         goto fail;
     loop_set_wake_handler(ctl.loop, on_wake, NULL);
     ctl.refresh.fn = refresh_balancers;
+    ctl.membership.fn = apply_membership;
+    discovery_sync(ctl.discovery, snap->conf); /* sources start answering once the loop runs */
     ctl.ramp.fn = on_ramp;
     server_set_state_hook(on_server_state); /* before the thread that calls it starts */
     int rc = pthread_create(&ctl.thread, NULL, control_main, NULL);
@@ -495,11 +542,14 @@ void control_stop(void)
     server_set_state_hook(NULL); /* the control thread, its only caller, is gone */
     if (ctl.loop) {
         loop_cancel(ctl.loop, &ctl.refresh);
+        loop_cancel(ctl.loop, &ctl.membership);
         loop_timer_stop(ctl.loop, &ctl.ramp);
     }
     admin_stop();
     checker_free(ctl.checker);
     ctl.checker = NULL;
+    discovery_free(ctl.discovery); /* before the loop its sources run on */
+    ctl.discovery = NULL;
     overlay_clear();
     free(ctl.stats);
     ctl.stats = NULL;

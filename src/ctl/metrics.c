@@ -16,6 +16,11 @@
  *   hash_spilled_requests_total{pool}             counter, hash with bounded load: requests
  *                                                 sent past their key's own server
  *   server_idle_connections{pool,server}          gauge
+ *   server_source{pool,server,source}             gauge 1; source file|api|dns|etcd
+ *   discovery_up{pool,source}                     gauge 1/0 (0: failing, degraded or failed)
+ *   discovery_servers{pool,source}                gauge, servers the source found
+ *   discovery_last_success_timestamp_seconds{pool,source}  gauge, Unix time (0: never)
+ *   discovery_errors_total{pool,source}           counter, failed queries or connections
  *   ejections_total{pool,server}                  counter
  *   health_checks_total{pool,server,result}       counter, result pass|fail
  *   retries_total{pool}                           counter
@@ -38,7 +43,7 @@
  * Each family is one row of the table `families`: its name, type and help, which series it has
  * (one for the process, one per pool or one per server, times the values of an optional extra
  * label), and the function that reads a series' value (for a histogram, its latency
- * distribution). The three families of another shape have an emit function of their own.
+ * distribution). Families of another shape have an emit function of their own.
  */
 #include "ctl/metrics.h"
 
@@ -49,6 +54,7 @@
 
 #include "core/loop.h"
 #include "core/version.h"
+#include "ctl/discovery.h"
 #include "ctl/plane.h"
 #include "lb/lb.h"
 #include "lb/routing.h"
@@ -230,6 +236,70 @@ static void emit_latency_estimates(const struct render *r, const struct family *
             fprintf(r->f, " %.6f\n", ms / 1000.0);
         }
     }
+}
+
+static uint64_t server_source(const struct source *src, unsigned i, const char **lv)
+{
+    *lv = server_source_label(src->server->source);
+    return 1;
+}
+
+/* The discovery families: one series per source of each pool, read by value(). */
+static void emit_discovery(const struct render *r, const struct family *fam,
+                           void (*value)(FILE *f, const struct discovery_status *st))
+{
+    for (unsigned i = 0; i < r->snap->npools; i++) {
+        const struct pool *p = &r->snap->pools[i];
+        struct discovery_view views[2];
+        unsigned n = r->cp->discovery(p->name, views, 2);
+        for (unsigned k = 0; k < n; k++) {
+            struct labels l = {0};
+            add_label(&l, "pool", p->name);
+            add_label(&l, "source", views[k].type);
+            put_series(r->f, fam->name, "", &l);
+            value(r->f, views[k].status);
+        }
+    }
+}
+
+static void discovery_up_value(FILE *f, const struct discovery_status *st)
+{
+    fprintf(f, " %d\n", st->health == DISCOVERY_OK);
+}
+
+static void discovery_servers_value(FILE *f, const struct discovery_status *st)
+{
+    fprintf(f, " %u\n", st->members);
+}
+
+static void discovery_success_value(FILE *f, const struct discovery_status *st)
+{
+    fprintf(f, " %.3f\n", (double)st->last_ok_unix_ms / 1000.0);
+}
+
+static void discovery_errors_value(FILE *f, const struct discovery_status *st)
+{
+    fprintf(f, " %llu\n", (unsigned long long)st->errors);
+}
+
+static void emit_discovery_up(const struct render *r, const struct family *fam)
+{
+    emit_discovery(r, fam, discovery_up_value);
+}
+
+static void emit_discovery_servers(const struct render *r, const struct family *fam)
+{
+    emit_discovery(r, fam, discovery_servers_value);
+}
+
+static void emit_discovery_success(const struct render *r, const struct family *fam)
+{
+    emit_discovery(r, fam, discovery_success_value);
+}
+
+static void emit_discovery_errors(const struct render *r, const struct family *fam)
+{
+    emit_discovery(r, fam, discovery_errors_value);
 }
 
 /* Per server, then what the pool answered that no server of the snapshot accounts for
@@ -448,6 +518,18 @@ static const struct family families[] = {
      .value = active_requests},
     {"server_idle_connections", "gauge", "Idle pooled connections to the server.", SCOPE_SERVER,
      .value = idle_connections},
+    {"server_source", "gauge",
+     "1, labelled with where the server came from: file, api (admin API), dns or etcd.",
+     SCOPE_SERVER, .label = "source", .nlabel = 1, .value = server_source},
+    {"discovery_up", "gauge", "1 if the discovery source's last query or watch worked, else 0.",
+     SCOPE_CUSTOM, .emit = emit_discovery_up},
+    {"discovery_servers", "gauge", "Servers the discovery source found.", SCOPE_CUSTOM,
+     .emit = emit_discovery_servers},
+    {"discovery_last_success_timestamp_seconds", "gauge",
+     "When the discovery source last answered, in Unix time (0: never).", SCOPE_CUSTOM,
+     .emit = emit_discovery_success},
+    {"discovery_errors_total", "counter", "Failed queries or connections of the discovery source.",
+     SCOPE_CUSTOM, .emit = emit_discovery_errors},
     {"server_latency_estimate_seconds", "gauge",
      "peak-ewma's estimate of the server's time to a response head (peak-ewma pools only).",
      SCOPE_CUSTOM, .emit = emit_latency_estimates},

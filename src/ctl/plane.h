@@ -13,6 +13,7 @@
 
 struct snapshot;
 struct stats;
+struct discovery_view;
 
 struct control_options {
     const char *config_path; /* NULL: started from flags, nothing to reload */
@@ -48,6 +49,8 @@ struct control_plane {
     int (*add_server)(const char *pool, const char *name, const char *address, unsigned weight,
                       char **error);
     int (*remove_server)(const char *pool, const char *name, char **error);
+    /* The discovery sources of pool (ctl/discovery.h), at most max; returns how many. */
+    unsigned (*discovery)(const char *pool, struct discovery_view *out, unsigned max);
 };
 
 #endif

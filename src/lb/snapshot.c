@@ -3,6 +3,7 @@
  */
 #include "lb/snapshot.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,24 +42,46 @@ static bool removed(const struct snapshot_overlay *ov, const char *pool, const c
     return false;
 }
 
+/* Where a server comes from, and how its host part for TLS is known. */
+struct origin {
+    enum server_source source;
+    const char *address; /* as written in the file ("name:port"): its host part */
+    const char *host;    /* the host part itself (discovery) */
+};
+
 /* The server called name in pool: shared with prev if unchanged, otherwise new. */
-static struct server *get_server(const struct snapshot *prev, const char *pool, const char *name,
-                                 const struct net_addr *addr, const char *address, unsigned weight,
-                                 bool runtime)
+static struct server *get_server(const struct snapshot *prev, const struct conf_pool *cp,
+                                 const char *name, const struct net_addr *addr, unsigned weight,
+                                 struct origin from)
 {
-    struct server *s = find_server(prev, pool, name, addr);
+    struct server *s = find_server(prev, cp->name, name, addr);
     if (s) {
         server_ref(s);
         if (!s->weight_pinned)
             atomic_store(&s->weight, weight);
         return s;
     }
-    s = server_new(pool, name, addr, weight);
-    if (s) {
-        s->runtime = runtime;
-        server_set_host(s, address);
-    }
+    s = server_new(cp->name, name, addr, weight);
+    if (!s)
+        return NULL;
+    s->runtime = from.source != SERVER_FROM_FILE;
+    s->source = from.source;
+    server_set_host(s, from.address);
+    if (from.host && *from.host)
+        snprintf(s->host, sizeof(s->host), "%s", from.host);
+    /* while running, a newcomer proves itself first (snapshot.h) */
+    if (prev && cp->check.enabled)
+        server_await_first_check(s);
     return s;
+}
+
+/* Has pool p a server called name among its first n? */
+static bool has_name(const struct pool *p, const char *name)
+{
+    for (unsigned k = 0; k < p->nservers; k++)
+        if (strcmp(p->servers[k]->name, name) == 0)
+            return true;
+    return false;
 }
 
 struct conf_box {
@@ -197,6 +220,8 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
         unsigned extra = 0;
         for (unsigned k = 0; overlay && k < overlay->nadd; k++)
             extra += strcmp(overlay->add[k].pool, cp->name) == 0;
+        for (unsigned k = 0; overlay && k < overlay->ndiscovered; k++)
+            extra += strcmp(overlay->discovered[k].pool, cp->name) == 0;
         p->name = cp->name; /* owned by conf, which the snapshot owns */
         p->conf = cp;
         p->lb = lb_get(cp->balance); /* conf accepted the name: the registry has it (test_lb) */
@@ -208,8 +233,8 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
             const struct conf_server *cs = &cp->servers[k];
             if (removed(overlay, cp->name, cs->name))
                 continue;
-            struct server *s =
-                get_server(prev, cp->name, cs->name, &cs->addr, cs->address, cs->weight, false);
+            struct server *s = get_server(prev, cp, cs->name, &cs->addr, cs->weight,
+                                          (struct origin){SERVER_FROM_FILE, cs->address, NULL});
             if (!s)
                 goto fail;
             p->servers[p->nservers++] = s;
@@ -218,7 +243,18 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
             const struct snapshot_change *a = &overlay->add[k];
             if (strcmp(a->pool, cp->name) != 0 || removed(overlay, a->pool, a->name))
                 continue;
-            struct server *s = get_server(prev, a->pool, a->name, &a->addr, NULL, a->weight, true);
+            struct server *s = get_server(prev, cp, a->name, &a->addr, a->weight,
+                                          (struct origin){SERVER_FROM_API, NULL, a->host});
+            if (!s)
+                goto fail;
+            p->servers[p->nservers++] = s;
+        }
+        for (unsigned k = 0; overlay && k < overlay->ndiscovered; k++) {
+            const struct snapshot_change *d = &overlay->discovered[k];
+            if (strcmp(d->pool, cp->name) != 0 || has_name(p, d->name))
+                continue;
+            struct server *s = get_server(prev, cp, d->name, &d->addr, d->weight,
+                                          (struct origin){d->source, NULL, d->host});
             if (!s)
                 goto fail;
             p->servers[p->nservers++] = s;

@@ -44,11 +44,13 @@ struct snapshot {
 };
 
 /* Servers added or removed through the admin API, on top of the file's (until the next reload
- * from the file, which wins). */
+ * from the file, which wins), and the servers discovery found (which outlive reloads). */
 struct snapshot_change {
-    char *pool, *name;    /* owned by whoever keeps the overlay (control.c) */
+    char *pool, *name;    /* owned by whoever keeps the overlay (ctl/) */
     struct net_addr addr; /* additions only */
     unsigned weight;
+    const char *host;          /* host part for TLS; NULL: the address's IP */
+    enum server_source source; /* SERVER_FROM_API, _DNS or _ETCD */
 };
 
 struct snapshot_overlay {
@@ -56,14 +58,18 @@ struct snapshot_overlay {
     unsigned nadd;
     struct snapshot_change *remove;
     unsigned nremove;
+    /* discovered servers; one whose name a pool already has (file or API) is skipped */
+    const struct snapshot_change *discovered;
+    unsigned ndiscovered;
 };
 
 /*
  * Builds a snapshot from conf (and overlay, if any), taking ownership of conf and of tls (its
  * listeners' TLS contexts, tls/server.h; NULL if it has no TLS listener) on success.
  * Servers found in prev (same pool, name and address) are shared instead of created; they keep a
- * weight set through the API. Returns NULL if memory ran out; conf and tls are then still the
- * caller's.
+ * weight set through the API. A server created while running (prev is not NULL) in a pool with
+ * active checks awaits its first check (server_await_first_check()). Returns NULL if memory ran
+ * out; conf and tls are then still the caller's.
  */
 struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const struct snapshot *prev,
                               const struct snapshot_overlay *overlay);

@@ -11,7 +11,8 @@ enum health_change health_record(struct health *h, bool up, bool passed, unsigne
     if (passed) {
         h->fails = 0;
         h->passes++;
-        if (!up && h->passes >= rise)
+        /* a server that started down awaiting its first check (a newcomer): the first decides */
+        if (!up && (first || h->passes >= rise))
             return HEALTH_GOES_UP;
         return HEALTH_SAME;
     }

@@ -28,8 +28,9 @@ enum health_change {
 
 /*
  * Records one check result for a server that the checks currently count as up (up) or down.
- * A server is up until its first check says otherwise; after that it takes `fall` failures in a
- * row to go down and `rise` passes in a row to come back.
+ * The first check decides: a server assumed up goes down at its first failure, and one that
+ * started down (a newcomer awaiting its first check) comes up at its first pass. After that it
+ * takes `fall` failures in a row to go down and `rise` passes in a row to come back.
  */
 enum health_change health_record(struct health *h, bool up, bool passed, unsigned rise,
                                  unsigned fall);

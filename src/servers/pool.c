@@ -2,10 +2,12 @@
  * pool.c - servers: creation, reference counting, failure reports, and the one function that
  * changes their state.
  *
- * Slots are never reused while the process runs: a thread may still hold per-slot state of a
- * removed server for a moment after a reload, and a reused slot would hand it to a stranger.
- * With one slot per server ever created, per-thread arrays grow only with configuration changes,
- * never with traffic.
+ * A slot belongs to a server's identity (pool, name and address) for the life of the process: a
+ * thread may still hold per-slot state of a removed server for a moment after a reload, and a
+ * slot handed to another server would give it to a stranger. A server that leaves and comes back
+ * (discovery flapping, a reload undone) gets its old slot, and that state is rightly its own, so
+ * per-thread arrays grow with the number of distinct servers ever seen, never with churn or
+ * traffic.
  */
 #include "servers/pool.h"
 
@@ -42,6 +44,67 @@ const char *server_state_label(enum server_state state)
     return (unsigned)state < SERVER_STATES ? state_names[state].label : "?";
 }
 
+/* Slots by identity ("pool" NUL "name|address"): open addressing, grown at half full. Only the
+ * thread that builds snapshots uses it. */
+static struct {
+    struct slot_entry {
+        char *identity; /* NULL: empty */
+        size_t len;
+        unsigned slot;
+    } * v;
+    size_t cap, n;
+} slots_by_identity;
+
+static bool slot_table_grow(void)
+{
+    size_t cap = slots_by_identity.cap ? slots_by_identity.cap * 2 : 256;
+    struct slot_entry *v = calloc(cap, sizeof(*v));
+    if (!v)
+        return false;
+    for (size_t i = 0; i < slots_by_identity.cap; i++) {
+        struct slot_entry *e = &slots_by_identity.v[i];
+        if (!e->identity)
+            continue;
+        size_t k = hash_bytes(e->identity, e->len, 0) & (cap - 1);
+        while (v[k].identity)
+            k = (k + 1) & (cap - 1);
+        v[k] = *e;
+    }
+    free(slots_by_identity.v);
+    slots_by_identity.v = v;
+    slots_by_identity.cap = cap;
+    return true;
+}
+
+/* The slot of the server with this identity in pool: its old one, or a new one. */
+static unsigned server_slot_for(const char *pool, const char *identity, size_t identity_len)
+{
+    size_t pool_len = strlen(pool), len = pool_len + 1 + identity_len;
+    char *key = malloc(len);
+    if (!key) /* no memory to remember it: a fresh slot still keeps strangers apart */
+        return atomic_fetch_add(&next_server_slot, 1);
+    memcpy(key, pool, pool_len + 1);
+    memcpy(key + pool_len + 1, identity, identity_len);
+    if (slots_by_identity.n * 2 >= slots_by_identity.cap && !slot_table_grow()) {
+        free(key);
+        return atomic_fetch_add(&next_server_slot, 1);
+    }
+    size_t mask = slots_by_identity.cap - 1, k = hash_bytes(key, len, 0) & mask;
+    for (; slots_by_identity.v[k].identity; k = (k + 1) & mask) {
+        struct slot_entry *e = &slots_by_identity.v[k];
+        if (e->len == len && memcmp(e->identity, key, len) == 0) {
+            free(key);
+            return e->slot;
+        }
+    }
+    struct slot_entry *e = &slots_by_identity.v[k];
+    e->identity = key;
+    e->len = len;
+    e->slot = atomic_fetch_add(&next_server_slot, 1);
+    slots_by_identity.n++;
+    return e->slot;
+}
+
 struct server *server_new(const char *pool_name, const char *name, const struct net_addr *addr,
                           unsigned weight)
 {
@@ -61,16 +124,32 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
     s->addr = *addr;
     net_addr_format((const struct sockaddr *)&addr->ss, s->addr_text, sizeof(s->addr_text));
     net_ip_format((const struct sockaddr *)&addr->ss, s->host, sizeof(s->host));
-    s->slot = atomic_fetch_add(&next_server_slot, 1);
     char identity[sizeof(s->addr_text) + 256];
     int n = snprintf(identity, sizeof(identity), "%s|%s", name, s->addr_text);
     size_t identity_len = n < 0 ? 0 : (size_t)n < sizeof(identity) ? (size_t)n : sizeof(identity);
     snprintf(s->sticky_id, sizeof(s->sticky_id), "%016llx",
              (unsigned long long)hash_bytes(identity, identity_len, 0x5e55));
+    s->slot = server_slot_for(pool_name, identity, identity_len);
     atomic_init(&s->state, SERVER_UP); /* up until a check says otherwise */
     atomic_init(&s->weight, weight);
     atomic_init(&s->refs, 1);
     return s;
+}
+
+const char *server_source_label(enum server_source source)
+{
+    static const char *const labels[] = {[SERVER_FROM_FILE] = "file",
+                                         [SERVER_FROM_API] = "api",
+                                         [SERVER_FROM_DNS] = "dns",
+                                         [SERVER_FROM_ETCD] = "etcd"};
+    return (unsigned)source < sizeof(labels) / sizeof(labels[0]) ? labels[source] : "?";
+}
+
+void server_await_first_check(struct server *s)
+{
+    s->h.check_down = true;
+    snprintf(s->h.last_result, sizeof(s->h.last_result), "awaiting its first health check");
+    atomic_store(&s->state, SERVER_DOWN);
 }
 
 void server_set_host(struct server *s, const char *address)

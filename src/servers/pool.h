@@ -45,6 +45,17 @@ enum server_state {
     SERVER_STATES,   /* how many states there are */
 };
 
+/* Where a server came from: the configuration file, the admin API, or a discovery source. */
+enum server_source {
+    SERVER_FROM_FILE = 0,
+    SERVER_FROM_API,
+    SERVER_FROM_DNS,
+    SERVER_FROM_ETCD,
+};
+
+/* "file", "api", "dns", "etcd". */
+const char *server_source_label(enum server_source source);
+
 enum server_admin {
     SERVER_ADMIN_READY = 0,
     SERVER_ADMIN_DRAIN,
@@ -86,7 +97,8 @@ struct server {
      * a handshake succeeds */
     _Atomic(const char *) tls_failure;
 
-    bool runtime;       /* added through the admin API, not the file */
+    bool runtime; /* added while running (admin API, discovery), not from the file */
+    enum server_source source;
     bool weight_pinned; /* weight set through the admin API: a reload keeps it */
 
     /* reported by worker threads */
@@ -96,6 +108,7 @@ struct server {
 
     /* owned by the control thread */
     struct server_inputs h;
+    void *watch; /* the health checker's record of this server (ctl/check.c); NULL: none yet */
 
     /* What the load-aware balancers (lb/load.h) share across threads: every worker writes these,
      * so they sit on a cache line of their own, away from the read-mostly fields above. */
@@ -126,6 +139,13 @@ struct server *server_new(const char *pool_name, const char *name, const struct 
 /* Records the host part of address ("name:port", "[v6]:port") as s->host; NULL or no room
  * leaves the IP address there. */
 void server_set_host(struct server *s, const char *address);
+/*
+ * A server that appears while fulcrum runs, in a pool with active checks, takes no traffic until
+ * its first check passed: it starts DOWN ("awaiting its first health check"), and the checker's
+ * first check, which runs at once, decides (docs/discovery.md). Called on a new server, before any
+ * snapshot holds it.
+ */
+void server_await_first_check(struct server *s);
 void server_ref(struct server *s);
 void server_unref(struct server *s);
 

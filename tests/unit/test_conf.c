@@ -613,11 +613,12 @@ static void test_unknown_keys_every_level(void **state)
                             "server_body_idle, tls_handshake, tunnel)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
-    assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
-                            "balance, servers, retries, slow_start, when_all_down, "
-                            "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
-                            "choices, hash_key, hash_key_required, hash_table_size, "
-                            "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
+    assert_true(
+        has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
+                    "balance, servers, discovery, max_servers, retries, slow_start, when_all_down, "
+                    "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
+                    "choices, hash_key, hash_key_required, hash_table_size, "
+                    "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -646,7 +647,8 @@ static void test_missing_required(void **state)
     assert_only_error(LISTENERS "pools:\n  - servers:\n      - address: 127.0.0.1:9001\n",
                       "t.yaml:5:5: pools[0].name: required key is missing");
     assert_only_error(LISTENERS "pools:\n  - name: app\n",
-                      "t.yaml:5:5: pools[0].servers: required key is missing");
+                      "t.yaml:5:5: pools[0].servers: required key is missing (unless "
+                      "discovery finds the servers)");
     assert_only_error(LISTENERS "pools:\n  - name: app\n    servers:\n      - name: x\n",
                       "t.yaml:7:9: pools[0].servers[0].address: required key is missing");
     char *e = load_fail("");
@@ -670,7 +672,7 @@ static void test_null_and_empty_values(void **state)
                       "without routes sends everything to its pool)");
     assert_only_error("listeners: []\n" POOLS, "t.yaml:1:12: listeners: must not be empty");
     assert_only_error(LISTENERS "pools:\n  - name: app\n    servers: []\n",
-                      "t.yaml:6:14: pools[0].servers: must not be empty");
+                      "t.yaml:6:14: pools[0].servers: must not be empty without discovery");
     assert_only_error(LISTENERS "pools:\n  - name: \"\"\n    servers: [{address: 127.0.0.1:1}]\n",
                       "t.yaml:5:11: pools[0].name: must not be empty");
     assert_only_error("listeners:\n  - bind: ''\n    pool: app\n" POOLS,
@@ -2748,6 +2750,136 @@ static void test_tcp_listener_check_default(void **state)
     conf_free(c);
 }
 
+/* discovery: every key with its defaults and values, and servers: [] beside it. */
+static void test_discovery_keys(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(LISTENERS "pools:\n"
+                                       "  - name: app\n"
+                                       "    discovery:\n"
+                                       "      dns:\n"
+                                       "        name: _http._tcp.api.service.consul\n"
+                                       "        type: SRV\n"
+                                       "        port: 8080\n"
+                                       "        resolvers: [127.0.0.1:8600, \"::1\", 10.0.0.1]\n"
+                                       "        interval: 5s\n"
+                                       "        hold_on_error: 5m\n"
+                                       "      etcd:\n"
+                                       "        endpoints: [http://127.0.0.1:2379, "
+                                       "http://127.0.0.2]\n"
+                                       "        prefix: /services/api/\n"
+                                       "        timeout: 1s\n"
+                                       "        hold_on_error: 1h\n"
+                                       "    max_servers: 256\n"
+                                       "    servers: []\n"
+                                       "  - name: other\n"
+                                       "    discovery: {dns: {name: api.example, type: A+AAAA, "
+                                       "port: 80}}\n");
+    const struct conf_pool *p = &c->pools[0];
+    assert_int_equal(p->nservers, 0);
+    assert_int_equal(p->max_servers, 256);
+    const struct conf_dns_discovery *d = &p->discovery.dns;
+    assert_true(d->enabled);
+    assert_string_equal(d->name, "_http._tcp.api.service.consul");
+    assert_int_equal(d->type, CONF_DNS_SRV);
+    assert_int_equal(d->port, 8080);
+    assert_int_equal(d->nresolvers, 3);
+    char text[NET_ADDR_TEXT];
+    net_addr_format((const struct sockaddr *)&d->resolvers[0].ss, text, sizeof(text));
+    assert_string_equal(text, "127.0.0.1:8600");
+    net_addr_format((const struct sockaddr *)&d->resolvers[1].ss, text, sizeof(text));
+    assert_string_equal(text, "[::1]:53");
+    net_addr_format((const struct sockaddr *)&d->resolvers[2].ss, text, sizeof(text));
+    assert_string_equal(text, "10.0.0.1:53");
+    assert_int_equal(d->interval_ms, 5000);
+    assert_int_equal(d->hold_on_error_ms, 300000);
+    assert_int_equal(d->timeout_ms, 2000);
+    const struct conf_etcd_discovery *e = &p->discovery.etcd;
+    assert_true(e->enabled);
+    assert_int_equal(e->nendpoints, 2);
+    assert_string_equal(e->endpoints[1], "http://127.0.0.2");
+    assert_string_equal(e->endpoint_hosts[0], "127.0.0.1:2379");
+    assert_string_equal(e->endpoint_hosts[1], "127.0.0.2:2379"); /* etcd's port by default */
+    net_addr_format((const struct sockaddr *)&e->endpoint_addrs[1].ss, text, sizeof(text));
+    assert_string_equal(text, "127.0.0.2:2379");
+    assert_string_equal(e->prefix, "/services/api/");
+    assert_int_equal(e->timeout_ms, 1000);
+    assert_int_equal(e->hold_on_error_ms, 3600000);
+    const struct conf_pool *o = &c->pools[1];
+    assert_int_equal(o->discovery.dns.type, CONF_DNS_A_AAAA);
+    assert_false(o->discovery.etcd.enabled);
+    assert_int_equal(o->discovery.dns.nresolvers, 0);
+    assert_int_equal(o->discovery.etcd.hold_on_error_ms, 0);
+    assert_int_equal(o->max_servers, CONF_MAX_SERVERS_DEFAULT);
+    assert_int_equal(c->pools[1].nservers, 0); /* no servers key at all */
+    conf_free(c);
+}
+
+static void test_discovery_errors(void **state)
+{
+    (void)state;
+    const char *head = LISTENERS "pools:\n  - name: app\n    servers: []\n    discovery:\n";
+    char yaml[1024];
+#define DISCOVERY_ERROR(body, message)                                                             \
+    do {                                                                                           \
+        snprintf(yaml, sizeof(yaml), "%s%s", head, body);                                          \
+        assert_only_error(yaml, message);                                                          \
+    } while (0)
+    DISCOVERY_ERROR("      dns: {type: A, port: 80}\n",
+                    "t.yaml:8:12: pools[0].discovery.dns.name: required key is missing");
+    DISCOVERY_ERROR("      dns: {name: a..b, port: 1}\n",
+                    "t.yaml:8:19: pools[0].discovery.dns.name: must not have an empty label (two "
+                    "dots, or a leading dot), found \"a..b\"");
+    DISCOVERY_ERROR("      dns: {name: \"a b\"}\n",
+                    "t.yaml:8:19: pools[0].discovery.dns.name: must be a DNS name (letters, "
+                    "digits, '-', '_' and '.'), found \"a b\"");
+    DISCOVERY_ERROR("      dns: {name: api.example, type: A}\n",
+                    "t.yaml:8:12: pools[0].discovery.dns.port: is needed with type A (A and AAAA "
+                    "records carry no port)");
+    DISCOVERY_ERROR("      dns: {name: api.example, type: MX}\n",
+                    "t.yaml:8:38: pools[0].discovery.dns.type: expected one of: SRV, A, AAAA, "
+                    "A+AAAA, found \"MX\"");
+    DISCOVERY_ERROR("      dns: {name: api.example, interval: 500ms}\n",
+                    "t.yaml:8:42: pools[0].discovery.dns.interval: must be at least 1s");
+    DISCOVERY_ERROR("      dns: {name: api.example, resolvers: [dns.google]}\n",
+                    "t.yaml:8:44: pools[0].discovery.dns.resolvers[0]: must be an IP address, or "
+                    "IP:PORT ([IPv6]:PORT): a resolver cannot be a name, found \"dns.google\"");
+    DISCOVERY_ERROR("      dns: {name: api.example, resolvers: []}\n",
+                    "t.yaml:8:43: pools[0].discovery.dns.resolvers: must not be empty");
+    DISCOVERY_ERROR("      etcd: {prefix: /a/}\n",
+                    "t.yaml:8:13: pools[0].discovery.etcd.endpoints: required key is missing");
+    DISCOVERY_ERROR("      etcd: {endpoints: [\"https://127.0.0.1:2379\"], prefix: /a/}\n",
+                    "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: https endpoints are not "
+                    "supported yet: use http:// on a trusted network, found "
+                    "\"https://127.0.0.1:2379\"");
+    DISCOVERY_ERROR("      etcd: {endpoints: [\"http://127.0.0.1:2379/v3\"], prefix: /a/}\n",
+                    "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: must be http://HOST:PORT, "
+                    "with no path or user, found \"http://127.0.0.1:2379/v3\"");
+    DISCOVERY_ERROR(
+        "      etcd: {endpoints: [\"http://127.0.0.1:99999\"], prefix: /a/}\n",
+        "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: \"http://127.0.0.1:99999\": "
+        "invalid port (expected 0-65535)");
+    DISCOVERY_ERROR("      etcd: {endpoints: [\"http://127.0.0.1\"], prefix: \"\"}\n",
+                    "t.yaml:8:55: pools[0].discovery.etcd.prefix: must not be empty");
+    DISCOVERY_ERROR("      etcd: {endpoints: [\"http://127.0.0.1\"]}\n",
+                    "t.yaml:8:13: pools[0].discovery.etcd.prefix: required key is missing");
+    DISCOVERY_ERROR("      consul: {}\n",
+                    "t.yaml:6:14: pools[0].servers: must not be empty without discovery\n"
+                    "t.yaml:8:7: pools[0].discovery.consul: unknown key (expected one of: dns, "
+                    "etcd)");
+#undef DISCOVERY_ERROR
+    /* a pool needs servers or discovery; written servers must fit max_servers */
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    discovery: {}\n",
+                      "t.yaml:5:5: pools[0].servers: required key is missing (unless discovery "
+                      "finds the servers)");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    max_servers: 1\n    servers:\n"
+                                "      - address: 127.0.0.1:1\n      - address: 127.0.0.1:2\n",
+                      "t.yaml:6:18: pools[0].max_servers: is 1, but the pool lists 2 servers");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    max_servers: 0\n    servers:\n"
+                                "      - address: 127.0.0.1:1\n",
+                      "t.yaml:6:18: pools[0].max_servers: must be between 1 and 100000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2810,6 +2942,8 @@ int main(void)
         cmocka_unit_test(test_balance_keys),
         cmocka_unit_test(test_balance_key_errors),
         cmocka_unit_test(test_balance_keys_tcp),
+        cmocka_unit_test(test_discovery_keys),
+        cmocka_unit_test(test_discovery_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,8 @@
 #include "servers/health.h"
 
 /* Feeds a sequence of results ('p' pass, 'f' fail) and returns the final up/down state. */
-static bool run(const char *results, unsigned rise, unsigned fall, struct health *h)
+static bool run_from(bool up, const char *results, unsigned rise, unsigned fall, struct health *h)
 {
-    bool up = true;
     memset(h, 0, sizeof(*h));
     for (const char *r = results; *r; r++) {
         enum health_change c = health_record(h, up, *r == 'p', rise, fall);
@@ -27,12 +26,25 @@ static bool run(const char *results, unsigned rise, unsigned fall, struct health
     return up;
 }
 
+static bool run(const char *results, unsigned rise, unsigned fall, struct health *h)
+{
+    return run_from(true, results, rise, fall, h);
+}
+
 static void test_first_check_decides(void **state)
 {
     struct health h;
     assert_true(run("", 2, 3, &h));   /* up until a check says otherwise */
     assert_false(run("f", 2, 3, &h)); /* the first failure takes it down at once */
     assert_true(run("p", 2, 3, &h));
+    /* a newcomer starts down: its first pass brings it in, its first failure keeps it out */
+    assert_false(run_from(false, "", 2, 3, &h));
+    assert_true(run_from(false, "p", 2, 3, &h));
+    assert_false(run_from(false, "f", 2, 3, &h));
+    assert_false(run_from(false, "fp", 2, 3, &h)); /* after that, rise passes as ever */
+    assert_true(run_from(false, "fpp", 2, 3, &h));
+    assert_true(run_from(false, "pff", 2, 3, &h)); /* and fall failures */
+    assert_false(run_from(false, "pfff", 2, 3, &h));
 }
 
 static void test_fall_needs_consecutive_failures(void **state)
