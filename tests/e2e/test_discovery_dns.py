@@ -112,6 +112,7 @@ class Knot(Process):
     def restart(self, records):
         """A new knotd on the same port and directory (after kill())."""
         self.log_file.close()
+        os.unlink(self.log_path)
         Knot.__init__(self, records, port=self.port, workdir=self.dir)
 
     def cleanup(self):
