@@ -35,6 +35,7 @@ KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 KNOTC = shutil.which("knotc") or "/usr/sbin/knotc"
 KDIG = shutil.which("kdig") or "/usr/bin/kdig"
 ZONE = "example.test"
+OTHER = "other.test"  # a second zone: knotd adds no addresses from it to ZONE's SRV answers
 
 # waits: a change reaches fulcrum in about 1-2 s (TTL 1 s, interval 1 s); sanitizer builds are
 # slower
@@ -46,9 +47,10 @@ def knot_available():
 
 
 class Knot(Process):
-    """knotd serving ZONE from a temporary directory, on 127.0.0.1:port (UDP and TCP)."""
+    """knotd serving ZONE (and OTHER) from a temporary directory, on 127.0.0.1:port (UDP and
+    TCP)."""
 
-    def __init__(self, records, port=None, workdir=None):
+    def __init__(self, records, port=None, workdir=None, other=()):
         self.dir = workdir or tempfile.mkdtemp(prefix="fulcrum-e2e-knot-")
         self.port = port or free_port()
         self.socket = os.path.join(self.dir, "knot.sock")
@@ -75,20 +77,26 @@ class Knot(Process):
                 "zone:\n"
                 "  - domain: %(zone)s\n"
                 "    file: \"%(zone)s.zone\"\n"
-                % {"dir": self.dir, "port": self.port, "sock": self.socket, "zone": ZONE})
-        self._write_zone(records)
+                "  - domain: %(other)s\n"
+                "    file: \"%(other)s.zone\"\n"
+                % {"dir": self.dir, "port": self.port, "sock": self.socket, "zone": ZONE,
+                   "other": OTHER})
+        self._write_zone(OTHER, other, 1)
+        self._write_zone(ZONE, records)
         super().__init__([KNOTD, "-c", os.path.join(self.dir, "knot.conf")], "knotd")
         wait_for(lambda: self.answered_serial() == self.serial or not self.alive(),
                  what="knotd to answer")
         if not self.alive():
             raise AssertionError("knotd did not start:\n" + self.log())
 
-    def _write_zone(self, records):
-        self.serial += 1
-        lines = ["$ORIGIN %s." % ZONE, "$TTL 1",
-                 "@ SOA ns admin %d 60 60 600 1" % self.serial,
+    def _write_zone(self, zone, records, serial=None):
+        if serial is None:
+            self.serial += 1
+            serial = self.serial
+        lines = ["$ORIGIN %s." % zone, "$TTL 1",
+                 "@ SOA ns admin %d 60 60 600 1" % serial,
                  "@ NS ns", "ns A 127.0.0.1"]
-        with open(os.path.join(self.dir, "zones", ZONE + ".zone"), "w") as f:
+        with open(os.path.join(self.dir, "zones", zone + ".zone"), "w") as f:
             f.write("\n".join(lines + list(records)) + "\n")
 
     def answered_serial(self):
@@ -103,7 +111,7 @@ class Knot(Process):
 
     def set_records(self, records):
         """The zone with these records (and a higher serial), once knotd answers with it."""
-        self._write_zone(records)
+        self._write_zone(ZONE, records)
         subprocess.run([KNOTC, "-s", self.socket, "zone-reload", ZONE], check=True,
                        capture_output=True, timeout=10)
         wait_for(lambda: self.answered_serial() == self.serial, what="knotd to load serial %d"
@@ -218,6 +226,38 @@ class DnsDiscoveryTest(FulcrumTestCase):
         self.assertEqual({n: seen.count(n) for n in set(seen)}, {"b1": 10, "b2": 20, "b3": 30})
         self.assertEqual(backends[3].stats()["requests"], 0)
 
+    def test_srv_targets_without_addresses_are_resolved_by_follow_up_queries(self):
+        b1, b2 = self.backend("b1"), self.backend("b2")
+        port = free_port()
+        self.listener("six", "::1", port)
+        # targets in another zone: knotd's SRV answer carries none of their addresses
+        records = ["_x._tcp SRV 0 10 %d b1.%s." % (b1.port, OTHER),
+                   "_x._tcp SRV 0 20 %d b2.%s." % (b2.port, OTHER),
+                   "_x._tcp SRV 0 30 %d six.%s." % (port, OTHER),
+                   "_x._tcp SRV 0 40 9 nowhere.%s." % OTHER]
+        other = ["b1 A 127.0.0.1",
+                 "b2 AAAA ::1", "b2 A 127.0.0.1",  # both families: IPv4 is used
+                 "six AAAA ::1"]
+        knot = Knot(records, other=other)
+        self.processes.append(knot)
+        self.start(knot, [("name", "_x._tcp.%s" % ZONE)])
+        names = ["b1.%s:%d" % (OTHER, b1.port), "b2.%s:%d" % (OTHER, b2.port),
+                 "six.%s:%d" % (OTHER, port)]
+        self.wait_servers(names, "the three targets with addresses")
+        servers = self.servers()
+        self.assertEqual([servers[n]["address"] for n in names],
+                         ["127.0.0.1:%d" % b1.port, "127.0.0.1:%d" % b2.port, "[::1]:%d" % port])
+        self.assertEqual([servers[n]["weight"] for n in names], [10, 20, 30])
+        seen = served_by(self.f.port, 60)
+        self.assertEqual({n: seen.count(n) for n in set(seen)}, {"b1": 10, "b2": 20, "six": 30})
+        # the target without an address is said once, not at every answer
+        answers = self.source()["answers"]
+        wait_for(lambda: self.source()["answers"] >= answers + 2, timeout=CHANGE,
+                 what="two more answers")
+        self.assertEqual(self.f.log().count(
+            "pool app: dns _x._tcp.%s: SRV target nowhere.%s has no address (ignored)"
+            % (ZONE, OTHER)), 1)
+
     # ---- A records changing under load ----
 
     def test_a_record_added_then_removed_without_a_failed_request(self):
@@ -320,6 +360,18 @@ class DnsDiscoveryTest(FulcrumTestCase):
         self.assertEqual(self.f.log().count("pool app: dns _x._tcp.%s: answering again (2 servers)"
                                             % ZONE), 1)
 
+    def test_refused_is_a_failure_not_an_answer(self):
+        b1 = self.backend("b1")
+        knot = self.knot([])
+        # a name in a zone knotd does not serve: it answers REFUSED
+        self.start(knot, [("name", "api.elsewhere.test"), ("type", "A"), ("port", b1.port)])
+        wait_for(lambda: self.source()["errors"] >= 1, timeout=CHANGE, what="a failed answer")
+        source = self.source()
+        self.assertEqual((source["health"], source["answers"], source["servers"]),
+                         ("degraded", 0, 0))
+        self.assertEqual(source["last_error"], "REFUSED from 127.0.0.1:%d" % knot.port)
+        self.assertEqual(get(self.f.port)[0], 503)
+
     def test_frozen_resolver_times_out_and_the_set_stays(self):
         b1 = self.backend("b1")
         records = ["api A 127.0.0.1"]
@@ -342,6 +394,51 @@ class DnsDiscoveryTest(FulcrumTestCase):
         self.assertEqual(set(self.servers()), {"127.0.0.1:%d" % b1.port})
         self.assertEqual(self.f.log().count("resolver failing (timeout after 300ms), keeping 1 "
                                             "server for 5m"), 1)
+
+    # ---- reloads ----
+
+    def reload(self, text):
+        with open(self.f.config_path, "w") as fh:
+            fh.write(text.replace("{port}", str(self.f.port)))
+        status, body, _ = api(self.aport, "POST", "/api/reload")
+        self.assertEqual(status, 200, body)
+
+    def test_reloads_keep_the_set_until_the_new_source_answers_and_end_a_removed_one(self):
+        b1, b2 = self.backend("b1"), self.backend("b2")
+        knot = self.knot(["_x._tcp SRV 0 1 %d b1" % b1.port, "b1 A 127.0.0.1"])
+        self.start(knot, [("name", "_x._tcp.%s" % ZONE)])
+        name = "b1.%s:%d" % (ZONE, b1.port)
+        self.wait_servers([name], "b1")
+        load = Load(self.f.port, clients=2).start()
+        try:
+            # other settings: a new source, started from the old one's set
+            self.reload(dns_config(self.aport, [
+                ("name", "_x._tcp.%s" % ZONE), ("resolvers", "[127.0.0.1:%d]" % knot.port),
+                ("interval", "2s"), ("timeout", "1s")]))
+            wait_for(lambda: "dns discovery settings changed: restarted" in self.f.log(),
+                     what="the source restarted")
+            self.assertEqual(set(self.servers()), {name})
+            wait_for(lambda: self.source()["answers"] >= 1, timeout=CHANGE,
+                     what="the new source's first answer")
+            self.assertEqual(set(self.servers()), {name})
+            # no more discovery: the source ends, its server leaves, the written one serves
+            self.reload("threads: 2\n"
+                        "listeners:\n"
+                        "  - name: web\n"
+                        "    bind: 127.0.0.1:{port}\n"
+                        "    pool: app\n"
+                        "pools:\n"
+                        "  - name: app\n"
+                        "    servers:\n"
+                        "      - { name: s2, address: %s }\n"
+                        "%s" % (b2.address, admin_extra(self.aport)))
+            wait_for(lambda: set(self.servers()) == {"s2"}, what="only s2")
+            self.assertEqual(self.pool()["discovery"], [])
+            wait_for(lambda: load.served.get("b2", 0) > 10, what="traffic to b2")
+        finally:
+            counts = load.stop()
+        self.assertEqual((counts["errors"], counts["bad_status"]), (0, 0), counts)
+        self.assertIn("dns discovery removed from the configuration", self.f.log())
 
     # ---- A+AAAA ----
 
