@@ -295,7 +295,8 @@ static void service(struct dns_source *src)
             continue;
         if (ready <= 0)
             break;
-        /* c-ares may open and close sockets meanwhile: work from this copy of the fds */
+        /* c-ares may open and close sockets meanwhile: work from this copy of the fds (which a
+         * new socket may move, by realloc, but never shortens) */
         for (unsigned i = 0; i < n; i++) {
             short ev = src->pollfds[i].events, got = src->pollfds[i].revents;
             if (!got)
