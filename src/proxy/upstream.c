@@ -109,6 +109,13 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s)
     idle_list_remove(sl, u);
     idle_gauge(w, u, -1);
     u->reused = true;
+    if (u->server != s) {
+        /* parked by a request of an older snapshot, whose server of this identity (same pool,
+         * name and address: the same slot) left and came back as a new object */
+        server_ref(s);
+        server_unref(u->server);
+        u->server = s;
+    }
     return u;
 }
 
