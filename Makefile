@@ -40,7 +40,7 @@ BACKEND_SRC := $(wildcard backend/*.c)
 BACKEND_OBJ := $(BACKEND_SRC:%.c=$(BUILD)/obj/%.o)
 # The demo backend reuses the event loop, buffers, parser, sockets and log, and the etcd JSON
 # handling (--register), nothing else.
-BACKEND_CORE := $(patsubst %,$(BUILD)/obj/src/%.o,core/loop core/buf core/conn http/http1 core/net core/log discovery/etcd_json discovery/members)
+BACKEND_CORE := $(patsubst %,$(BUILD)/obj/src/%.o,core/loop core/buf core/conn http/http1 core/net core/log core/base64 discovery/etcd_json discovery/members)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 

@@ -43,6 +43,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "core/base64.h"
 #include "discovery/etcd_json.h"
 #include "http/http1.h"
 
@@ -407,9 +408,9 @@ static void register_free(struct be_register *r)
 static char *b64_of(const char *text)
 {
     size_t n = strlen(text);
-    char *out = malloc(etcd_b64_encoded_size(n));
+    char *out = malloc(base64_encoded_size(n));
     if (out)
-        etcd_b64_encode(text, n, out);
+        base64_encode(text, n, out);
     return out;
 }
 

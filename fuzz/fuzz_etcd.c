@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/base64.h"
 #include "discovery/etcd_json.h"
 #include "discovery/members.h"
 
@@ -96,20 +97,20 @@ static void seed_registry(struct etcd_registry *reg)
 static void fuzz_base64(const char *in, size_t n)
 {
     unsigned char *out = malloc(n / 4 * 3 + 1);
-    char *text = malloc(etcd_b64_encoded_size(n));
+    char *text = malloc(base64_encoded_size(n));
     if (!out || !text)
         abort();
-    ssize_t got = etcd_b64_decode(in, n, out, n / 4 * 3);
+    ssize_t got = base64_decode(in, n, out, n / 4 * 3);
     if (got > (ssize_t)(n / 4 * 3))
         abort();
     /* the input as bytes: encoded, then decoded, it is the same */
-    etcd_b64_encode(in, n, text);
+    base64_encode(in, n, text);
     size_t tlen = strlen(text);
     unsigned char *back = malloc(tlen / 4 * 3 + 1);
     if (!back)
         abort();
-    if (tlen + 1 != etcd_b64_encoded_size(n) ||
-        etcd_b64_decode(text, tlen, back, tlen / 4 * 3) != (ssize_t)n || memcmp(back, in, n) != 0)
+    if (tlen + 1 != base64_encoded_size(n) ||
+        base64_decode(text, tlen, back, tlen / 4 * 3) != (ssize_t)n || memcmp(back, in, n) != 0)
         abort();
     free(back);
     free(text);

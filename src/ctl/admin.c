@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base64.h"
 #include "core/conn.h"
 #include "core/container.h"
 #include "core/log.h"
@@ -105,42 +106,6 @@ static bool same_secret(const char *token, const char *given, size_t given_len)
     return diff == 0;
 }
 
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Decodes base64 into out (NUL-terminated); returns the length, or -1 if invalid. */
-static long b64_decode(const char *in, size_t len, char *out, size_t cap)
-{
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] == '=')
-            break;
-        int v = b64_value(in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= cap)
-                return -1;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return (long)o;
-}
-
 /* Is the Authorization header value (NULL if absent) the token? Bearer TOKEN, or Basic with the
  * token as the password. Constant time in the token's length. */
 static bool admin_authorized(const char *token, const char *auth, size_t len)
@@ -153,7 +118,7 @@ static bool admin_authorized(const char *token, const char *auth, size_t len)
         return same_secret(token, auth + 7, len - 7);
     if (len > 6 && http1_token_eq(auth, 6, "basic ")) {
         char decoded[512];
-        long n = b64_decode(auth + 6, len - 6, decoded, sizeof(decoded));
+        ssize_t n = base64_decode(auth + 6, len - 6, (unsigned char *)decoded, sizeof(decoded));
         const char *colon = n > 0 ? memchr(decoded, ':', (size_t)n) : NULL;
         if (!colon)
             return false;

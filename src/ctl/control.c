@@ -457,6 +457,7 @@ static void on_wake(struct loop *loop, void *arg)
 
 static void *control_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "fulcrum-ctl");
     loop_run(ctl.loop);
     return NULL;
 }

@@ -17,90 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "core/net.h"
-
-/* ---- base64 ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t etcd_b64_encoded_size(size_t n)
-{
-    return (n + 2) / 3 * 4 + 1;
-}
-
-void etcd_b64_encode(const void *in, size_t n, char *out)
-{
-    const unsigned char *p = in;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = b64_alphabet[(v >> 6) & 63];
-        *out++ = b64_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = '=';
-        *out++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = b64_alphabet[(v >> 6) & 63];
-        *out++ = '=';
-    }
-    *out = '\0';
-}
-
-/* The 6-bit value of a base64 character, or -1. */
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-ssize_t etcd_b64_decode(const char *text, size_t len, unsigned char *out, size_t room)
-{
-    if (len % 4 != 0)
-        return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        const unsigned char *q = (const unsigned char *)text + i;
-        bool last = i + 4 == len;
-        /* "xx==" and "xxx=" only in the last quantum */
-        size_t pad = last && q[3] == '=' ? (q[2] == '=' ? 2 : 1) : 0;
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4 - pad; k++) {
-            int d = b64_value(q[k]);
-            if (d < 0)
-                return -1;
-            v = v << 6 | (uint32_t)d;
-        }
-        v <<= 6 * pad;
-        size_t bytes = 3 - pad;
-        if (room - n < bytes)
-            return -1;
-        out[n++] = (unsigned char)(v >> 16);
-        if (bytes > 1)
-            out[n++] = (unsigned char)(v >> 8);
-        if (bytes > 2)
-            out[n++] = (unsigned char)v;
-    }
-    return (ssize_t)n;
-}
 
 /* A malloc'd copy of the base64 text decoded, NUL-terminated; NULL if invalid or no memory. */
 static char *b64_decode_alloc(const char *text, size_t len, size_t *out_len)
@@ -109,7 +27,7 @@ static char *b64_decode_alloc(const char *text, size_t len, size_t *out_len)
     char *out = malloc(room + 1);
     if (!out)
         return NULL;
-    ssize_t n = etcd_b64_decode(text, len, (unsigned char *)out, room);
+    ssize_t n = base64_decode(text, len, (unsigned char *)out, room);
     if (n < 0) {
         free(out);
         return NULL;
@@ -124,10 +42,10 @@ static char *b64_decode_alloc(const char *text, size_t len, size_t *out_len)
 /* base64 of bytes[0, n) as a new JSON string, or NULL. */
 static json_t *b64_string(const void *bytes, size_t n)
 {
-    char *text = malloc(etcd_b64_encoded_size(n));
+    char *text = malloc(base64_encoded_size(n));
     if (!text)
         return NULL;
-    etcd_b64_encode(bytes, n, text);
+    base64_encode(bytes, n, text);
     json_t *s = json_string(text);
     free(text);
     return s;

@@ -38,16 +38,6 @@
 
 #include "discovery/members.h"
 
-/* ---- base64, as etcd's gateway writes and reads it (RFC 4648 section 4, padded) ---- */
-
-/* Size of the text etcd_b64_encode() writes for n bytes, NUL included. */
-size_t etcd_b64_encoded_size(size_t n);
-/* Writes the base64 text of in[0, n) and a NUL to out (etcd_b64_encoded_size(n) bytes). */
-void etcd_b64_encode(const void *in, size_t n, char *out);
-/* Decodes text[0, len) into out (room bytes; len / 4 * 3 always suffice). Returns the decoded
- * length, or -1 if the text is not padded standard base64 or does not fit. */
-ssize_t etcd_b64_decode(const char *text, size_t len, unsigned char *out, size_t room);
-
 /* ---- requests ---- */
 
 /* The JSON bodies of the requests, NUL-terminated, for the caller to free(); NULL: out of

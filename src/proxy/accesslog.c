@@ -235,6 +235,7 @@ static void reopen_locked(void)
 
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "fulcrum-log");
     pthread_mutex_lock(&al.lock);
     for (;;) {
         while (!al.head && !al.stop && !al.reopen)

@@ -438,6 +438,9 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16]; /* what top -H and /proc/PID/task/TID/comm show */
+    snprintf(name, sizeof(name), "fulcrum-w%u", w->id);
+    pthread_setname_np(pthread_self(), name);
     loop_run(w->loop);
     proxy_close_all(w);
     tcp_close_all(w);

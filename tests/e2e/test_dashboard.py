@@ -390,6 +390,26 @@ class DashboardBalancingTest(DashboardTestCase):
             self.assertRegex(e, r"^est [0-9.]+ ms$")
 
 
+    def test_shows_discovered_servers_and_their_source(self):
+        from test_discovery_etcd import Etcd, PREFIX, RegisteredBackend, etcd_config
+        etcd = Etcd()
+        self.addCleanup(etcd.cleanup)
+        for name in ("e1", "e2"):
+            self.processes.append(RegisteredBackend(name, etcd))
+        admin = free_port()
+        f = self.fulcrum(etcd_config([etcd.endpoint], admin_port=admin))
+        wait_for(lambda: port_open(admin) or not f.alive(), what="the admin listener")
+        shown = ("[document.querySelector('[data-pool=\"app\"] .pool-head"
+                 " [data-field=\"discovery\"]').textContent,"
+                 " ...[...document.querySelectorAll('tr.server')].map((r) =>"
+                 " r.querySelector('[data-field=\"runtime\"]').textContent)]")
+        result = self.driver("http://127.0.0.1:%d/" % admin, {
+            "expect": {"app": {"e1": "up", "e2": "up"}}, "exact": True, "evaluate": [shown]})
+        head, *tags = result["evaluated"][0]
+        self.assertRegex(head, r"^discovery etcd %s ok · 2 found · answered [0-9]+s ago$" % PREFIX)
+        self.assertEqual(tags, ["etcd", "etcd"])
+
+
 class DashboardTokenTest(DashboardTestCase):
     def test_basic_credentials(self):
         bs, f, admin = self.start(2, token=TOKEN)

@@ -277,6 +277,35 @@ class EtcdDiscoveryTest(FulcrumTestCase):
         self.wait_servers({b.name: b.address for b in backends[1:]}, timeout=3)
         self.assertEqual(self.etcd.ctl("get", PREFIX + "b1"), "")
 
+    def test_metrics_show_sources_and_the_api_leaves_discovered_servers_to_them(self):
+        b1 = self.registered("b1")
+        self.start_fulcrum()
+        self.wait_servers({"b1": b1.address})
+        status, metrics, _ = api(self.aport, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        lines = metrics.splitlines()
+        for line in ('fulcrum_discovery_up{pool="app",source="etcd"} 1',
+                     'fulcrum_discovery_servers{pool="app",source="etcd"} 1',
+                     'fulcrum_discovery_errors_total{pool="app",source="etcd"} 0',
+                     'fulcrum_server_source{pool="app",server="b1",source="etcd"} 1'):
+            self.assertIn(line, lines)
+        success = [l for l in lines
+                   if l.startswith('fulcrum_discovery_last_success_timestamp_seconds{pool="app",')]
+        self.assertEqual(len(success), 1)
+        self.assertLess(abs(float(success[0].split()[-1]) - time.time()), 30)
+        # the registry owns the server: removing it through the API would not last
+        status, body, _ = api(self.aport, "DELETE", "/api/pools/app/servers/b1")
+        self.assertEqual(status, 409)
+        self.assertIn("etcd discovery", body["error"])
+        # but an operator may take it out of rotation, and that survives its registry updates
+        status, body, _ = api(self.aport, "POST", "/api/pools/app/servers/b1", {"state": "maint"})
+        self.assertEqual((status, body["state"]), (200, "maint"))
+        self.etcd.put(PREFIX + "b1", value(b1.address, name="b1", weight=3))
+        wait_for(lambda: [s for s in self.pool()["servers"] if s["name"] == "b1"][0]["weight"] == 3,
+                 what="the new weight")
+        self.assertEqual([s for s in self.pool()["servers"] if s["name"] == "b1"][0]["state"],
+                         "maint")
+
     def test_put_and_del_are_followed_under_load_without_a_failure(self):
         b1, b2 = self.registered("b1"), self.registered("b2")
         b3 = self.backend("b3")

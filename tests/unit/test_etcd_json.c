@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "core/base64.h"
 #include "discovery/etcd_json.h"
 #include "discovery/members.h"
 
@@ -27,8 +28,8 @@ static const char *b64(const char *text)
     static char out[8][256];
     static unsigned next;
     char *o = out[next++ % 8];
-    assert_true(etcd_b64_encoded_size(strlen(text)) <= sizeof(out[0]));
-    etcd_b64_encode(text, strlen(text), o);
+    assert_true(base64_encoded_size(strlen(text)) <= sizeof(out[0]));
+    base64_encode(text, strlen(text), o);
     return o;
 }
 
@@ -42,10 +43,10 @@ static void base64_round_trips(void **state)
     unsigned char dec[64];
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         size_t n = strlen(known[i][0]);
-        assert_int_equal(etcd_b64_encoded_size(n), strlen(known[i][1]) + 1);
-        etcd_b64_encode(known[i][0], n, enc);
+        assert_int_equal(base64_encoded_size(n), strlen(known[i][1]) + 1);
+        base64_encode(known[i][0], n, enc);
         assert_string_equal(enc, known[i][1]);
-        assert_int_equal(etcd_b64_decode(enc, strlen(enc), dec, sizeof(dec)), (ssize_t)n);
+        assert_int_equal(base64_decode(enc, strlen(enc), dec, sizeof(dec)), (ssize_t)n);
         assert_memory_equal(dec, known[i][0], n);
     }
     /* every byte value and every length mod 3 */
@@ -55,17 +56,17 @@ static void base64_round_trips(void **state)
         all[i] = (unsigned char)(255 - i);
     for (size_t n = 250; n <= 256; n++) {
         unsigned char back[256];
-        etcd_b64_encode(all, n, text);
-        assert_int_equal(etcd_b64_decode(text, strlen(text), back, sizeof(back)), (ssize_t)n);
+        base64_encode(all, n, text);
+        assert_int_equal(base64_decode(text, strlen(text), back, sizeof(back)), (ssize_t)n);
         assert_memory_equal(back, all, n);
     }
     /* refused: length not a multiple of 4, bad characters, padding in the middle, no room */
-    assert_int_equal(etcd_b64_decode("Zg=", 3, dec, sizeof(dec)), -1);
-    assert_int_equal(etcd_b64_decode("Zg", 2, dec, sizeof(dec)), -1);
-    assert_int_equal(etcd_b64_decode("Z!==", 4, dec, sizeof(dec)), -1);
-    assert_int_equal(etcd_b64_decode("Zg==Zm8=", 8, dec, sizeof(dec)), -1);
-    assert_int_equal(etcd_b64_decode("Z===", 4, dec, sizeof(dec)), -1);
-    assert_int_equal(etcd_b64_decode("Zm9v", 4, dec, 2), -1);
+    assert_int_equal(base64_decode("Zg=", 3, dec, sizeof(dec)), -1);
+    assert_int_equal(base64_decode("Zg", 2, dec, sizeof(dec)), -1);
+    assert_int_equal(base64_decode("Z!==", 4, dec, sizeof(dec)), -1);
+    assert_int_equal(base64_decode("Zg==Zm8=", 8, dec, sizeof(dec)), -1);
+    assert_int_equal(base64_decode("Z===", 4, dec, sizeof(dec)), -1);
+    assert_int_equal(base64_decode("Zm9v", 4, dec, 2), -1);
 }
 
 static void request_bodies(void **state)
