@@ -102,15 +102,29 @@ void discovery_free(struct discovery *d)
     free(d);
 }
 
-/* "a, b, c and 4 more" for log lines: the first few names of the members of a not in b. */
-static unsigned names_missing(const struct member_set *a, const struct member_set *b, char *out,
-                              size_t size)
+/* Is member m of a missing from b (changed: there under its name, but with another address,
+ * weight or host)? */
+static bool missing(const struct member_set *b, const struct member *m, bool changed)
+{
+    int k = members_find(b, m->name);
+    if (k < 0)
+        return !changed;
+    const struct member *o = &b->v[k];
+    bool same = net_addr_equal(&o->addr, &m->addr) && o->weight == m->weight &&
+                strcmp(o->host, m->host) == 0;
+    return changed && !same;
+}
+
+/* "a, b, c and 4 more" for log lines: the first few names of the members of a missing from b
+ * (or changed in b), and how many there are. */
+static unsigned names_missing(const struct member_set *a, const struct member_set *b, bool changed,
+                              char *out, size_t size)
 {
     unsigned n = 0, shown = 0;
     size_t o = 0;
     out[0] = '\0';
     for (unsigned i = 0; i < a->n; i++) {
-        if (members_find(b, a->v[i].name) >= 0)
+        if (!missing(b, &a->v[i], changed))
             continue;
         n++;
         if (shown < 5 && o < size) {
@@ -129,21 +143,19 @@ static unsigned names_missing(const struct member_set *a, const struct member_se
 static void on_update(void *arg, const struct member_set *set)
 {
     struct source *s = arg;
-    char joined[400], left[400];
-    unsigned nj = names_missing(set, &s->set, joined, sizeof(joined));
-    unsigned nl = names_missing(&s->set, set, left, sizeof(left));
+    char joined[400], left[400], changed[400];
+    unsigned nj = names_missing(set, &s->set, false, joined, sizeof(joined));
+    unsigned nl = names_missing(&s->set, set, false, left, sizeof(left));
+    unsigned nc = names_missing(set, &s->set, true, changed, sizeof(changed));
     if (members_copy(&s->set, set) < 0) {
         log_error("pool %s: %s %s: out of memory for %u servers; keeping the previous set", s->pool,
                   kind_label(s->kind), s->target, set->n);
         return;
     }
-    if (nj || nl)
-        log_info("pool %s: %s %s: %u server%s joined%s%s%s, %u left%s%s%s; %u discovered", s->pool,
-                 kind_label(s->kind), s->target, nj, nj == 1 ? "" : "s", nj ? " (" : "", joined,
-                 nj ? ")" : "", nl, nl ? " (" : "", left, nl ? ")" : "", set->n);
-    else
-        log_info("pool %s: %s %s: weights changed; %u discovered", s->pool, kind_label(s->kind),
-                 s->target, set->n);
+    log_info("pool %s: %s %s: %u joined%s%s%s, %u left%s%s%s, %u changed%s%s%s; %u discovered",
+             s->pool, kind_label(s->kind), s->target, nj, nj ? " (" : "", joined, nj ? ")" : "", nl,
+             nl ? " (" : "", left, nl ? ")" : "", nc, nc ? " (" : "", changed, nc ? ")" : "",
+             set->n);
     s->owner->changed(s->owner->arg);
 }
 
