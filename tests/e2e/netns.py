@@ -133,15 +133,23 @@ def port_open_in(ns, host, port):
 
 
 def remove_stale():
-    """Deletes namespaces of earlier runs whose process is gone (a run that was killed)."""
+    """Removes what an earlier run left when it was killed before its clean-up (its pid, in the
+    names, is gone): the processes it started in its namespaces, then the namespaces."""
     try:
         names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
         return
     for name in names:
         m = re.match(r"^%s(\d+)-" % PREFIX, name)
-        if m and not os.path.exists("/proc/" + m.group(1)):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        if not m or os.path.exists("/proc/" + m.group(1)):
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 class HostProcess:
