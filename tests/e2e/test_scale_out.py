@@ -51,9 +51,10 @@ KEYS = ["user-%d" % i for i in range(300)]
 LEASE_TTL = 3
 
 # One configuration for both instances (they bind every address of their host). The timeouts are
-# short so that a pulled cable costs a request at most a fraction of a second before its retry
-# on another server: connect for new connections, server for requests already sent on a pooled
-# connection.
+# short so that a pulled cable costs a request at most a second before its retry on another
+# server (connect for new connections, server for requests already sent on a pooled one), but
+# several times what a loaded machine needs for a round trip on the bridge, so that no server
+# looks dead to one instance only: that would make the instances disagree.
 CONFIG = """\
 threads: 1
 log_level: info
@@ -66,14 +67,15 @@ pools:
     balance: hash
     hash_key: header:X-User
     retries: 2
-    health_check: {path: /healthcheck, interval: 200ms, timeout: 200ms, rise: 1, fall: 2}
+    health_check: {path: /healthcheck, interval: 250ms, timeout: 500ms, rise: 1, fall: 2}
     passive: {consecutive_failures: 2, ejection_time: 30s}
     discovery: {etcd: {endpoints: [%(etcd)s], prefix: %(prefix)s}}
     servers: []
-timeouts: {connect: 300ms, server: 1s}
+timeouts: {connect: 500ms, server: 1s}
 admin:
   bind: 0.0.0.0:%(admin)d
 """
+
 
 class Stream:
     """GETs with rotating X-User keys through each balancer, from the client namespace, one
@@ -88,11 +90,13 @@ class Stream:
         self.threads = []
         for name, address in balancers.items():
             for i in range(threads_per_balancer):
-                self.threads.append(threading.Thread(target=self._run, args=(name, address, i)))
+                # Each thread starts at another place in the keys.
+                first = i * len(KEYS) // threads_per_balancer
+                self.threads.append(threading.Thread(target=self._run,
+                                                     args=(name, address, first)))
 
-    def _run(self, lb, address, offset):
+    def _run(self, lb, address, n):
         conn = None
-        n = offset * len(KEYS) // 2
         while not self.stopping.is_set():
             key = KEYS[n % len(KEYS)]
             n += 1
@@ -106,7 +110,8 @@ class Stream:
                 row = (start, lb, key, r.status, r.getheader("X-Backend"))
             except (OSError, http.client.HTTPException) as e:
                 row = (start, lb, key, None, repr(e))
-                conn.close()
+                if conn:
+                    conn.close()
                 conn = None
             with self.lock:
                 self.results.append(row)
@@ -150,6 +155,7 @@ class ScaleOutTest(unittest.TestCase):
         for name, octet in BACKENDS.items():
             self.start_backend(name, octet)
         self.balancers = {}
+        self.fulcrums = {}
         for name, octet in BALANCERS.items():
             self.start_balancer(name, octet)
         for lb in self.balancers:
@@ -163,12 +169,15 @@ class ScaleOutTest(unittest.TestCase):
         return super().run(result)
 
     def tearDown(self):
+        # A balancer that died during the case fails it, whatever the case asserted.
+        crashed = [name for name, proc in self.fulcrums.items() if not proc.alive()]
         # The logs of every process explain a failure; they go with the network.
-        if self.result is not None and any(test is self for test, _ in
-                                           self.result.failures + self.result.errors):
+        if crashed or (self.result is not None and any(
+                test is self for test, _ in self.result.failures + self.result.errors)):
             for host in self.net.hosts.values():
                 for p in host.processes:
                     print("\n---- %s (%s) ----\n%s" % (p.name, host.ns, p.log()[-4000:]))
+        self.assertEqual(crashed, [], "balancers that exited during the case")
 
     # ---- the hosts ----
 
@@ -218,26 +227,21 @@ class ScaleOutTest(unittest.TestCase):
                  not proc.alive(), what="%s to listen" % name)
         self.assertTrue(proc.alive(), "%s exited:\n%s" % (name, proc.log()))
         self.balancers[name] = host
+        self.fulcrums[name] = proc
         return host
 
     # ---- what the balancers say and do ----
 
-    def admin(self, lb, method, path, body=None):
+    def servers(self, lb):
+        """Pool api's servers on balancer lb, by name (its admin API's GET /api/state)."""
         conn = netns.HTTPConnectionIn(self.client.ns, self.balancers[lb].address, ADMIN_PORT)
         try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                         headers=headers)
+            conn.request("GET", "/api/state")
             r = conn.getresponse()
-            data = r.read()
-            return r.status, json.loads(data) if data else None
+            state = json.loads(r.read())
         finally:
             conn.close()
-
-    def servers(self, lb):
-        """Pool api's servers on balancer lb, by name."""
-        status, state = self.admin(lb, "GET", "/api/state")
-        self.assertEqual(status, 200)
+        self.assertEqual(r.status, 200)
         pool = [p for p in state["pools"] if p["name"] == "api"][0]
         return {s["name"]: s for s in pool["servers"]}
 
