@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "register.h"
 #include "core/buf.h"
 #include "core/conn.h"
 #include "core/container.h"
@@ -1047,7 +1048,8 @@ static void usage_error(const char *fmt, ...)
     fprintf(stderr, "fulcrum-backend: ");
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nUsage: fulcrum-backend --listen ADDR [--name NAME] [--quiet]; see --help\n");
+    fprintf(stderr, "\nUsage: fulcrum-backend --listen ADDR [--name NAME] [--quiet] [--register "
+                    "URL ...]; see --help\n");
     exit(2);
 }
 
@@ -1064,6 +1066,18 @@ static const char *option_value(int argc, char **argv, int *i, const char *opt)
     if (*i + 1 >= argc)
         usage_error("%s needs a value", opt);
     return argv[++*i];
+}
+
+/* A decimal number 0-max for option opt, or a usage error. */
+static unsigned parse_count(const char *text, const char *opt, unsigned max)
+{
+    unsigned long n = 0;
+    const char *p = text;
+    for (; *p >= '0' && *p <= '9' && n <= max; p++)
+        n = n * 10 + (unsigned long)(*p - '0');
+    if (p == text || *p != '\0' || n > max)
+        usage_error("%s: expected a number 0-%u, got '%s'", opt, max, text);
+    return (unsigned)n;
 }
 
 static bool valid_name(const char *s)
@@ -1096,6 +1110,7 @@ int main(int argc, char **argv)
 {
     const char *listen_text = NULL, *name = NULL, *v;
     bool quiet = false;
+    struct be_register_conf reg = {.ttl_s = BE_REGISTER_TTL_DEFAULT, .weight = 1};
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -1110,12 +1125,23 @@ int main(int argc, char **argv)
             listen_text = v;
         } else if ((v = option_value(argc, argv, &i, "--name"))) {
             name = v;
+        } else if ((v = option_value(argc, argv, &i, "--register"))) {
+            reg.url = v;
+        } else if ((v = option_value(argc, argv, &i, "--register-address"))) {
+            reg.address = v;
+        } else if ((v = option_value(argc, argv, &i, "--register-ttl"))) {
+            reg.ttl_s = parse_count(v, "--register-ttl", 3600);
+        } else if ((v = option_value(argc, argv, &i, "--register-weight"))) {
+            reg.weight = parse_count(v, "--register-weight", 256);
         } else {
             usage_error("unknown argument '%s'", argv[i]);
         }
     }
     if (!listen_text)
         usage_error("%s", "--listen ADDR is required");
+    if (!reg.url && (reg.address || reg.ttl_s != BE_REGISTER_TTL_DEFAULT || reg.weight != 1))
+        usage_error("%s",
+                    "--register-address, --register-ttl and --register-weight need --register");
     struct net_addr addr;
     const char *error;
     if (net_parse_addr(listen_text, &addr, &error) < 0) {
@@ -1168,8 +1194,25 @@ int main(int argc, char **argv)
     if (!quiet)
         fprintf(stderr, "fulcrum-backend %s listening on %s\n", srv.name, bound_text);
 
+    /* --register: the address is the one bound (or the one given), the key's name --name or
+     * that address. The thread starts with SIGTERM and SIGINT blocked (setup_signals), so they
+     * keep coming to this loop. */
+    struct be_register *registration = NULL;
+    if (reg.url) {
+        char err[256];
+        if (!reg.address)
+            reg.address = bound_text;
+        reg.name = name ? name : reg.address;
+        if (!(registration = be_register_start(&reg, err, sizeof(err)))) {
+            fprintf(stderr, "fulcrum-backend: %s\n", err);
+            return 2;
+        }
+    }
+
     loop_set_before_poll(srv.loop, before_poll, NULL);
     loop_run(srv.loop);
+    /* A graceful stop leaves the registry first, so that balancers stop sending at once. */
+    be_register_stop(registration);
 
     /* Orderly exit, so that leak checkers see every allocation returned. */
     while (srv.conns)

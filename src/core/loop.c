@@ -32,6 +32,7 @@ struct loop {
     uint32_t heap_len, heap_cap;
 
     struct loop_task *tasks_head, *tasks_tail;
+    struct loop_grave *graves; /* loop_bury(): freed after the batch */
 
     loop_hook_fn before_poll;
     void *before_poll_arg;
@@ -83,10 +84,26 @@ struct loop *loop_new(void)
     return loop;
 }
 
+static void bury_all(struct loop *loop)
+{
+    while (loop->graves) {
+        struct loop_grave *g = loop->graves;
+        loop->graves = g->next;
+        g->bury(g);
+    }
+}
+
+void loop_bury(struct loop *loop, struct loop_grave *grave)
+{
+    grave->next = loop->graves;
+    loop->graves = grave;
+}
+
 void loop_free(struct loop *loop)
 {
     if (!loop)
         return;
+    bury_all(loop);
     close(loop->wake_io.fd);
     close(loop->epfd);
     free(loop->heap);
@@ -310,6 +327,7 @@ void loop_run(struct loop *loop)
 
     loop->running = true;
     while (loop->running) {
+        bury_all(loop); /* the batch that let go of them is over */
         if (loop->before_poll) {
             loop->before_poll(loop, loop->before_poll_arg);
             if (!loop->running) /* the hook decided the loop is done: do not sleep first */

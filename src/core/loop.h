@@ -69,6 +69,12 @@ struct loop_task {
     bool queued;
 };
 
+/* An object to free once the current batch of events is over (loop_bury()). */
+struct loop_grave {
+    struct loop_grave *next;
+    void (*bury)(struct loop_grave *grave); /* frees the object the grave is part of */
+};
+
 struct loop *loop_new(void);
 void loop_free(struct loop *loop);
 
@@ -108,6 +114,14 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
 void loop_defer(struct loop *loop, struct loop_task *task);
 /* Removes a queued task (its owner is going away). */
 void loop_cancel(struct loop *loop, struct loop_task *task);
+
+/*
+ * Frees an object after the current batch: grave->bury(grave) runs at the start of the next
+ * iteration (or in loop_free()). For owners without a recycler of their own (the control
+ * thread's checks and discovery sources) that close an fd in the middle of a batch whose later
+ * events may still point at the object: close at once (io->handler = NULL), free here.
+ */
+void loop_bury(struct loop *loop, struct loop_grave *grave);
 
 /* Called before every epoll_wait: the place to recycle objects freed during the last batch. */
 void loop_set_before_poll(struct loop *loop, loop_hook_fn fn, void *arg);

@@ -52,6 +52,7 @@ enum phase { CK_IDLE, CK_CONNECTING, CK_HANDSHAKE, CK_SENDING, CK_READING };
 struct watch {
     struct conn conn; /* first: the loop's pointer is the watch's */
     struct watch *next;
+    struct loop_grave grave;       /* freed after the batch (watch_free) */
     struct loop_timer check_timer; /* next check, or the running check's timeout */
     struct loop_timer eject_timer; /* end of the current ejection */
     struct server *server;
@@ -529,13 +530,23 @@ static int watch_configure(struct watch *w)
     return 0;
 }
 
+static void bury_watch(struct loop_grave *grave)
+{
+    free(container_of(grave, struct watch, grave));
+}
+
+/* Stops w at once; its memory goes after the batch, in which a later event of its check's
+ * connection may still point at it (a reload from the admin API runs inside an event). */
 static void watch_free(struct checker *c, struct watch *w)
 {
+    w->server->watch = NULL; /* the server may live on in a snapshot a connection still holds */
     abandon_check(w);
     loop_timer_stop(c->loop, &w->check_timer);
     loop_timer_stop(c->loop, &w->eject_timer);
     free(w->request);
-    free(w);
+    w->request = NULL;
+    w->grave.bury = bury_watch;
+    loop_bury(c->loop, &w->grave);
 }
 
 static void describe(const struct pool *p)
@@ -623,14 +634,14 @@ int checker_sync(struct checker *c, const struct snapshot *snap)
         if (snap->conf != c->described)
             describe(p);
         for (unsigned k = 0; k < p->nservers; k++) {
-            struct watch *w = c->watches;
-            while (w && w->server != p->servers[k])
-                w = w->next;
+            /* each server points at its watch: a sync of 1,000 servers is 1,000 steps */
+            struct watch *w = p->servers[k]->watch;
             if (w) {
                 watch_update(c, w, p);
             } else if ((w = watch_new(c, p, p->servers[k]))) {
                 w->next = c->watches;
                 c->watches = w;
+                p->servers[k]->watch = w;
             } else {
                 log_error("pool %s server %s: out of memory for its health check", p->name,
                           p->servers[k]->name);

@@ -13,13 +13,16 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "core/container.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "discovery/dns.h"
 #include "discovery/etcd.h"
 #include "servers/pool.h"
 
 struct source {
     struct source *next;
+    struct loop_grave grave; /* dropped by a reload: freed after the batch */
     struct discovery *owner;
     char *pool;
     enum server_source kind; /* SERVER_FROM_DNS or SERVER_FROM_ETCD */
@@ -66,6 +69,23 @@ static void source_free(struct source *s)
     free(s->fingerprint);
     free(s->target);
     free(s);
+}
+
+static void bury_source(struct loop_grave *grave)
+{
+    source_free(container_of(grave, struct source, grave));
+}
+
+/*
+ * A source the configuration dropped: out of the list now, freed after the batch. A reload runs
+ * inside an event (the admin API, the wake-up), and a later event of the same batch may point at
+ * the source's connection; until then it may still answer, which changes nothing (it is no
+ * longer in the list the snapshot is built from).
+ */
+static void retire_source(struct discovery *d, struct source *s)
+{
+    s->grave.bury = bury_source;
+    loop_bury(d->loop, &s->grave);
 }
 
 void discovery_free(struct discovery *d)
@@ -242,7 +262,7 @@ static int sync_one(struct discovery *d, const struct conf_pool *p, enum server_
                     *pp = old->next;
                     break;
                 }
-            source_free(old);
+            retire_source(d, old);
         } else {
             old->seen = true;
         }
@@ -271,7 +291,7 @@ int discovery_sync(struct discovery *d, const struct conf *conf)
         log_info("pool %s: %s discovery removed from the configuration: its %u servers leave",
                  s->pool, kind_label(s->kind), s->set.n);
         *pp = s->next;
-        source_free(s);
+        retire_source(d, s);
     }
     return rc;
 }

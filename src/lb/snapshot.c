@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/loop.h"
 #include "lb/lb.h"
 #include "lb/routing.h"
@@ -18,17 +19,49 @@ static uint64_t now_ms(void)
     return loop_clock_us() / 1000u;
 }
 
-static struct server *find_server(const struct snapshot *prev, const char *pool, const char *name,
-                                  const struct net_addr *addr)
+/*
+ * Servers by name: an open-addressing table built per pool while a snapshot is built, so that a
+ * pool of 1,000 discovered servers is matched with its predecessor in 1,000 steps rather than a
+ * million (every membership change rebuilds the pool).
+ */
+struct name_index {
+    struct server **slot; /* NULL: empty */
+    size_t mask;
+};
+
+static size_t name_slot(const struct name_index *ix, const char *name)
 {
-    if (!prev)
+    return hash_bytes(name, strlen(name), 0x6e616d65) & ix->mask;
+}
+
+/* Room for n servers; 0, or -1 if memory ran out. */
+static int index_init(struct name_index *ix, unsigned n)
+{
+    size_t cap = 16;
+    while (cap < (size_t)n * 2)
+        cap *= 2;
+    ix->slot = calloc(cap, sizeof(*ix->slot));
+    ix->mask = cap - 1;
+    return ix->slot ? 0 : -1;
+}
+
+static void index_add(struct name_index *ix, struct server *s)
+{
+    size_t k = name_slot(ix, s->name);
+    while (ix->slot[k])
+        k = (k + 1) & ix->mask;
+    ix->slot[k] = s;
+}
+
+/* The server called name (with this address, if addr is not NULL), or NULL. */
+static struct server *index_find(const struct name_index *ix, const char *name,
+                                 const struct net_addr *addr)
+{
+    if (!ix->slot)
         return NULL;
-    struct pool *p = snapshot_find_pool(prev, pool);
-    if (!p)
-        return NULL;
-    for (unsigned i = 0; i < p->nservers; i++) {
-        struct server *s = p->servers[i];
-        if (strcmp(s->name, name) == 0 && net_addr_equal(&s->addr, addr))
+    for (size_t k = name_slot(ix, name); ix->slot[k]; k = (k + 1) & ix->mask) {
+        struct server *s = ix->slot[k];
+        if (strcmp(s->name, name) == 0 && (!addr || net_addr_equal(&s->addr, addr)))
             return s;
     }
     return NULL;
@@ -49,12 +82,13 @@ struct origin {
     const char *host;    /* the host part itself (discovery) */
 };
 
-/* The server called name in pool: shared with prev if unchanged, otherwise new. */
-static struct server *get_server(const struct snapshot *prev, const struct conf_pool *cp,
-                                 const char *name, const struct net_addr *addr, unsigned weight,
-                                 struct origin from)
+/* The server called name in pool: shared with the previous snapshot's pool (indexed in was) if
+ * unchanged, otherwise new. */
+static struct server *get_server(const struct snapshot *prev, const struct name_index *was,
+                                 const struct conf_pool *cp, const char *name,
+                                 const struct net_addr *addr, unsigned weight, struct origin from)
 {
-    struct server *s = find_server(prev, cp->name, name, addr);
+    struct server *s = index_find(was, name, addr);
     if (s) {
         server_ref(s);
         if (!s->weight_pinned)
@@ -73,15 +107,6 @@ static struct server *get_server(const struct snapshot *prev, const struct conf_
     if (prev && cp->check.enabled)
         server_await_first_check(s);
     return s;
-}
-
-/* Has pool p a server called name among its first n? */
-static bool has_name(const struct pool *p, const char *name)
-{
-    for (unsigned k = 0; k < p->nservers; k++)
-        if (strcmp(p->servers[k]->name, name) == 0)
-            return true;
-    return false;
 }
 
 struct conf_box {
@@ -203,6 +228,61 @@ static int setup_balancer(struct snapshot *snap, unsigned i, const struct snapsh
     return 0;
 }
 
+/*
+ * Pool p's servers: the file's (less the API's removals), the API's additions, then the
+ * discovered ones whose name the pool does not have yet. Each is shared with the pool of the
+ * same name in prev when its name and address are the same there. p->servers has room for all.
+ */
+static int fill_servers(struct pool *p, const struct conf_pool *cp, const struct snapshot *prev,
+                        const struct snapshot_overlay *overlay, unsigned room)
+{
+    const struct pool *old = prev ? snapshot_find_pool(prev, cp->name) : NULL;
+    struct name_index was = {0}, now = {0};
+    int rc = -1;
+    if ((old && index_init(&was, old->nservers) < 0) || index_init(&now, room) < 0)
+        goto out;
+    for (unsigned k = 0; old && k < old->nservers; k++)
+        index_add(&was, old->servers[k]);
+    for (unsigned k = 0; k < cp->nservers; k++) {
+        const struct conf_server *cs = &cp->servers[k];
+        if (removed(overlay, cp->name, cs->name))
+            continue;
+        struct server *s = get_server(prev, &was, cp, cs->name, &cs->addr, cs->weight,
+                                      (struct origin){SERVER_FROM_FILE, cs->address, NULL});
+        if (!s)
+            goto out;
+        p->servers[p->nservers++] = s;
+        index_add(&now, s);
+    }
+    for (unsigned k = 0; overlay && k < overlay->nadd; k++) {
+        const struct snapshot_change *a = &overlay->add[k];
+        if (strcmp(a->pool, cp->name) != 0 || removed(overlay, a->pool, a->name))
+            continue;
+        struct server *s = get_server(prev, &was, cp, a->name, &a->addr, a->weight,
+                                      (struct origin){SERVER_FROM_API, NULL, a->host});
+        if (!s)
+            goto out;
+        p->servers[p->nservers++] = s;
+        index_add(&now, s);
+    }
+    for (unsigned k = 0; overlay && k < overlay->ndiscovered; k++) {
+        const struct snapshot_change *d = &overlay->discovered[k];
+        if (strcmp(d->pool, cp->name) != 0 || index_find(&now, d->name, NULL))
+            continue;
+        struct server *s = get_server(prev, &was, cp, d->name, &d->addr, d->weight,
+                                      (struct origin){d->source, NULL, d->host});
+        if (!s)
+            goto out;
+        p->servers[p->nservers++] = s;
+        index_add(&now, s);
+    }
+    rc = 0;
+out:
+    free(was.slot);
+    free(now.slot);
+    return rc;
+}
+
 static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
                               const struct snapshot_overlay *overlay)
 {
@@ -229,36 +309,8 @@ static struct snapshot *build(struct conf *conf, const struct snapshot *prev,
         p->servers = calloc(cp->nservers + extra ? cp->nservers + extra : 1, sizeof(*p->servers));
         if (!p->lb || !p->servers)
             goto fail;
-        for (unsigned k = 0; k < cp->nservers; k++) {
-            const struct conf_server *cs = &cp->servers[k];
-            if (removed(overlay, cp->name, cs->name))
-                continue;
-            struct server *s = get_server(prev, cp, cs->name, &cs->addr, cs->weight,
-                                          (struct origin){SERVER_FROM_FILE, cs->address, NULL});
-            if (!s)
-                goto fail;
-            p->servers[p->nservers++] = s;
-        }
-        for (unsigned k = 0; overlay && k < overlay->nadd; k++) {
-            const struct snapshot_change *a = &overlay->add[k];
-            if (strcmp(a->pool, cp->name) != 0 || removed(overlay, a->pool, a->name))
-                continue;
-            struct server *s = get_server(prev, cp, a->name, &a->addr, a->weight,
-                                          (struct origin){SERVER_FROM_API, NULL, a->host});
-            if (!s)
-                goto fail;
-            p->servers[p->nservers++] = s;
-        }
-        for (unsigned k = 0; overlay && k < overlay->ndiscovered; k++) {
-            const struct snapshot_change *d = &overlay->discovered[k];
-            if (strcmp(d->pool, cp->name) != 0 || has_name(p, d->name))
-                continue;
-            struct server *s = get_server(prev, cp, d->name, &d->addr, d->weight,
-                                          (struct origin){d->source, NULL, d->host});
-            if (!s)
-                goto fail;
-            p->servers[p->nservers++] = s;
-        }
+        if (fill_servers(p, cp, prev, overlay, cp->nservers + extra) < 0)
+            goto fail;
         /* after the servers: the balancer's data is built from them */
         if (setup_balancer(snap, i, prev) < 0)
             goto fail;

@@ -32,6 +32,9 @@ struct server_local {
     struct upstream *idle_tail;
     unsigned nidle;
     struct ssl_session_st *session; /* TLS: the last resumable session with the server */
+    /* not in the thread's snapshot any more (upstream_close_idle_removed): a connection that
+     * finishes its request there is closed, not parked where nothing would take it */
+    bool retired;
 };
 
 /* What this module keeps per worker thread (thread.h: w->upstream). */
@@ -106,6 +109,13 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s)
     idle_list_remove(sl, u);
     idle_gauge(w, u, -1);
     u->reused = true;
+    if (u->server != s) {
+        /* parked by a request of an older snapshot, whose server of this identity (same pool,
+         * name and address: the same slot) left and came back as a new object */
+        server_ref(s);
+        server_unref(u->server);
+        u->server = s;
+    }
     return u;
 }
 
@@ -257,7 +267,8 @@ void upstream_park(struct worker *w, struct upstream *u)
         keep_session(sl, u);
     /* A private connection told its server who the client is: another client's request on it
      * would be attributed to the wrong address. */
-    if (u->private_conn || w->stopping || sl->nidle >= MAX_IDLE_PER_SERVER || !quiet(w, u)) {
+    if (u->private_conn || w->stopping || sl->retired || sl->nidle >= MAX_IDLE_PER_SERVER ||
+        !quiet(w, u)) {
         upstream_close(w, u, false);
         return;
     }
@@ -304,9 +315,11 @@ void upstream_close_idle_removed(struct worker *w, const struct snapshot *snap)
         for (unsigned k = 0; k < snap->pools[p].nservers; k++)
             if (snap->pools[p].servers[k]->slot < ul->nservers)
                 kept[snap->pools[p].servers[k]->slot] = true;
-    for (unsigned i = 0; i < ul->nservers; i++)
+    for (unsigned i = 0; i < ul->nservers; i++) {
+        ul->servers[i].retired = !kept[i];
         while (!kept[i] && ul->servers[i].idle_head)
             upstream_close(w, ul->servers[i].idle_head, false);
+    }
     free(kept);
 }
 

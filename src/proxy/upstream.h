@@ -92,8 +92,9 @@ void upstream_close(struct worker *w, struct upstream *u, bool reset);
 void upstream_expire_idle(struct worker *w, uint32_t max_idle_ms);
 
 struct snapshot;
-/* Closes this thread's idle connections to servers snap no longer has (a reload or the admin API
- * removed them): nothing would take them again before they expire. */
+/* Closes this thread's idle connections to servers snap no longer has (a reload, the admin API
+ * or discovery removed them): nothing would take them again before they expire. Connections to
+ * them still busy with a request are closed when it ends, instead of being parked. */
 void upstream_close_idle_removed(struct worker *w, const struct snapshot *snap);
 
 /* Closes every idle connection of this thread (stop). */

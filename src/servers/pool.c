@@ -51,7 +51,7 @@ static struct {
         char *identity; /* NULL: empty */
         size_t len;
         unsigned slot;
-    } *v;
+    } * v;
     size_t cap, n;
 } slots_by_identity;
 

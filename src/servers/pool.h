@@ -108,6 +108,7 @@ struct server {
 
     /* owned by the control thread */
     struct server_inputs h;
+    void *watch; /* the health checker's record of this server (ctl/check.c); NULL: none yet */
 
     /* What the load-aware balancers (lb/load.h) share across threads: every worker writes these,
      * so they sit on a cache line of their own, away from the read-mostly fields above. */
