@@ -14,8 +14,9 @@ the switch side of a host's pair down is that host's cable being pulled: its pro
 running, its packets go nowhere. Nothing is created in the caller's namespace, so 10.77.0.0/24
 exists only inside the network, and deleting the namespaces deletes every link.
 
-Names carry a per-run prefix (fsc<pid>-), so runs in parallel do not collide, and namespaces left
-behind by a run that was killed (its pid gone) are removed by the next one.
+Names carry a per-run prefix (fsc<pid>-), so runs in parallel do not collide, and what a run that
+was killed left behind (its pid gone: its namespaces and the processes in them) is removed by
+the next one.
 
 Processes run in a host with `ip netns exec` and are ended by their pid. Sockets are opened in a
 host from this process itself (socket_in), with setns(2) on the calling thread around the
