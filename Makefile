@@ -38,7 +38,8 @@ GEN_DASHBOARD = $(1)/gen/dashboard.c
 CORE_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/src/%.o) $(BUILD)/obj/gen/dashboard.o
 BACKEND_SRC := $(wildcard backend/*.c)
 BACKEND_OBJ := $(BACKEND_SRC:%.c=$(BUILD)/obj/%.o)
-# The demo backend reuses the event loop, buffers, parser, sockets and log, nothing else.
+# The demo backend reuses the event loop, buffers, parser, sockets and log, and the etcd JSON
+# handling (--register), nothing else.
 BACKEND_CORE := $(patsubst %,$(BUILD)/obj/src/%.o,core/loop core/buf core/conn http/http1 core/net core/log discovery/etcd_json discovery/members)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
