@@ -1,0 +1,366 @@
+"""
+test_scale_out.py - several fulcrum instances that agree, on a network of their own.
+
+Issue 14's multi-instance picture, with real hosts as network namespaces (netns.py):
+
+    registry  10.77.0.2    etcd (Debian's etcd-server), the servers' registry
+    b1..b3    10.77.0.11-  fulcrum-backend each, registering itself under /services/api/
+    lb1, lb2  10.77.0.21-  fulcrum each, the same configuration: balance: hash on X-User,
+                           health checks, passive ejection, retries, etcd discovery
+    client    10.77.0.100  the test's HTTP clients (sockets opened in that namespace)
+
+all on one bridge. The cases:
+
+- agreement: both instances send each of 300 keys to the same backend;
+- a dead backend host: its cable is pulled while GETs stream through both instances; both stop
+  using it (checks, passive ejection, then its lease expires and it leaves their server lists)
+  and no GET fails (idempotent requests are retried on another server);
+- a new host: a fourth backend registers; both instances use it, and it takes about 1/4 of the
+  keys, from the three others, while no key moves between two of them.
+
+Skipped when not root or when `ip netns` does not work. Every namespace and process is removed
+at the end, also when a case fails.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import unittest
+
+import netns
+from harness import BACKEND, FULCRUM, wait_for
+
+SUBNET = "10.77.0"
+REGISTRY = SUBNET + ".2"
+ETCD_URL = "http://%s:2379" % REGISTRY
+PREFIX = "/services/api/"
+HTTP_PORT = 8080    # every balancer's listener, and every backend's
+ADMIN_PORT = 9000   # every balancer's admin listener
+BACKENDS = {"b1": 11, "b2": 12, "b3": 13}
+NEW_BACKEND = ("b4", 14)
+BALANCERS = {"lb1": 21, "lb2": 22}
+CLIENT = 100
+KEYS = ["user-%d" % i for i in range(300)]
+
+# Registry timing: a backend's lease lives LEASE_TTL seconds after its last keep-alive. etcd
+# refuses TTLs under its minimum (about 2 s with the default election timeout).
+LEASE_TTL = 3
+
+# One configuration for both instances (they bind every address of their host). The timeouts are
+# short so that a pulled cable costs a request at most a second before its retry on another
+# server (connect for new connections, server for requests already sent on a pooled one), but
+# several times what a loaded machine needs for a round trip on the bridge, so that no server
+# looks dead to one instance only: that would make the instances disagree.
+CONFIG = """\
+threads: 1
+log_level: info
+listeners:
+  - name: web
+    bind: 0.0.0.0:%(http)d
+    pool: api
+pools:
+  - name: api
+    balance: hash
+    hash_key: header:X-User
+    retries: 2
+    health_check: {path: /healthcheck, interval: 250ms, timeout: 500ms, rise: 1, fall: 2}
+    passive: {consecutive_failures: 2, ejection_time: 30s}
+    discovery: {etcd: {endpoints: [%(etcd)s], prefix: %(prefix)s}}
+    servers: []
+timeouts: {connect: 500ms, server: 1s}
+admin:
+  bind: 0.0.0.0:%(admin)d
+"""
+
+
+class Stream:
+    """GETs with rotating X-User keys through each balancer, from the client namespace, one
+    keep-alive connection per thread, until stop(). Records every request: when it began, the
+    balancer, the key, and what came back (status and X-Backend) or the error."""
+
+    def __init__(self, client_ns, balancers, threads_per_balancer=2):
+        self.client_ns = client_ns
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.results = []  # (start, balancer, key, status or None, backend or error text)
+        self.threads = []
+        for name, address in balancers.items():
+            for i in range(threads_per_balancer):
+                # Each thread starts at another place in the keys.
+                first = i * len(KEYS) // threads_per_balancer
+                self.threads.append(threading.Thread(target=self._run,
+                                                     args=(name, address, first)))
+
+    def _run(self, lb, address, n):
+        conn = None
+        while not self.stopping.is_set():
+            key = KEYS[n % len(KEYS)]
+            n += 1
+            start = time.monotonic()
+            try:
+                if conn is None:
+                    conn = netns.HTTPConnectionIn(self.client_ns, address, HTTP_PORT, timeout=10)
+                conn.request("GET", "/", headers={"X-User": key})
+                r = conn.getresponse()
+                r.read()
+                row = (start, lb, key, r.status, r.getheader("X-Backend"))
+            except (OSError, http.client.HTTPException) as e:
+                row = (start, lb, key, None, repr(e))
+                if conn:
+                    conn.close()
+                conn = None
+            with self.lock:
+                self.results.append(row)
+        if conn:
+            conn.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def count(self, predicate):
+        with self.lock:
+            return sum(1 for row in self.results if predicate(row))
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join()
+        return self.results
+
+
+class ScaleOutTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        reason = netns.unavailable()
+        if reason:
+            raise unittest.SkipTest(reason)
+        for program in ("etcd", FULCRUM, BACKEND):
+            if not shutil.which(program):
+                raise AssertionError("%s is not installed (scripts/install-deps test)" % program)
+
+    def setUp(self):
+        self.net = netns.Network(SUBNET)
+        self.addCleanup(self.net.close)
+        self.tmp = tempfile.mkdtemp(prefix="fulcrum-scale-out-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.client = self.net.add_host("client", CLIENT)
+        self.start_registry()
+        self.backends = {}
+        for name, octet in BACKENDS.items():
+            self.start_backend(name, octet)
+        self.balancers = {}
+        self.fulcrums = {}
+        for name, octet in BALANCERS.items():
+            self.start_balancer(name, octet)
+        for lb in self.balancers:
+            self.wait_servers(lb, lambda s: set(s) == set(BACKENDS) and
+                              all(v["state"] == "up" for v in s.values()),
+                              "%s to have b1-b3 up" % lb)
+
+    def run(self, result=None):
+        # Kept so that tearDown can tell whether this case failed (unittest's public API).
+        self.result = result
+        return super().run(result)
+
+    def tearDown(self):
+        # A balancer that died during the case fails it, whatever the case asserted.
+        crashed = [name for name, proc in self.fulcrums.items() if not proc.alive()]
+        # The logs of every process explain a failure; they go with the network.
+        if crashed or (self.result is not None and any(
+                test is self for test, _ in self.result.failures + self.result.errors)):
+            for host in self.net.hosts.values():
+                for p in host.processes:
+                    print("\n---- %s (%s) ----\n%s" % (p.name, host.ns, p.log()[-4000:]))
+        self.assertEqual(crashed, [], "balancers that exited during the case")
+
+    # ---- the hosts ----
+
+    def start_registry(self):
+        host = self.net.add_host("registry", 2)
+        data = os.path.join(self.tmp, "etcd")
+        peer = "http://%s:2380" % REGISTRY
+        self.etcd = host.run(["etcd", "--name", "registry", "--data-dir", data,
+                              "--listen-client-urls", ETCD_URL,
+                              "--advertise-client-urls", ETCD_URL,
+                              "--listen-peer-urls", peer,
+                              "--initial-advertise-peer-urls", peer,
+                              "--initial-cluster", "registry=" + peer,
+                              "--logger", "zap", "--log-level", "warn"], "etcd")
+        wait_for(lambda: self._etcd_healthy() or not self.etcd.alive(), timeout=20,
+                 what="etcd to answer /health")
+        self.assertTrue(self.etcd.alive(), "etcd exited:\n" + self.etcd.log())
+
+    def _etcd_healthy(self):
+        try:
+            status, _, body = self.client.get(REGISTRY, 2379, "/health", timeout=1)
+            return status == 200 and json.loads(body).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    def start_backend(self, name, octet):
+        host = self.net.add_host(name, octet)
+        address = "%s:%d" % (host.address, HTTP_PORT)
+        # It registers itself: key PREFIX + name, value {"address": address, "name": name},
+        # under a lease it keeps alive; a host that is cut off stops renewing it.
+        proc = host.run([BACKEND, "--listen", address, "--name", name,
+                         "--register", ETCD_URL + PREFIX, "--register-ttl", str(LEASE_TTL)], name)
+        wait_for(lambda: netns.port_open_in(self.client.ns, host.address, HTTP_PORT) or
+                 not proc.alive(), what="backend %s to listen" % name)
+        self.assertTrue(proc.alive(), "backend %s exited:\n%s" % (name, proc.log()))
+        self.backends[name] = host
+        return host
+
+    def start_balancer(self, name, octet):
+        host = self.net.add_host(name, octet)
+        path = os.path.join(self.tmp, "fulcrum.yaml")
+        with open(path, "w") as f:
+            f.write(CONFIG % {"http": HTTP_PORT, "admin": ADMIN_PORT, "etcd": ETCD_URL,
+                              "prefix": PREFIX})
+        proc = host.run([FULCRUM, "-c", path], name)
+        wait_for(lambda: netns.port_open_in(self.client.ns, host.address, ADMIN_PORT) or
+                 not proc.alive(), what="%s to listen" % name)
+        self.assertTrue(proc.alive(), "%s exited:\n%s" % (name, proc.log()))
+        self.balancers[name] = host
+        self.fulcrums[name] = proc
+        return host
+
+    # ---- what the balancers say and do ----
+
+    def servers(self, lb):
+        """Pool api's servers on balancer lb, by name (its admin API's GET /api/state)."""
+        conn = netns.HTTPConnectionIn(self.client.ns, self.balancers[lb].address, ADMIN_PORT)
+        try:
+            conn.request("GET", "/api/state")
+            r = conn.getresponse()
+            state = json.loads(r.read())
+        finally:
+            conn.close()
+        self.assertEqual(r.status, 200)
+        pool = [p for p in state["pools"] if p["name"] == "api"][0]
+        return {s["name"]: s for s in pool["servers"]}
+
+    def wait_servers(self, lb, condition, what, timeout=15):
+        """Polls lb's server list until condition(servers) holds; returns that list."""
+        def check():
+            servers = self.servers(lb)
+            return servers if condition(servers) else None
+        return wait_for(check, timeout=timeout, interval=0.05, what=what)
+
+    def route(self, lb, keys=KEYS):
+        """Which backend answers each key through balancer lb (one keep-alive connection)."""
+        conn = netns.HTTPConnectionIn(self.client.ns, self.balancers[lb].address, HTTP_PORT)
+        seen = {}
+        try:
+            for key in keys:
+                conn.request("GET", "/", headers={"X-User": key})
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200, "key %s through %s" % (key, lb))
+                seen[key] = r.getheader("X-Backend")
+        finally:
+            conn.close()
+        return seen
+
+    def agreed_routes(self):
+        """The backend of each key, after checking that both balancers agree on all of them."""
+        first = self.route("lb1")
+        second = self.route("lb2")
+        differ = {k: (first[k], second[k]) for k in KEYS if first[k] != second[k]}
+        self.assertEqual(differ, {}, "keys the two balancers send to different backends")
+        return first
+
+    # ---- the cases ----
+
+    def test_agreement(self):
+        routes = self.agreed_routes()
+        self.assertEqual(set(routes.values()), set(BACKENDS))
+
+    def test_dead_backend_host(self):
+        dead = "b3"
+        before = self.agreed_routes()
+        self.assertIn(dead, before.values())
+        stream = Stream(self.client.ns, {lb: h.address for lb, h in self.balancers.items()})
+        stream.start()
+        try:
+            # Traffic reaches the victim through both balancers before its cable is pulled.
+            for lb in self.balancers:
+                wait_for(lambda: stream.count(lambda r: r[1] == lb and r[4] == dead) >= 20,
+                         what="%s to send requests to %s" % (lb, dead))
+            self.backends[dead].link(False)
+            cut = time.monotonic()  # once ip(8) returned: nothing can reach the host from here
+
+            # Both stop using it: its state leaves "up" (failed checks or an ejection), and
+            # once what was on its way to it has ended (retried elsewhere), its request count
+            # is final.
+            counted, out_of_use = {}, {}
+            for lb in self.balancers:
+                s = self.wait_servers(lb, lambda s: s[dead]["state"] in ("down", "ejected") and
+                                      s[dead]["active_requests"] == 0,
+                                      "%s to stop using %s" % (lb, dead), timeout=10)
+                counted[lb] = s[dead]["requests"]["total"]
+                out_of_use[lb] = time.monotonic()
+
+            # Its lease expires (it cannot renew it): it leaves both instances' server lists,
+            # and until then it gets no request.
+            def gone(lb):
+                s = self.servers(lb)
+                if dead not in s:
+                    return True
+                self.assertEqual(s[dead]["requests"]["total"], counted[lb],
+                                 "%s sent requests to %s after it was out of use" % (lb, dead))
+                return False
+            for lb in self.balancers:
+                wait_for(lambda: gone(lb), timeout=LEASE_TTL + 5, interval=0.05,
+                         what="%s to drop %s when its lease expired" % (lb, dead))
+
+            # The stream goes on for a while after that, through both balancers.
+            mark = time.monotonic()
+            for lb in self.balancers:
+                wait_for(lambda: stream.count(lambda r: r[1] == lb and r[0] > mark) >= 300,
+                         what="more requests through %s" % lb)
+        finally:
+            results = stream.stop()
+
+        after_cut = [r for r in results if r[0] > cut and r[4] == dead]
+        self.assertEqual(after_cut, [], "answered by %s after its link went down" % dead)
+        # Its keys went elsewhere, the same way in both instances; the others' stayed.
+        after = self.agreed_routes()
+        self.assertNotIn(dead, after.values())
+        moved = [(k, before[k], after[k]) for k in KEYS if before[k] != dead and
+                 after[k] != before[k]]
+        self.assertEqual(moved, [], "keys of the hosts that stayed moved")
+        # And no client saw a failure. Those that could are told apart: requests for the dead
+        # host's keys sent before it was out of use, which met the pulled cable (504).
+        failed = [r for r in results if r[3] != 200]
+        caught = [r for r in failed if r[3] == 504 and before[r[2]] == dead and
+                  r[0] < out_of_use[r[1]]]
+        others = [r for r in failed if r not in caught]
+        self.assertEqual(others[:10], [], "%d of %d GETs failed" % (len(others), len(results)))
+        self.assertEqual(caught, [], "%d GETs on their way to %s when its link went down got "
+                         "504 after timeouts.server: a response timeout is not retried "
+                         "(docs/health-checks.md, Retries and redispatch)" % (len(caught), dead))
+
+    def test_new_host(self):
+        before = self.agreed_routes()
+        name, octet = NEW_BACKEND
+        self.start_backend(name, octet)
+        for lb in self.balancers:
+            self.wait_servers(lb, lambda s: name in s and s[name]["state"] == "up",
+                              "%s to use %s" % (lb, name))
+        after = self.agreed_routes()
+        moved = [k for k in KEYS if after[k] != before[k]]
+        between_old = [(k, before[k], after[k]) for k in moved if after[k] != name]
+        self.assertEqual(between_old, [], "keys moved between two old hosts")
+        share = len(moved) / len(KEYS)
+        self.assertTrue(0.15 <= share <= 0.35,
+                        "%.1f%% of keys moved (expected about 25%%)" % (100 * share))
+
+
+if __name__ == "__main__":
+    unittest.main()
