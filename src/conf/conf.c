@@ -1561,6 +1561,7 @@ static const struct field pool_fields[] = {
           .max = 100000),
     FIELD("retries", parse_number, struct conf_pool, retries, .num = &num_integer, .min = 0,
           .max = 10),
+    FIELD("retry_on_timeout", parse_bool, struct conf_pool, retry_on_timeout),
     FIELD("slow_start", parse_number, struct conf_pool, slow_start_ms, .num = &num_duration,
           .min = 0, .max = HOUR_MS),
     FIELD("when_all_down", parse_enum, struct conf_pool, when_all_down, .names = &all_down_names),

@@ -201,6 +201,8 @@ struct conf_pool {
     struct conf_health_check check;
     struct conf_passive passive;
     unsigned retries;       /* other servers tried after a failure (default 2) */
+    bool retry_on_timeout;  /* an idempotent request whose response head did not come in time
+                             * is tried elsewhere too (default false: 504) */
     uint32_t slow_start_ms; /* weight ramp after a server comes back (default 0: off) */
     enum conf_when_all_down when_all_down;
     bool ignore_client_abort; /* finish a request whose client went away (default false: abort) */

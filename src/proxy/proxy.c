@@ -921,9 +921,12 @@ static int server_failed(struct session *s, unsigned status, const char *why, un
     if (s->resp_state != RS_DONE)
         report_failure(s, srv, failure);
     bool junk_only = failure == SERVER_FAIL_INVALID && s->resp_fwd == 0;
-    if (status == 502 && s->resp_state == RS_WAIT && !s->final_started &&
+    /* a timeout only where the pool says so: the server may still be working on the request */
+    bool retryable = status == 502 || (status == 504 && session_pool(s)->conf->retry_on_timeout);
+    if (retryable && s->resp_state == RS_WAIT && !s->final_started &&
         may_retry(s, false, junk_only))
-        return retry_elsewhere(s, srv, status, why, "server_error");
+        return retry_elsewhere(s, srv, status, why,
+                               status == 504 ? "server_timeout" : "server_error");
     set_term(s, status == 504 ? "server_timeout" : "server_error");
     if (s->final_started)
         return abort_session(s);

@@ -355,6 +355,32 @@ class RetryTest(FulcrumTestCase):
             self.assertEqual(status, 200)
             self.assertEqual(headers["x-backend"], "good")
 
+    def hung_and_good(self, retry_on_timeout, name):
+        """fulcrum over a server that reads a request and never answers (first in round-robin
+        order) and a good one, with timeouts.server 300ms."""
+        hung = self.scripted_backend(lambda conn, req: None)  # keeps what it read in .requests
+        good = self.backend(name)
+        f = self.fulcrum(config([("hung", hung.address), ("good", good.address)],
+                                pool_extra="    retry_on_timeout: %s\n" % retry_on_timeout,
+                                extra="timeouts: {server: 300ms}\n"))
+        return hung, good, f
+
+    def test_response_timeout_retried_only_with_retry_on_timeout(self):
+        """With retry_on_timeout, an idempotent request whose server never answered goes to
+        another server after timeouts.server; without it, or for a POST, the client gets 504."""
+        hung, good, f = self.hung_and_good("true", "good")
+        status, headers, _ = get(f.port, "/x")
+        self.assertEqual((status, headers["x-backend"]), (200, "good"))
+        self.assertEqual((len(hung.requests), good.stats()["requests"]), (1, 1))
+
+        hung, good, f = self.hung_and_good("true", "good-post")
+        status, _, _ = get(f.port, "/pay", method="POST", body=b"100")
+        self.assertEqual((status, len(hung.requests), good.stats()["requests"]), (504, 1, 0))
+
+        hung, good, f = self.hung_and_good("false", "good-off")
+        status, _, _ = get(f.port, "/x")
+        self.assertEqual((status, len(hung.requests), good.stats()["requests"]), (504, 1, 0))
+
     def test_retries_limit(self):
         deads = [("d%d" % i, "127.0.0.1:%d" % free_port()) for i in range(4)]
         f = self.fulcrum(config(deads, pool_extra="    retries: 1\n"))

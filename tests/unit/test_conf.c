@@ -615,7 +615,8 @@ static void test_unknown_keys_every_level(void **state)
                             "max_connections, max_header_bytes, max_headers)"));
     assert_true(
         has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
-                    "balance, servers, discovery, max_servers, retries, slow_start, when_all_down, "
+                    "balance, servers, discovery, max_servers, retries, retry_on_timeout, "
+                            "slow_start, when_all_down, "
                     "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
                     "choices, hash_key, hash_key_required, hash_table_size, "
                     "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
