@@ -8,6 +8,7 @@
  */
 #include "ctl/discovery.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct discovery {
     struct snapshot_change *list; /* discovery_servers()'s answer */
     unsigned nlist, caplist;
     struct member_log merge_log; /* names and addresses skipped while merging */
+    struct member_set taken;     /* while merging a pool: the names and addresses it has */
 };
 
 struct discovery *discovery_new(struct loop *loop, void (*changed)(void *arg), void *arg)
@@ -99,6 +101,7 @@ void discovery_free(struct discovery *d)
     }
     free(d->list);
     members_log_free(&d->merge_log);
+    members_free(&d->taken);
     free(d);
 }
 
@@ -329,25 +332,6 @@ static int list_push(struct discovery *d, struct source *s, const struct member 
     return 0;
 }
 
-/* Does pool p already have this name or address, in the file or earlier in the list? */
-static const char *clash(const struct discovery *d, unsigned first, const struct conf_pool *p,
-                         const struct member *m)
-{
-    for (unsigned k = 0; k < p->nservers; k++) {
-        if (strcmp(p->servers[k].name, m->name) == 0)
-            return "a server of the configuration file has this name";
-        if (net_addr_equal(&p->servers[k].addr, &m->addr))
-            return "a server of the configuration file has this address";
-    }
-    for (unsigned k = first; k < d->nlist; k++) {
-        if (strcmp(d->list[k].name, m->name) == 0)
-            return "another source found a server of this name";
-        if (net_addr_equal(&d->list[k].addr, &m->addr))
-            return "another source found a server at this address";
-    }
-    return NULL;
-}
-
 const struct snapshot_change *discovery_servers(struct discovery *d, const struct conf *conf,
                                                 unsigned *n)
 {
@@ -355,6 +339,11 @@ const struct snapshot_change *discovery_servers(struct discovery *d, const struc
     for (unsigned i = 0; i < conf->npools; i++) {
         const struct conf_pool *p = &conf->pools[i];
         unsigned first = d->nlist, room = room_for(p);
+        /* the file's servers first: a discovered one may not take their names or addresses */
+        members_clear(&d->taken);
+        d->taken.max = UINT_MAX;
+        for (unsigned k = 0; k < p->nservers; k++)
+            members_add(&d->taken, p->servers[k].name, NULL, &p->servers[k].addr, 0);
         /* DNS first, then etcd: a fixed order, so that every instance skips the same servers */
         for (int kind = SERVER_FROM_DNS; kind <= SERVER_FROM_ETCD; kind++) {
             struct source *s = find_source(d, p->name, (enum server_source)kind);
@@ -362,9 +351,15 @@ const struct snapshot_change *discovery_servers(struct discovery *d, const struc
                 const struct member *m = &s->set.v[k];
                 char addr[NET_ADDR_TEXT];
                 net_addr_format((const struct sockaddr *)&m->addr.ss, addr, sizeof(addr));
-                const char *why = clash(d, first, p, m);
-                if (!why && d->nlist - first >= room)
-                    why = "more servers than max_servers allows";
+                enum members_add_result r =
+                    d->nlist - first >= room ? MEMBERS_FULL
+                                             : members_add(&d->taken, m->name, NULL, &m->addr, 0);
+                const char *why = r == MEMBERS_DUPLICATE_NAME
+                                      ? "the pool already has a server of this name"
+                                  : r == MEMBERS_DUPLICATE_ADDRESS
+                                      ? "the pool already has a server at this address"
+                                  : r != MEMBERS_ADDED ? members_add_text(r)
+                                                       : NULL;
                 if (why)
                     members_reject(&d->merge_log, p->name, kind_label(s->kind), "%s (%s): %s",
                                    m->name, addr, why);

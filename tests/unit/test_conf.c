@@ -613,13 +613,12 @@ static void test_unknown_keys_every_level(void **state)
                             "server_body_idle, tls_handshake, tunnel)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
-    assert_true(
-        has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
-                    "balance, servers, discovery, max_servers, retries, retry_on_timeout, "
+    assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
+                            "balance, servers, discovery, max_servers, retries, retry_on_timeout, "
                             "slow_start, when_all_down, "
-                    "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
-                    "choices, hash_key, hash_key_required, hash_table_size, "
-                    "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
+                            "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
+                            "choices, hash_key, hash_key_required, hash_table_size, "
+                            "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);

@@ -69,6 +69,39 @@ static void equal_in_any_order_and_copy(void **state)
     members_free(&z);
 }
 
+/* 2,000 members: every one found by name, every duplicate caught, through copies and clears. */
+static void large_sets_are_indexed(void **state)
+{
+    enum { N = 2000 };
+    struct member_set set, copy;
+    members_init(&set, N);
+    members_init(&copy, N);
+    char name[32], text[32];
+    for (int round = 0; round < 2; round++) {
+        for (unsigned i = 0; i < N; i++) {
+            snprintf(name, sizeof(name), "s%u", i);
+            snprintf(text, sizeof(text), "127.1.%u.%u:8080", i / 250, i % 250 + 1);
+            struct net_addr a = addr(text);
+            assert_int_equal(members_add(&set, name, NULL, &a, 1), MEMBERS_ADDED);
+        }
+        struct net_addr again = addr("127.1.3.7:8080"), other = addr("127.1.3.7:8081");
+        assert_int_equal(members_add(&set, "s5", NULL, &other, 1), MEMBERS_DUPLICATE_NAME);
+        assert_int_equal(members_add(&set, "new", NULL, &again, 1), MEMBERS_DUPLICATE_ADDRESS);
+        assert_int_equal(members_add(&set, "new", NULL, &other, 1), MEMBERS_FULL);
+        for (unsigned i = 0; i < N; i++) {
+            snprintf(name, sizeof(name), "s%u", i);
+            assert_int_equal(members_find(&set, name), (int)i);
+        }
+        assert_int_equal(members_copy(&copy, &set), 0);
+        assert_true(members_equal(&copy, &set));
+        assert_int_equal(members_find(&copy, "s1999"), N - 1);
+        members_clear(&set);
+        assert_int_equal(members_find(&set, "s0"), -1);
+    }
+    members_free(&set);
+    members_free(&copy);
+}
+
 static void scales_weights(void **state)
 {
     assert_int_equal(members_scale_weight(0, 100), 1);
@@ -140,6 +173,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(refuses_duplicates_and_more_than_max),
         cmocka_unit_test(equal_in_any_order_and_copy),
+        cmocka_unit_test(large_sets_are_indexed),
         cmocka_unit_test(scales_weights),
         cmocka_unit_test(logs_each_problem_once_while_it_lasts),
         cmocka_unit_test(health_labels),
