@@ -4,8 +4,9 @@
  * The order is smooth weighted round-robin (each turn adds every server's weight to its score,
  * the highest score wins and gives back the sum), computed once per rebuild instead of per
  * request. For a very large pool with uneven weights that costs len x n steps, so past a budget
- * the order is made by stride instead: a server of weight w has its k-th turn at (k + 1/2) / w,
- * and the turns are sorted by that time; both spread each server's turns evenly.
+ * the order is made by stride instead: server i of n, of weight w, has its k-th turn at
+ * (k + (i + 1/2) / n) / w, and the turns are sorted by that time; both spread each server's turns
+ * evenly, and interleave light servers with heavy ones.
  */
 #include "lb/rotation.h"
 
@@ -70,9 +71,14 @@ static int stride_order(uint32_t *order, uint32_t len, const uint64_t *w, unsign
     if (!turns)
         return -1;
     uint32_t t = 0;
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
+        /* Each server's turns are 1/w apart, from a phase of its own: with one phase for all,
+         * the 1,000 servers of weight 1 of a pool would take their turns in one run of 1,000
+         * at time 1/2, and a heavy server would wait through all of them. */
+        double phase = ((double)i + 0.5) / (double)n;
         for (uint64_t k = 0; k < w[i]; k++)
-            turns[t++] = (struct stride_turn){((double)k + 0.5) / (double)w[i], i};
+            turns[t++] = (struct stride_turn){((double)k + phase) / (double)w[i], i};
+    }
     qsort(turns, len, sizeof(*turns), by_time);
     for (t = 0; t < len; t++)
         order[t] = turns[t].server;

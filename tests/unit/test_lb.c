@@ -251,6 +251,44 @@ static void test_seeds_start_apart(void **state)
 }
 
 /* A rotation over a large pool with uneven weights (the stride order) keeps exact proportions. */
+/* 1,000 servers of weight 1 and one of weight 256 (a pool that takes the stride order): the heavy
+ * one's turns are spread through the rotation, not bunched at its ends around one long run of
+ * the light ones (which a shared phase gave: 1,000 turns in a row without it). */
+static void test_stride_rotation_interleaves(void **state)
+{
+    enum { N = 1001 };
+    struct net_addr addr = {0};
+    struct server **servers = calloc(N, sizeof(*servers));
+    struct pool pool = {.name = "p", .lb = &lb_round_robin, .servers = servers, .nservers = N};
+    for (unsigned i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "i%u", i);
+        servers[i] = server_new("p", name, &addr, i == N / 2 ? 256 : 1);
+    }
+    void *shared = lb_round_robin.rebuild(&pool, NULL, 0);
+    assert_non_null(shared);
+    pool.lb_shared = shared;
+    void *st = lb_round_robin.state_new(&pool, 0);
+    const unsigned len = (N - 1) + 256;
+    unsigned last = 0, longest = 0, heavy = 0;
+    for (unsigned k = 0; k < 2 * len; k++) {
+        struct lb_pick ctx = {0};
+        if (lb_round_robin.pick(&pool, st, &ctx) != servers[N / 2])
+            continue;
+        if (heavy++)
+            longest = k - last > longest ? k - last : longest;
+        last = k;
+    }
+    assert_int_equal(heavy, 2 * 256);
+    /* evenly: a turn every len / 256 (about 5); allow twice that */
+    assert_true(longest <= 2 * len / 256);
+    lb_round_robin.state_free(st);
+    lb_round_robin.shared_free(shared);
+    for (unsigned i = 0; i < N; i++)
+        server_unref(servers[i]);
+    free(servers);
+}
+
 static void test_large_rotation_proportions(void **state)
 {
     enum { N = 300 };
@@ -678,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_seeds_start_apart),
         cmocka_unit_test(test_one_rotation_for_all_threads),
         cmocka_unit_test(test_large_rotation_proportions),
+        cmocka_unit_test(test_stride_rotation_interleaves),
         cmocka_unit_test(test_registry_every_name),
         cmocka_unit_test(test_registry_unknown_name),
         cmocka_unit_test(test_round_robin_has_no_hooks),
