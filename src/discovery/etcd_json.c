@@ -220,10 +220,18 @@ static int get_bytes(const json_t *obj, const char *name, char **out, size_t *ou
     return 0;
 }
 
+/* A registry value as etcd_parse_value() read it: the server, or why not. */
+struct etcd_parsed {
+    bool ok;
+    struct member m;
+    char why[160];
+};
+
 static void kv_free(struct etcd_kv *kv)
 {
     free(kv->key);
     free(kv->value);
+    free(kv->parsed);
     memset(kv, 0, sizeof(*kv));
 }
 
@@ -708,16 +716,15 @@ static void key_text(const struct etcd_kv *kv, char *out, size_t size)
     out[n] = '\0';
 }
 
-int etcd_registry_members(const struct etcd_registry *reg, const char *prefix, const char *pool,
+int etcd_registry_members(struct etcd_registry *reg, const char *prefix, const char *pool,
                           struct member_log *log, struct member_set *set)
 {
     size_t plen = strlen(prefix);
     int rc = 0;
     members_clear(set);
     for (size_t i = 0; i < reg->n; i++) {
-        const struct etcd_kv *kv = &reg->kvs[i];
-        char key[MEMBER_NAME_MAX + 64], why[160];
-        struct member m;
+        struct etcd_kv *kv = &reg->kvs[i];
+        char key[MEMBER_NAME_MAX + 64];
         key_text(kv, key, sizeof(key));
         if (kv->key_len < plen || memcmp(kv->key, prefix, plen) != 0) {
             members_reject(log, pool, "etcd", "%s: not under the prefix %s", key, prefix);
@@ -728,11 +735,20 @@ int etcd_registry_members(const struct etcd_registry *reg, const char *prefix, c
         const char *suffix = kv->key + plen;
         if (strlen(suffix) != kv->key_len - plen)
             suffix = "";
-        if (etcd_parse_value(kv->value, kv->value_len, suffix, &m, why, sizeof(why)) < 0) {
-            members_reject(log, pool, "etcd", "%s: %s", key, why);
+        if (!kv->parsed) { /* a new or changed value: read it once */
+            if (!(kv->parsed = calloc(1, sizeof(*kv->parsed)))) {
+                rc = -1;
+                break;
+            }
+            kv->parsed->ok = etcd_parse_value(kv->value, kv->value_len, suffix, &kv->parsed->m,
+                                              kv->parsed->why, sizeof(kv->parsed->why)) == 0;
+        }
+        const struct etcd_parsed *p = kv->parsed;
+        if (!p->ok) {
+            members_reject(log, pool, "etcd", "%s: %s", key, p->why);
             continue;
         }
-        enum members_add_result r = members_add(set, m.name, NULL, &m.addr, m.weight);
+        enum members_add_result r = members_add(set, p->m.name, NULL, &p->m.addr, p->m.weight);
         if (r == MEMBERS_NO_MEMORY) {
             rc = -1;
             break;

@@ -49,12 +49,18 @@ char *etcd_watch_request(const char *prefix, int64_t start_revision);
 /* ---- answers ---- */
 
 /* One key, decoded. key and value are NUL-terminated past their length (either may hold NULs). */
+struct etcd_parsed;
+
 struct etcd_kv {
     char *key;
     size_t key_len;
     char *value; /* "" for a DELETE event */
     size_t value_len;
     int64_t mod_revision;
+    /* in the registry: the value read as a server, once (etcd_registry_members()); NULL until
+     * then. A watch event rebuilds the set from every key, and reading 1,000 values again for
+     * each would cost more than everything else a change does. */
+    struct etcd_parsed *parsed;
 };
 
 /* A /v3/kv/range answer. */
@@ -140,7 +146,7 @@ int etcd_registry_apply(struct etcd_registry *reg, struct etcd_watch_msg *m);
  * members_reject(log, pool, "etcd", ...) and left out; members_log_answer_done() ends the answer.
  * set is cleared first. 0, or -1 if memory ran out.
  */
-int etcd_registry_members(const struct etcd_registry *reg, const char *prefix, const char *pool,
+int etcd_registry_members(struct etcd_registry *reg, const char *prefix, const char *pool,
                           struct member_log *log, struct member_set *set);
 
 #endif
