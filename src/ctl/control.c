@@ -49,14 +49,12 @@ static struct {
     _Atomic bool stop, reload_wanted, eject_wanted;
     _Atomic uint64_t reloads_ok, reloads_failed, last_reload_ms;
     uint64_t started_ms;
-    struct stats **stats;               /* every worker's counters */
-    struct snapshot_overlay overlay;    /* servers added/removed through the API */
-    struct loop_task refresh;           /* balancers rebuild after state or weight changes */
-    struct loop_timer ramp;             /* ... and a few times a second while a slow start lasts */
-    struct discovery *discovery;        /* DNS and etcd sources (ctl/discovery.h) */
-    struct loop_task membership;        /* a source's set changed: one new snapshot per iteration */
-    struct loop_timer membership_later; /* ... or, in a storm of changes, one per MEMBERSHIP_GAP */
-    uint64_t membership_applied_ms;     /* when the last one was built (loop clock) */
+    struct stats **stats;            /* every worker's counters */
+    struct snapshot_overlay overlay; /* servers added/removed through the API */
+    struct loop_task refresh;        /* balancers rebuild after state or weight changes */
+    struct loop_timer ramp;          /* ... and a few times a second while a slow start lasts */
+    struct discovery *discovery;     /* DNS and etcd sources (ctl/discovery.h) */
+    struct loop_task membership;     /* a source's set changed: one new snapshot per iteration */
 } ctl;
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -256,19 +254,9 @@ static void balancers_may_rebuild(void)
         }
 }
 
-/*
- * A discovery source's set changed. A change alone is applied at once (one new snapshot per loop
- * iteration, however many sources changed in it); while changes keep coming, at most one new
- * snapshot per MEMBERSHIP_GAP_MS is built, with everything that changed meanwhile. Every rebuild
- * of a 1,000-server pool costs the control thread about a millisecond and each worker an adoption,
- * and a registry storm (a deployment rolling hundreds of instances) should cost neither 150 of
- * them a second.
- */
-#define MEMBERSHIP_GAP_MS 100
-
+/* A discovery source's set changed: one new snapshot per loop iteration, however many changed. */
 static void apply_membership(struct loop *loop, struct loop_task *task)
 {
-    ctl.membership_applied_ms = loop_now_ms(ctl.loop);
     char *error = NULL;
     if (apply_overlay(&error) != 0) {
         log_error("discovery: cannot apply the new servers: %s", error ? error : "out of memory");
@@ -276,20 +264,9 @@ static void apply_membership(struct loop *loop, struct loop_task *task)
     }
 }
 
-static void on_membership_later(struct loop *loop, struct loop_timer *timer)
-{
-    loop_defer(ctl.loop, &ctl.membership);
-}
-
 static void on_discovery_changed(void *arg)
 {
-    if (loop_timer_armed(&ctl.membership_later))
-        return; /* already due: it takes this change too */
-    uint64_t due = ctl.membership_applied_ms + MEMBERSHIP_GAP_MS;
-    if (!ctl.membership_applied_ms || loop_now_ms(ctl.loop) >= due)
-        loop_defer(ctl.loop, &ctl.membership);
-    else
-        loop_timer_set_at(ctl.loop, &ctl.membership_later, due);
+    loop_defer(ctl.loop, &ctl.membership);
 }
 
 static unsigned control_discovery(const char *pool, struct discovery_view *out, unsigned max)
@@ -538,7 +515,6 @@ int control_start(struct snapshot *snap, struct worker **workers, unsigned nwork
     loop_set_wake_handler(ctl.loop, on_wake, NULL);
     ctl.refresh.fn = refresh_balancers;
     ctl.membership.fn = apply_membership;
-    ctl.membership_later.fn = on_membership_later;
     discovery_sync(ctl.discovery, snap->conf); /* sources start answering once the loop runs */
     ctl.ramp.fn = on_ramp;
     server_set_state_hook(on_server_state); /* before the thread that calls it starts */
@@ -568,7 +544,6 @@ void control_stop(void)
     if (ctl.loop) {
         loop_cancel(ctl.loop, &ctl.refresh);
         loop_cancel(ctl.loop, &ctl.membership);
-        loop_timer_stop(ctl.loop, &ctl.membership_later);
         loop_timer_stop(ctl.loop, &ctl.ramp);
     }
     admin_stop();
