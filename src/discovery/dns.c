@@ -33,11 +33,9 @@
  * (Timers rather than a deferred task: a stopped timer leaves the loop at once, so freeing a
  * source from any callback leaves nothing of it behind to run.)
  *
- * Watches are never given back to malloc: an event of the same loop iteration may still point at
- * one whose socket c-ares just closed (or whose source was just freed). Released watches wait on
- * a free list and are reused only in a later iteration, once no such event can be pending; their
- * handler is NULL meanwhile, so the loop ignores them. The free list belongs to the control
- * thread, the only thread that runs sources.
+ * A released watch is freed only after the loop's batch (loop_bury()): an event of the same batch
+ * may still point at one whose socket c-ares just closed (or whose source was just freed); its
+ * handler is NULL meanwhile, so the loop ignores it.
  *
  * Everything here runs on the control thread; nothing on the request path waits for it.
  */
@@ -70,13 +68,10 @@
 struct dns_watch {
     struct loop_io io;      /* first: the loop's pointer is the watch's */
     struct dns_source *src; /* NULL once released */
-    struct dns_watch *next; /* the source's watches, or the free list */
+    struct dns_watch *next; /* the source's watches */
     bool want_read, want_write;
-    uint64_t released_us; /* the loop iteration (its clock) in which it was released */
+    struct loop_grave grave; /* released: freed after the batch (see the header comment) */
 };
-
-/* Released watches, reused from a later loop iteration on (see the header comment). */
-static struct dns_watch *spare_watches;
 
 /* One query in flight: what its reply is for. Freed by its callback. */
 struct dns_query {
@@ -168,18 +163,18 @@ static void on_socket_event(struct loop *loop, struct loop_io *io)
     service(w->src);
 }
 
-static struct dns_watch *watch_get(struct loop *loop)
+static void bury_watch(struct loop_grave *grave)
 {
-    uint64_t now = loop_now_us(loop);
-    for (struct dns_watch **pp = &spare_watches; *pp; pp = &(*pp)->next) {
-        struct dns_watch *w = *pp;
-        if (w->released_us < now) { /* released in an earlier iteration: no event left */
-            *pp = w->next;
-            memset(w, 0, sizeof(*w));
-            return w;
-        }
-    }
-    return calloc(1, sizeof(struct dns_watch));
+    free(container_of(grave, struct dns_watch, grave));
+}
+
+/* Frees w once the batch is over: an event of it may still be pending in this one. */
+static void watch_bury(struct loop *loop, struct dns_watch *w)
+{
+    w->io.handler = NULL;
+    w->src = NULL;
+    w->grave.bury = bury_watch;
+    loop_bury(loop, &w->grave);
 }
 
 /* Stops watching *pp's socket (still open: c-ares closes it after telling us). */
@@ -189,11 +184,7 @@ static void watch_release(struct dns_source *src, struct dns_watch **pp)
     *pp = w->next;
     src->nwatches--;
     loop_del(src->loop, &w->io);
-    w->io.handler = NULL;
-    w->src = NULL;
-    w->released_us = loop_now_us(src->loop);
-    w->next = spare_watches;
-    spare_watches = w;
+    watch_bury(src->loop, w);
 }
 
 /* c-ares's socket-state callback: fd opened, closed, or wants other directions. */
@@ -222,7 +213,7 @@ static void on_socket_state(void *data, ares_socket_t fd, int readable, int writ
             src->pollfds = grown;
             src->pollfds_cap = cap;
         }
-        w = watch_get(src->loop);
+        w = calloc(1, sizeof(*w));
         if (!w) {
             log_error("pool %s: %s: out of memory watching a resolver socket", src->pool,
                       src->label);
@@ -234,11 +225,7 @@ static void on_socket_state(void *data, ares_socket_t fd, int readable, int writ
         if (loop_add(src->loop, &w->io, LOOP_EDGE_RW) < 0) {
             log_error("pool %s: %s: cannot watch a resolver socket: %s", src->pool, src->label,
                       strerror(errno));
-            w->io.handler = NULL;
-            w->src = NULL;
-            w->released_us = loop_now_us(src->loop);
-            w->next = spare_watches;
-            spare_watches = w;
+            watch_bury(src->loop, w);
             return;
         }
         w->next = src->watches;
