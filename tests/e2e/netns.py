@@ -33,8 +33,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
+
+from harness import Process
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
@@ -153,25 +154,13 @@ def remove_stale():
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-class HostProcess:
-    """A process running in one host; output to a log file read on failure."""
+class HostProcess(Process):
+    """A process running in one host (harness.Process, started through `ip netns exec`, which
+    execs the command itself, so the pid is the program's)."""
 
     def __init__(self, host, argv, name):
         self.name = name
-        fd, self.log_path = tempfile.mkstemp(prefix="fulcrum-netns-%s-" % name, suffix=".log")
-        self.log_file = os.fdopen(fd, "wb")
-        # `ip netns exec` execs the command itself, so this pid is the program's.
-        self.proc = subprocess.Popen(["ip", "netns", "exec", host.ns] + argv,
-                                     stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        super().__init__(["ip", "netns", "exec", host.ns] + argv, "netns-" + name)
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Ends the process (SIGKILL if sig did not within timeout); returns its exit status."""
@@ -183,16 +172,6 @@ class HostProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
-
-    def cleanup(self):
-        if self.alive():
-            self.proc.kill()
-            self.proc.wait()
-        self.log_file.close()
-        try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
 
 
 class Host:

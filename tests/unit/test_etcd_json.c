@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "log_capture.h"
+
 #include "core/log.h"
 #include "core/base64.h"
 #include "discovery/etcd_json.h"
@@ -319,21 +321,6 @@ static void values(void **state)
 
 /* ---- the registry ---- */
 
-static char log_path[] = "/tmp/test_etcd_json_log_XXXXXX";
-
-static unsigned lines_logged(char *text, size_t size)
-{
-    FILE *f = fopen(log_path, "r");
-    assert_non_null(f);
-    size_t n = fread(text, 1, size - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    unsigned lines = 0;
-    for (size_t i = 0; i < n; i++)
-        lines += text[i] == '\n';
-    return lines;
-}
-
 /* Parses a watch message made of events "+key=value" (PUT) and "-key" (DELETE), at revision. */
 static void watch_events(struct etcd_watch_msg *m, int64_t revision, const char *const *events,
                          size_t n)
@@ -372,10 +359,8 @@ static void registry_follows_range_and_watch(void **state)
     struct member_set set;
     struct member_log log = {0};
     char body[2048], why[160], logged[4096];
-    int fd = mkstemp(log_path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(log_open(log_path), 0);
+    struct log_capture capture;
+    log_capture_start(&capture);
 
     etcd_registry_init(&reg);
     members_init(&set, 3);
@@ -400,7 +385,7 @@ static void registry_follows_range_and_watch(void **state)
     assert_string_equal(set.v[0].name, "x");
     assert_string_equal(set.v[1].name, "b"); /* from the key */
     assert_int_equal(set.v[1].weight, 3);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 1);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 1);
     assert_non_null(strstr(logged, "pool api: etcd: /s/bad: value is not JSON"));
 
     /* a new key, a changed one, a deleted one; the bad one is not logged again */
@@ -415,7 +400,7 @@ static void registry_follows_range_and_watch(void **state)
     assert_string_equal(set.v[0].name, "b");
     assert_int_equal(set.v[0].weight, 4);
     assert_string_equal(set.v[1].name, "c");
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 1);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 1);
 
     /* the same value again, and the delete of a key never seen: no change */
     const char *ev2[] = {"+/s/c={\"address\":\"127.0.0.1:3\"}", "-/s/zzz"};
@@ -434,13 +419,13 @@ static void registry_follows_range_and_watch(void **state)
     assert_int_equal(etcd_registry_members(&reg, "/s/", "api", &log, &set), 0);
     assert_int_equal(set.n, 3);
     assert_int_equal(members_find(&set, "f"), 2);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 4);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 4);
     assert_non_null(strstr(logged, "etcd: /s/d: duplicate address"));
     assert_non_null(strstr(logged, "etcd: /s/e: duplicate name"));
     assert_non_null(strstr(logged, "etcd: /s/g: more servers than max_servers allows"));
     /* building again logs nothing new */
     assert_int_equal(etcd_registry_members(&reg, "/s/", "api", &log, &set), 0);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 4);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 4);
 
     /* a progress notification moves the revision; a created message does not */
     const char *progress = "{\"result\":{\"header\":{\"revision\":\"20\"}}}";
@@ -474,14 +459,13 @@ static void registry_follows_range_and_watch(void **state)
     etcd_watch_msg_free(&m);
     assert_int_equal(etcd_registry_members(&reg, "/s/", "api", &log, &set), 0);
     assert_int_equal(set.n, 1);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 5);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 5);
     assert_non_null(strstr(logged, "etcd: /t/x: not under the prefix /s/"));
 
     etcd_registry_clear(&reg);
     assert_int_equal(reg.n, 0);
     assert_int_equal(reg.revision, 0);
-    assert_int_equal(log_open(NULL), 0);
-    unlink(log_path);
+    log_capture_stop(&capture);
     etcd_registry_free(&reg);
     members_free(&set);
     members_log_free(&log);

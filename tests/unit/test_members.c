@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "log_capture.h"
+
 #include "core/log.h"
 #include "discovery/members.h"
 #include "discovery/source.h"
@@ -113,50 +115,31 @@ static void scales_weights(void **state)
     assert_int_equal(members_scale_weight(100, 1000), 26);
 }
 
-/* The error log's lines so far, read back from the file it goes to. */
-static char log_path[] = "/tmp/test_members_log_XXXXXX";
-
-static unsigned lines_logged(char *text, size_t size)
-{
-    FILE *f = fopen(log_path, "r");
-    assert_non_null(f);
-    size_t n = fread(text, 1, size - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    unsigned lines = 0;
-    for (size_t i = 0; i < n; i++)
-        lines += text[i] == '\n';
-    return lines;
-}
-
 static void logs_each_problem_once_while_it_lasts(void **state)
 {
     struct member_log log = {0};
     char logged[4096];
-    int fd = mkstemp(log_path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(log_open(log_path), 0);
+    struct log_capture capture;
+    log_capture_start(&capture);
     /* answer 1: two problems, one of them twice */
     members_reject(&log, "api", "dns", "record %d: bad", 1);
     members_reject(&log, "api", "dns", "record %d: bad", 2);
     members_reject(&log, "api", "dns", "record %d: bad", 1);
     members_log_answer_done(&log);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 2);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 2);
     /* answer 2: the same two again, nothing new */
     members_reject(&log, "api", "dns", "record %d: bad", 2);
     members_reject(&log, "api", "dns", "record %d: bad", 1);
     members_log_answer_done(&log);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 2);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 2);
     /* answer 3: record 1 fixed; answer 4: it is bad again, which is news */
     members_reject(&log, "api", "dns", "record %d: bad", 2);
     members_log_answer_done(&log);
     members_reject(&log, "api", "dns", "record %d: bad", 1);
     members_log_answer_done(&log);
-    assert_int_equal(lines_logged(logged, sizeof(logged)), 3);
+    assert_int_equal(log_capture_lines(&capture, logged, sizeof(logged)), 3);
     assert_non_null(strstr(logged, "pool api: dns: record 1: bad (ignored)"));
-    assert_int_equal(log_open(NULL), 0);
-    unlink(log_path);
+    log_capture_stop(&capture);
     members_log_free(&log);
 }
 
