@@ -349,8 +349,6 @@ const struct snapshot_change *discovery_servers(struct discovery *d, const struc
             struct source *s = find_source(d, p->name, (enum server_source)kind);
             for (unsigned k = 0; s && k < s->set.n; k++) {
                 const struct member *m = &s->set.v[k];
-                char addr[NET_ADDR_TEXT];
-                net_addr_format((const struct sockaddr *)&m->addr.ss, addr, sizeof(addr));
                 enum members_add_result r =
                     d->nlist - first >= room ? MEMBERS_FULL
                                              : members_add(&d->taken, m->name, NULL, &m->addr, 0);
@@ -360,10 +358,12 @@ const struct snapshot_change *discovery_servers(struct discovery *d, const struc
                                       ? "the pool already has a server at this address"
                                   : r != MEMBERS_ADDED ? members_add_text(r)
                                                        : NULL;
-                if (why)
+                if (why) {
+                    char addr[NET_ADDR_TEXT]; /* only for the log line */
+                    net_addr_format((const struct sockaddr *)&m->addr.ss, addr, sizeof(addr));
                     members_reject(&d->merge_log, p->name, kind_label(s->kind), "%s (%s): %s",
                                    m->name, addr, why);
-                else if (list_push(d, s, m) < 0)
+                } else if (list_push(d, s, m) < 0)
                     log_error("pool %s: out of memory for discovered server %s", p->name, m->name);
             }
         }
