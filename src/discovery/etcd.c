@@ -20,7 +20,8 @@
  *
  * STREAM reads the watch answer: chunked framing around newline-separated JSON messages (a
  * message may span chunks, a chunk may hold several). The events of everything one read brought
- * are applied to the registry (etcd_json.h) and published as one new set. A watch that etcd
+ * are applied to the registry (etcd_json.h) and published as one new set: at once after a quiet
+ * spell, and at most once every PUBLISH_GAP_MS during a burst of changes. A watch that etcd
  * cancels empties the registry, so the next connection reads everything again (at once after a
  * compaction, after the usual backoff for any other reason); any other failure keeps it, and the
  * watch resumes after the last revision seen.
@@ -77,6 +78,11 @@
 #define KEEPINTVL_S     2
 #define KEEPCNT         3
 #define USER_TIMEOUT_MS 11000u
+/* Watch events that come closer together than this are published as one set: the first change
+ * after a quiet spell goes out at once, a burst at most this often. Each set costs the control
+ * thread work over the whole pool (compare, merge, snapshot); 100 servers joining one by one
+ * would otherwise cost 100 rebuilds of a 1,000-server pool in a second (bench/discovery). */
+#define PUBLISH_GAP_MS 50u
 
 enum phase { PH_IDLE, PH_CONNECTING, PH_SENDING, PH_HEAD, PH_BODY };
 enum request { REQ_RANGE, REQ_WATCH };
@@ -118,6 +124,8 @@ struct etcd_source {
     struct loop_timer deadline_timer; /* connect, range answer, watch creation */
     struct loop_timer hold_timer;     /* hold_on_error since the last good answer */
     struct loop_timer alive_timer;    /* the standing watch keeps the status current */
+    struct loop_timer publish_timer;  /* the end of a burst's gap: publish what came */
+    uint64_t last_rebuild_ms;         /* loop clock of the last rebuild (0: none yet) */
     uint64_t last_good_ms;            /* loop clock of the last good answer (or the start) */
     uint64_t rng;
 
@@ -225,12 +233,36 @@ static void publish(struct etcd_source *src, struct member_set *set)
 /* Builds the set from the registry and publishes it. */
 static void rebuild(struct etcd_source *src)
 {
+    loop_timer_stop(src->loop, &src->publish_timer);
+    src->last_rebuild_ms = loop_now_ms(src->loop);
     if (etcd_registry_members(&src->reg, src->prefix, src->pool, &src->log, &src->next) < 0) {
         /* a partial set would drop servers that are there: keep the last one */
         log_error("pool %s: etcd: out of memory building the server set", src->pool);
         return;
     }
     publish(src, &src->next);
+}
+
+/* The registry changed: publish now, or at the end of the gap after the last rebuild. */
+static void rebuild_soon(struct etcd_source *src)
+{
+    if (loop_timer_armed(&src->publish_timer))
+        return; /* this change goes out with the others of the burst */
+    uint64_t due = src->last_rebuild_ms + PUBLISH_GAP_MS;
+    if (!src->last_rebuild_ms || loop_now_ms(src->loop) >= due)
+        rebuild(src);
+    else
+        loop_timer_set_at(src->loop, &src->publish_timer, due);
+}
+
+static void on_publish_timer(struct loop *loop, struct loop_timer *t)
+{
+    (void)loop;
+    struct etcd_source *src = container_of(t, struct etcd_source, publish_timer);
+    /* A registry emptied since (a cancelled watch) is read again whole, and published then: an
+     * empty set now would take every server away meanwhile. */
+    if (src->reg.revision > 0)
+        rebuild(src);
 }
 
 /* An answer came: etcd is reachable and the registry is current. */
@@ -751,7 +783,7 @@ static void on_io(struct loop *loop, struct loop_io *io)
             break;
     }
     if (dirty && src->reg.revision > 0)
-        rebuild(src); /* every event of this read, as one new set */
+        rebuild_soon(src); /* every event of this read, as one new set */
 }
 
 /* ---- the source ---- */
@@ -763,6 +795,7 @@ void etcd_source_free(struct etcd_source *src)
     drop_connection(src);
     loop_timer_stop(src->loop, &src->retry_timer);
     loop_timer_stop(src->loop, &src->hold_timer);
+    loop_timer_stop(src->loop, &src->publish_timer);
     etcd_registry_free(&src->reg);
     members_free(&src->published);
     members_free(&src->next);
@@ -796,6 +829,7 @@ struct etcd_source *etcd_source_new(struct loop *loop, const char *pool,
     src->deadline_timer.fn = on_deadline_timer;
     src->hold_timer.fn = on_hold_timer;
     src->alive_timer.fn = on_alive_timer;
+    src->publish_timer.fn = on_publish_timer;
     src->last_good_ms = loop_now_ms(loop);
     etcd_registry_init(&src->reg);
     members_init(&src->published, max);

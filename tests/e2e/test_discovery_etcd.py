@@ -17,8 +17,11 @@ etcd-client), on loopback ports chosen at run time with a data directory of its 
 
 The admin API shows the source per pool (discovery[]) and per server (source: "etcd").
 """
+import base64
+import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -206,6 +209,34 @@ def etcd_config(endpoints, pool_extra="", etcd_extra="", admin_port=None):
                     admin_extra(admin_port)))
 
 
+class EtcdHttp:
+    """etcd's v3 JSON API on one keep-alive connection: changes as fast as etcd takes them,
+    without an etcdctl process each."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def _call(self, path, body):
+        self.conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise AssertionError("etcd %s: %d %s" % (path, r.status, data))
+
+    @staticmethod
+    def _b64(text):
+        return base64.b64encode(text.encode()).decode()
+
+    def put(self, key, val):
+        self._call("/v3/kv/put", {"key": self._b64(key), "value": self._b64(val)})
+
+    def delete(self, key):
+        self._call("/v3/kv/deleterange", {"key": self._b64(key)})
+
+    def close(self):
+        self.conn.close()
+
+
 def quiet_while(load, n, count):
     """Does count() stay the same while the load makes n more requests?"""
     before, done = count(), sum(load.served.values())
@@ -331,6 +362,34 @@ class EtcdDiscoveryTest(FulcrumTestCase):
             counts = load.stop()
         self.assertEqual((counts["errors"], counts["bad_status"]), (0, 0), counts)
         self.assertGreater(counts["ok"], 200)
+
+    def test_a_burst_of_changes_is_followed_to_its_last_one_and_each_change_logged_once(self):
+        """Changes closer together than 50 ms go out as one set (the first at once, the rest at
+        the end of the gap): the last change of a burst must still be applied with nothing after
+        it to wake the source, and the log must count each server that came or went once."""
+        b1 = self.registered("b1")
+        self.start_fulcrum()
+        self.wait_servers({"b1": b1.address})
+        http = EtcdHttp(self.etcd.client_port)
+        try:
+            # 20 puts as fast as etcd takes them: many land within one gap
+            burst = {"n%02d" % i: "127.0.0.1:%d" % (20000 + i) for i in range(20)}
+            for name, address in burst.items():
+                http.put(PREFIX + name, value(address, name=name))
+            self.wait_servers(dict(burst, b1=b1.address))
+            for name in list(burst)[:10]:
+                http.delete(PREFIX + name)
+            for name in list(burst)[:10]:
+                del burst[name]
+            self.wait_servers(dict(burst, b1=b1.address))
+        finally:
+            http.close()
+        lines = [l for l in self.f.log().splitlines() if "pool app: etcd %s: " % PREFIX in l
+                 and " joined" in l]
+        joined = sum(int(re.search(r": (\d+) joined", l).group(1)) for l in lines)
+        left = sum(int(re.search(r", (\d+) left", l).group(1)) for l in lines)
+        self.assertEqual((joined, left), (21, 10), "\n".join(lines))
+        self.assertTrue(lines[-1].endswith("; 11 discovered"), lines[-1])
 
     def test_killed_backend_leaves_when_its_lease_expires_and_no_client_fails(self):
         backends = [self.registered("b%d" % i, ttl=2) for i in (1, 2, 3)]
