@@ -3,10 +3,14 @@ test_scale_out.py - several fulcrum instances that agree, on a network of their 
 
 Issue 14's multi-instance picture, with real hosts as network namespaces (netns.py):
 
-    registry  10.77.0.2    etcd (Debian's etcd-server), the servers' registry
+    registry  10.77.0.2    etcd (Debian's etcd-server), the servers' registry; and knotd
+                           (Debian's knot), the DNS server of zone svc.test, whose SRV records
+                           _http._tcp.api.svc.test name the same backends
     b1..b3    10.77.0.11-  fulcrum-backend each, registering itself under /services/api/
     lb1, lb2  10.77.0.21-  fulcrum each, the same configuration: balance: hash on X-User,
-                           health checks, passive ejection, retries, etcd discovery
+                           health checks, passive ejection, retries, etcd discovery (pool
+                           api, port 8080); the same with DNS SRV discovery (pool dns-api,
+                           port 8081)
     client    10.77.0.100  the test's HTTP clients (sockets opened in that namespace)
 
 all on one bridge. The cases:
@@ -16,7 +20,10 @@ all on one bridge. The cases:
   using it (checks, passive ejection, then its lease expires and it leaves their server lists)
   and no GET fails (idempotent requests are retried on another server);
 - a new host: a fourth backend registers; both instances use it, and it takes about 1/4 of the
-  keys, from the three others, while no key moves between two of them.
+  keys, from the three others, while no key moves between two of them;
+- the same from DNS: both instances find b1-b3 in the SRV records and agree on every key; an SRV
+  record added for a fourth host makes both use it, with about 1/4 of the keys moving to it and
+  none between two others; the record removed, both drop it and the keys go back.
 
 Skipped when not root or when `ip netns` does not work. Every namespace and process is removed
 at the end, also when a case fails.
@@ -26,6 +33,7 @@ import http.client
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -33,12 +41,16 @@ import unittest
 
 import netns
 from harness import BACKEND, FULCRUM, wait_for
+from test_discovery_dns import KNOTC, KNOTD, knot_available
 
 SUBNET = "10.77.0"
 REGISTRY = SUBNET + ".2"
 ETCD_URL = "http://%s:2379" % REGISTRY
 PREFIX = "/services/api/"
 HTTP_PORT = 8080    # every balancer's listener, and every backend's
+DNS_PORT = 8081     # every balancer's listener of the pool discovered from DNS
+ZONE = "svc.test"
+SRV_NAME = "_http._tcp.api." + ZONE
 ADMIN_PORT = 9000   # every balancer's admin listener
 BACKENDS = {"b1": 11, "b2": 12, "b3": 13}
 NEW_BACKEND = ("b4", 14)
@@ -64,6 +76,9 @@ listeners:
   - name: web
     bind: 0.0.0.0:%(http)d
     pool: api
+  - name: dns-web
+    bind: 0.0.0.0:%(dns_http)d
+    pool: dns-api
 pools:
   - name: api
     balance: hash
@@ -73,6 +88,15 @@ pools:
     health_check: {path: /healthcheck, interval: 250ms, timeout: 500ms, rise: 1, fall: 2}
     passive: {consecutive_failures: 2, ejection_time: 30s}
     discovery: {etcd: {endpoints: [%(etcd)s], prefix: %(prefix)s}}
+    servers: []
+  - name: dns-api
+    balance: hash
+    hash_key: header:X-User
+    retries: 2
+    retry_on_timeout: true
+    health_check: {path: /healthcheck, interval: 250ms, timeout: 500ms, rise: 1, fall: 2}
+    discovery:
+      dns: {name: %(srv)s, type: SRV, resolvers: [%(dns)s], interval: 1s}
     servers: []
 timeouts: {connect: 500ms, server: 1s}
 admin:
@@ -146,6 +170,8 @@ class ScaleOutTest(unittest.TestCase):
         for program in ("etcd", FULCRUM, BACKEND):
             if not shutil.which(program):
                 raise AssertionError("%s is not installed (scripts/install-deps test)" % program)
+        if not knot_available():
+            raise AssertionError("knot is not installed (scripts/install-deps test)")
 
     def setUp(self):
         self.net = netns.Network(SUBNET)
@@ -165,6 +191,9 @@ class ScaleOutTest(unittest.TestCase):
             self.wait_servers(lb, lambda s: set(s) == set(BACKENDS) and
                               all(v["state"] == "up" for v in s.values()),
                               "%s to have b1-b3 up" % lb)
+            self.wait_servers(lb, lambda s: set(s) == {srv_server(b) for b in BACKENDS} and
+                              all(v["state"] == "up" for v in s.values()),
+                              "%s to have b1-b3 up from DNS" % lb, pool="dns-api")
 
     def run(self, result=None):
         # Kept so that tearDown can tell whether this case failed (unittest's public API).
@@ -198,6 +227,60 @@ class ScaleOutTest(unittest.TestCase):
         wait_for(lambda: self._etcd_healthy() or not self.etcd.alive(), timeout=20,
                  what="etcd to answer /health")
         self.assertTrue(self.etcd.alive(), "etcd exited:\n" + self.etcd.log())
+        self.start_dns(host)
+
+    def start_dns(self, host):
+        """knotd on the registry host, port 53, serving ZONE with SRV records for b1-b3."""
+        self.knot_dir = os.path.join(self.tmp, "knot")
+        for sub in ("db", "zones"):
+            os.makedirs(os.path.join(self.knot_dir, sub))
+        self.knot_socket = os.path.join(self.knot_dir, "knot.sock")
+        conf = os.path.join(self.knot_dir, "knot.conf")
+        with open(conf, "w") as f:
+            f.write("server:\n"
+                    "    rundir: \"%(dir)s\"\n"
+                    "    listen: %(addr)s@53\n"
+                    "control:\n"
+                    "    listen: \"%(sock)s\"\n"
+                    "database:\n"
+                    "    storage: \"%(dir)s/db\"\n"
+                    "log:\n"
+                    "  - target: stderr\n"
+                    "    any: info\n"
+                    "template:\n"
+                    "  - id: default\n"
+                    "    storage: \"%(dir)s/zones\"\n"
+                    "    zonefile-sync: -1\n"
+                    "    journal-content: none\n"
+                    "zone:\n"
+                    "  - domain: %(zone)s\n"
+                    "    file: \"%(zone)s.zone\"\n"
+                    % {"dir": self.knot_dir, "addr": REGISTRY, "sock": self.knot_socket,
+                       "zone": ZONE})
+        self.serial = 0
+        self.write_zone(BACKENDS)
+        self.knot = host.run([KNOTD, "-c", conf], "knotd")
+        wait_for(lambda: os.path.exists(self.knot_socket) or not self.knot.alive(),
+                 what="knotd to start")
+        self.assertTrue(self.knot.alive(), "knotd exited:\n" + self.knot.log())
+
+    def write_zone(self, backends):
+        """ZONE's file with one SRV record (weight 10, port HTTP_PORT) and one A record for each
+        of these backends {name: last octet}, under a higher serial."""
+        self.serial += 1
+        lines = ["$ORIGIN %s." % ZONE, "$TTL 1",
+                 "@ SOA ns admin %d 60 60 600 1" % self.serial, "@ NS ns", "ns A %s" % REGISTRY]
+        for name, octet in sorted(backends.items()):
+            lines.append("_http._tcp.api SRV 0 10 %d %s" % (HTTP_PORT, name))
+            lines.append("%s A %s.%d" % (name, SUBNET, octet))
+        with open(os.path.join(self.knot_dir, "zones", ZONE + ".zone"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def set_dns(self, backends):
+        """The SRV records of these backends, loaded by knotd (the balancers then follow)."""
+        self.write_zone(backends)
+        subprocess.run([KNOTC, "-s", self.knot_socket, "zone-reload", ZONE], check=True,
+                       capture_output=True, timeout=10)
 
     def _etcd_healthy(self):
         try:
@@ -224,7 +307,8 @@ class ScaleOutTest(unittest.TestCase):
         path = os.path.join(self.tmp, "fulcrum.yaml")
         with open(path, "w") as f:
             f.write(CONFIG % {"http": HTTP_PORT, "admin": ADMIN_PORT, "etcd": ETCD_URL,
-                              "prefix": PREFIX})
+                              "prefix": PREFIX, "dns_http": DNS_PORT, "srv": SRV_NAME,
+                              "dns": REGISTRY})
         proc = host.run([FULCRUM, "-c", path], name)
         wait_for(lambda: netns.port_open_in(self.client.ns, host.address, ADMIN_PORT) or
                  not proc.alive(), what="%s to listen" % name)
@@ -235,8 +319,8 @@ class ScaleOutTest(unittest.TestCase):
 
     # ---- what the balancers say and do ----
 
-    def servers(self, lb):
-        """Pool api's servers on balancer lb, by name (its admin API's GET /api/state)."""
+    def servers(self, lb, pool="api"):
+        """The pool's servers on balancer lb, by name (its admin API's GET /api/state)."""
         conn = netns.HTTPConnectionIn(self.client.ns, self.balancers[lb].address, ADMIN_PORT)
         try:
             conn.request("GET", "/api/state")
@@ -245,19 +329,19 @@ class ScaleOutTest(unittest.TestCase):
         finally:
             conn.close()
         self.assertEqual(r.status, 200)
-        pool = [p for p in state["pools"] if p["name"] == "api"][0]
-        return {s["name"]: s for s in pool["servers"]}
+        found = [p for p in state["pools"] if p["name"] == pool][0]
+        return {s["name"]: s for s in found["servers"]}
 
-    def wait_servers(self, lb, condition, what, timeout=15):
+    def wait_servers(self, lb, condition, what, timeout=15, pool="api"):
         """Polls lb's server list until condition(servers) holds; returns that list."""
         def check():
-            servers = self.servers(lb)
+            servers = self.servers(lb, pool)
             return servers if condition(servers) else None
         return wait_for(check, timeout=timeout, interval=0.05, what=what)
 
-    def route(self, lb, keys=KEYS):
+    def route(self, lb, keys=KEYS, port=HTTP_PORT):
         """Which backend answers each key through balancer lb (one keep-alive connection)."""
-        conn = netns.HTTPConnectionIn(self.client.ns, self.balancers[lb].address, HTTP_PORT)
+        conn = netns.HTTPConnectionIn(self.client.ns, self.balancers[lb].address, port)
         seen = {}
         try:
             for key in keys:
@@ -270,10 +354,10 @@ class ScaleOutTest(unittest.TestCase):
             conn.close()
         return seen
 
-    def agreed_routes(self):
+    def agreed_routes(self, port=HTTP_PORT):
         """The backend of each key, after checking that both balancers agree on all of them."""
-        first = self.route("lb1")
-        second = self.route("lb2")
+        first = self.route("lb1", port=port)
+        second = self.route("lb2", port=port)
         differ = {k: (first[k], second[k]) for k in KEYS if first[k] != second[k]}
         self.assertEqual(differ, {}, "keys the two balancers send to different backends")
         return first
@@ -363,6 +447,36 @@ class ScaleOutTest(unittest.TestCase):
         share = len(moved) / len(KEYS)
         self.assertTrue(0.15 <= share <= 0.35,
                         "%.1f%% of keys moved (expected about 25%%)" % (100 * share))
+
+
+    def test_dns_agreement_and_a_new_record(self):
+        before = self.agreed_routes(DNS_PORT)
+        self.assertEqual(set(before.values()), set(BACKENDS))
+        name, octet = NEW_BACKEND
+        self.start_backend(name, octet)
+        self.set_dns(dict(BACKENDS, **{name: octet}))
+        for lb in self.balancers:
+            self.wait_servers(lb, lambda s: srv_server(name) in s and
+                              s[srv_server(name)]["state"] == "up",
+                              "%s to use %s from DNS" % (lb, name), pool="dns-api")
+        after = self.agreed_routes(DNS_PORT)
+        moved = [k for k in KEYS if after[k] != before[k]]
+        between_old = [(k, before[k], after[k]) for k in moved if after[k] != name]
+        self.assertEqual(between_old, [], "keys moved between two old hosts")
+        share = len(moved) / len(KEYS)
+        self.assertTrue(0.15 <= share <= 0.35,
+                        "%.1f%% of keys moved (expected about 25%%)" % (100 * share))
+        # its record removed: both drop it, and every key is back where it was
+        self.set_dns(BACKENDS)
+        for lb in self.balancers:
+            self.wait_servers(lb, lambda s: set(s) == {srv_server(b) for b in BACKENDS},
+                              "%s to drop %s" % (lb, name), pool="dns-api")
+        self.assertEqual(self.agreed_routes(DNS_PORT), before)
+
+
+def srv_server(backend):
+    """The name fulcrum gives the server of backend's SRV record: TARGET:PORT."""
+    return "%s.%s:%d" % (backend, ZONE, HTTP_PORT)
 
 
 if __name__ == "__main__":
