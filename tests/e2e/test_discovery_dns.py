@@ -17,6 +17,7 @@ follows within about two seconds; the tests poll the admin API for it, never sle
 - The resolver killed: the last set is kept and the source shows as degraded; after
   hold_on_error the set is emptied (failed, 503); the resolver back, the source recovers.
 - The resolver frozen (SIGSTOP): timeouts, the set kept, "timeout after" in the status.
+- The zone expired in knotd (knotc zone-purge +expire): SERVFAIL, the set kept, logged once.
 - A+AAAA with `port`: one server per address, IPv4 and IPv6.
 """
 import os
@@ -371,6 +372,28 @@ class DnsDiscoveryTest(FulcrumTestCase):
                          ("degraded", 0, 0))
         self.assertEqual(source["last_error"], "REFUSED from 127.0.0.1:%d" % knot.port)
         self.assertEqual(get(self.f.port)[0], 503)
+
+    def test_servfail_is_a_failure_and_the_set_stays(self):
+        b1 = self.backend("b1")
+        knot = self.knot(["api A 127.0.0.1"])
+        self.start(knot, [("name", "api.%s" % ZONE), ("type", "A"), ("port", b1.port)])
+        self.wait_servers(["127.0.0.1:%d" % b1.port], "b1")
+        # the zone expired in knotd: it answers SERVFAIL for it (it serves it, and has no data)
+        subprocess.run([KNOTC, "-s", knot.socket, "zone-purge", "-f", "+expire", ZONE],
+                       check=True, capture_output=True, timeout=10)
+        expected = "SERVFAIL from 127.0.0.1:%d" % knot.port
+        wait_for(lambda: self.source()["last_error"] == expected, timeout=CHANGE,
+                 what="a SERVFAIL answer (last error: %s)" % self.source()["last_error"])
+        source = self.source()
+        self.assertEqual((source["health"], source["servers"]), ("degraded", 1))
+        self.assertEqual(served_by(self.f.port, 5), ["b1"] * 5)
+        # more SERVFAILs, still one line in the log
+        errors = source["errors"]
+        wait_for(lambda: self.source()["errors"] >= errors + 2, timeout=CHANGE,
+                 what="two more failed answers")
+        self.assertEqual(self.f.log().count("pool app: dns api.%s: resolver failing (%s), keeping "
+                                            "1 server for 5m" % (ZONE, expected)), 1,
+                         self.f.log())
 
     def test_frozen_resolver_times_out_and_the_set_stays(self):
         b1 = self.backend("b1")
