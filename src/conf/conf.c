@@ -1120,6 +1120,7 @@ static void pool_init(void *obj)
     p->discovery.dns = (struct conf_dns_discovery){
         .interval_ms = SECONDS(5), .hold_on_error_ms = SECONDS(300), .timeout_ms = SECONDS(2)};
     p->discovery.etcd.timeout_ms = SECONDS(2);
+    p->discovery.etcd.tls.verify = true;
     p->passive = (struct conf_passive){.consecutive_failures = 5,
                                        .ejection_time_ms = SECONDS(30),
                                        .max_ejection_time_ms = SECONDS(300),
@@ -1478,26 +1479,47 @@ static const struct field dns_fields[] = {
 };
 static const struct schema dns_schema = SCHEMA(dns_fields, .finish = dns_finish);
 
-/* An etcd endpoint: http://HOST:PORT (the host is resolved now, like a server's). */
+/* The length of an etcd endpoint's scheme and "://", or 0 if it is neither http nor https. */
+static size_t etcd_scheme_length(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+}
+
+/* An etcd endpoint: http(s)://HOST:PORT (the host is resolved now, like a server's). */
 static const char *etcd_endpoint_problem(const char *s)
 {
-    if (strncmp(s, "https://", 8) == 0)
-        return "https endpoints are not supported yet: use http:// on a trusted network";
-    if (strncmp(s, "http://", 7) != 0)
-        return "must be http://HOST:PORT";
-    const char *hostport = s + 7;
+    size_t scheme = etcd_scheme_length(s);
+    if (!scheme)
+        return "must be http://HOST:PORT or https://HOST:PORT";
+    const char *hostport = s + scheme;
     if (!*hostport || strchr(hostport, '/') || strchr(hostport, '@'))
-        return "must be http://HOST:PORT, with no path or user";
+        return "must be http(s)://HOST:PORT, with no path or user";
     return NULL;
 }
 
-/* Each endpoint's address and Host field; the prefix must not be empty. */
+/* Each endpoint's address and Host field; one scheme for all; tls only with https. */
 static void etcd_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
 {
     struct conf_etcd_discovery *e = obj;
     const yaml_node_t *list = map_get(ctx, node, "endpoints");
     if (!e->nendpoints)
         return;
+    e->https = etcd_scheme_length(e->endpoints[0]) == 8;
+    for (unsigned i = 1; i < e->nendpoints; i++)
+        if ((etcd_scheme_length(e->endpoints[i]) == 8) != e->https) {
+            size_t mark = path_push_key(ctx, "endpoints", strlen("endpoints"));
+            node_error(ctx, list ? list : node,
+                       "mixes http:// and https:// endpoints: one cluster speaks one of them");
+            path_pop(ctx, mark);
+            return;
+        }
+    if (e->tls.enabled && !e->https) {
+        size_t mark = path_push_key(ctx, "tls", strlen("tls"));
+        const yaml_node_t *at = map_get(ctx, node, "tls");
+        node_error(ctx, at ? at : node, "needs https:// endpoints");
+        path_pop(ctx, mark);
+        return;
+    }
     e->endpoint_addrs = calloc(e->nendpoints, sizeof(*e->endpoint_addrs));
     e->endpoint_hosts = calloc(e->nendpoints, sizeof(*e->endpoint_hosts));
     if (!e->endpoint_addrs || !e->endpoint_hosts) {
@@ -1505,7 +1527,7 @@ static void etcd_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, siz
         return;
     }
     for (unsigned i = 0; i < e->nendpoints; i++) {
-        const char *written = e->endpoints[i] + strlen("http://");
+        const char *written = e->endpoints[i] + etcd_scheme_length(e->endpoints[i]);
         const char *why;
         char shown[ESC_SIZE], hostport[300];
         /* etcd's client port when none is written */
@@ -1540,6 +1562,8 @@ static const struct field etcd_fields[] = {
           .min = 100, .max = 60000),
     FIELD("hold_on_error", parse_number, struct conf_etcd_discovery, hold_on_error_ms,
           .num = &num_duration, .min = 0, .max = 30u * DAY_MS),
+    FIELD("tls", parse_switch, struct conf_etcd_discovery, tls,
+          .offset2 = offsetof(struct conf_etcd_discovery, tls.enabled), .sub = &pool_tls_schema),
 };
 static const struct schema etcd_schema = SCHEMA(etcd_fields, .finish = etcd_finish);
 
@@ -3071,6 +3095,10 @@ void conf_free(struct conf *conf)
         free(e->endpoint_hosts);
         free(e->endpoint_addrs);
         free(e->prefix);
+        free(e->tls.ca);
+        free(e->tls.sni);
+        free(e->tls.cert);
+        free(e->tls.key);
     }
     free(conf->listeners);
     free(conf->pools);

@@ -176,7 +176,7 @@ struct conf_dns_discovery {
  * its value JSON {"address": "10.0.0.5:8080", "name": "api-5", "weight": 2}. */
 struct conf_etcd_discovery {
     bool enabled;
-    char **endpoints;                /* "http://HOST:PORT" as written (at least one) */
+    char **endpoints;                /* "http(s)://HOST:PORT" as written (at least one) */
     struct net_addr *endpoint_addrs; /* resolved at load, same order */
     char **endpoint_hosts;           /* "HOST:PORT" for the Host field, same order */
     unsigned nendpoints;
@@ -184,6 +184,9 @@ struct conf_etcd_discovery {
     uint32_t timeout_ms;       /* connect and each request but the watch (default 2s) */
     uint32_t hold_on_error_ms; /* keep the last set while etcd is unreachable; 0: for ever
                                 * (the default) */
+    bool https;                /* the endpoints are https:// (all of them, or none) */
+    struct conf_pool_tls tls;  /* with https: the CA, the name checked, a client certificate
+                                * (enabled: a tls mapping was written) */
 };
 
 struct conf_discovery {

@@ -415,7 +415,7 @@ static int control_reload(char **errors)
     }
     /* The file wins over runtime additions and removals, but discovered servers stay: the
      * sources the new file keeps go on, the ones it changes start from their last set. */
-    discovery_sync(ctl.discovery, conf);
+    discovery_sync(ctl.discovery, conf, tls);
     struct snapshot_overlay discovered = {0};
     discovered.discovered = discovery_servers(ctl.discovery, conf, &discovered.ndiscovered);
     struct snapshot *snap = snapshot_new(conf, tls, ctl.snap, &discovered);
@@ -515,7 +515,8 @@ int control_start(struct snapshot *snap, struct worker **workers, unsigned nwork
     loop_set_wake_handler(ctl.loop, on_wake, NULL);
     ctl.refresh.fn = refresh_balancers;
     ctl.membership.fn = apply_membership;
-    discovery_sync(ctl.discovery, snap->conf); /* sources start answering once the loop runs */
+    /* sources start answering once the loop runs */
+    discovery_sync(ctl.discovery, snap->conf, snapshot_tls(snap));
     ctl.ramp.fn = on_ramp;
     server_set_state_hook(on_server_state); /* before the thread that calls it starts */
     int rc = pthread_create(&ctl.thread, NULL, control_main, NULL);

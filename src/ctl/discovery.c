@@ -20,6 +20,8 @@
 #include "discovery/dns.h"
 #include "discovery/etcd.h"
 #include "servers/pool.h"
+#include "tls/client.h"
+#include "tls/set.h"
 
 struct source {
     struct source *next;
@@ -162,6 +164,29 @@ static void on_update(void *arg, const struct member_set *set)
     s->owner->changed(s->owner->arg);
 }
 
+/* An etcd registry's TLS, through the TLS layer's client contexts (tls/client.h). */
+static struct ssl_st *etcd_tls_connect(void *ctx, const char *host)
+{
+    return tls_client_connect(ctx, host, NULL);
+}
+
+static void etcd_tls_release(void *ctx)
+{
+    tls_client_free(ctx);
+}
+
+static const struct etcd_tls etcd_tls = {
+    .connect = etcd_tls_connect,
+    .verify_error = tls_client_verify_error,
+    .release = etcd_tls_release,
+};
+
+/* A reference to pool number pi's etcd TLS context in tls, for a source to own; NULL: none. */
+static struct tls_client *etcd_tls_ref(const struct tls_set *tls, unsigned pi)
+{
+    return tls && tls->etcd && pi < tls->nclients ? tls_client_ref(tls->etcd[pi]) : NULL;
+}
+
 /* The settings that make a source what it is, as text: equal text, same source. */
 static char *dns_fingerprint(const struct conf_pool *p)
 {
@@ -194,8 +219,11 @@ static char *etcd_fingerprint(const struct conf_pool *p)
             o += (size_t)w;
     }
     char *fp = NULL;
-    if (asprintf(&fp, "etcd|%s|%s|%u|%u|%u|%u", endpoints, c->prefix, c->timeout_ms,
-                 c->hold_on_error_ms, p->max_servers, p->nservers) < 0)
+    const struct conf_pool_tls *t = &c->tls;
+    if (asprintf(&fp, "etcd|%s|%s|%u|%u|%u|%u|%d|%d|%s|%s|%s|%s", endpoints, c->prefix,
+                 c->timeout_ms, c->hold_on_error_ms, p->max_servers, p->nservers, c->https,
+                 t->verify, t->ca ? t->ca : "", t->sni ? t->sni : "", t->cert ? t->cert : "",
+                 t->key ? t->key : "") < 0)
         return NULL;
     return fp;
 }
@@ -215,8 +243,9 @@ static unsigned room_for(const struct conf_pool *p)
 }
 
 /* Starts the source of kind for pool p, from old's set if there was one (replacing old). */
-static int start_source(struct discovery *d, const struct conf_pool *p, enum server_source kind,
-                        char *fingerprint, struct source *old)
+static int start_source(struct discovery *d, const struct conf_pool *p, unsigned pi,
+                        const struct tls_set *tls, enum server_source kind, char *fingerprint,
+                        struct source *old)
 {
     struct source *s = calloc(1, sizeof(*s));
     if (!s || !(s->pool = strdup(p->name)) ||
@@ -240,7 +269,7 @@ static int start_source(struct discovery *d, const struct conf_pool *p, enum ser
             dns_source_new(d->loop, p->name, &p->discovery.dns, room_for(p), initial, on_update, s);
     else
         s->etcd = etcd_source_new(d->loop, p->name, &p->discovery.etcd, room_for(p), initial,
-                                  on_update, s);
+                                  &etcd_tls, etcd_tls_ref(tls, pi), on_update, s);
     if (!s->dns && !s->etcd) {
         source_free(s);
         return -1; /* logged by the source */
@@ -256,8 +285,8 @@ static int start_source(struct discovery *d, const struct conf_pool *p, enum ser
 }
 
 /* Keeps, replaces or starts pool p's source of kind; fingerprint is NULL when out of memory. */
-static int sync_one(struct discovery *d, const struct conf_pool *p, enum server_source kind,
-                    char *fingerprint)
+static int sync_one(struct discovery *d, const struct conf_pool *p, unsigned pi,
+                    const struct tls_set *tls, enum server_source kind, char *fingerprint)
 {
     if (!fingerprint) {
         log_error("pool %s: out of memory for %s discovery", p->name, kind_label(kind));
@@ -267,9 +296,11 @@ static int sync_one(struct discovery *d, const struct conf_pool *p, enum server_
     if (old && strcmp(old->fingerprint, fingerprint) == 0) {
         old->seen = true;
         free(fingerprint);
+        if (old->etcd) /* the certificates were read again: the next connection uses them */
+            etcd_source_set_tls(old->etcd, etcd_tls_ref(tls, pi));
         return 0;
     }
-    int rc = start_source(d, p, kind, fingerprint, old);
+    int rc = start_source(d, p, pi, tls, kind, fingerprint, old);
     if (old) { /* replaced (or kept, if the new one could not start: it has the servers) */
         if (rc == 0) {
             for (struct source **pp = &d->sources; *pp; pp = &(*pp)->next)
@@ -285,16 +316,18 @@ static int sync_one(struct discovery *d, const struct conf_pool *p, enum server_
     return rc;
 }
 
-int discovery_sync(struct discovery *d, const struct conf *conf)
+int discovery_sync(struct discovery *d, const struct conf *conf, const struct tls_set *tls)
 {
     int rc = 0;
     for (struct source *s = d->sources; s; s = s->next)
         s->seen = false;
     for (unsigned i = 0; i < conf->npools; i++) {
         const struct conf_pool *p = &conf->pools[i];
-        if (p->discovery.dns.enabled && sync_one(d, p, SERVER_FROM_DNS, dns_fingerprint(p)) < 0)
+        if (p->discovery.dns.enabled &&
+            sync_one(d, p, i, tls, SERVER_FROM_DNS, dns_fingerprint(p)) < 0)
             rc = -1;
-        if (p->discovery.etcd.enabled && sync_one(d, p, SERVER_FROM_ETCD, etcd_fingerprint(p)) < 0)
+        if (p->discovery.etcd.enabled &&
+            sync_one(d, p, i, tls, SERVER_FROM_ETCD, etcd_fingerprint(p)) < 0)
             rc = -1;
     }
     for (struct source **pp = &d->sources; *pp;) {

@@ -22,14 +22,16 @@
 struct conf;
 struct loop;
 struct discovery;
+struct tls_set;
 
 /* changed(arg) is called (on the control thread) each time a source's set changed. */
 struct discovery *discovery_new(struct loop *loop, void (*changed)(void *arg), void *arg);
 void discovery_free(struct discovery *d);
 
-/* Starts, keeps or stops sources to match conf. Returns 0, or -1 if a source could not start
- * (logged; the others run). */
-int discovery_sync(struct discovery *d, const struct conf *conf);
+/* Starts, keeps or stops sources to match conf, whose TLS contexts are tls (an etcd registry on
+ * https uses its tls->etcd entry; a source kept gets the new one for its next connections).
+ * Returns 0, or -1 if a source could not start (logged; the others run). */
+int discovery_sync(struct discovery *d, const struct conf *conf, const struct tls_set *tls);
 
 /*
  * The discovered servers of every pool of conf, ready for struct snapshot_overlay: owned by d,

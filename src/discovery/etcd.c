@@ -6,6 +6,7 @@
  *
  *             retry timer (0 at start, then backoff)
  *   IDLE ------------------------------------------> CONNECTING --writable--> SENDING
+ *                                                         https: HANDSHAKE --done--^
  *    ^                                                                          |
  *    |                        registry empty: POST /v3/kv/range (the prefix)    |
  *    |                        otherwise:      POST /v3/watch from revision + 1  v
@@ -60,6 +61,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/net.h"
+#include "core/tls_conn.h"
 #include "discovery/etcd_json.h"
 #include "http/http1.h"
 
@@ -84,7 +86,7 @@
  * would otherwise cost 100 rebuilds of a 1,000-server pool in a second (bench/discovery). */
 #define PUBLISH_GAP_MS 50u
 
-enum phase { PH_IDLE, PH_CONNECTING, PH_SENDING, PH_HEAD, PH_BODY };
+enum phase { PH_IDLE, PH_CONNECTING, PH_HANDSHAKE, PH_SENDING, PH_HEAD, PH_BODY };
 enum request { REQ_RANGE, REQ_WATCH };
 
 struct etcd_source {
@@ -97,7 +99,10 @@ struct etcd_source {
     char *pool, *prefix;
     struct net_addr *addrs;
     char **hosts; /* "HOST:PORT" */
+    char **names; /* "HOST": the name TLS sends and checks */
     unsigned nendpoints;
+    const struct etcd_tls *tls; /* https endpoints; NULL: http */
+    void *tls_ctx;              /* the context tls->connect() makes connections from (owned) */
     uint32_t timeout_ms, hold_ms;
 
     /* the connection */
@@ -167,6 +172,17 @@ static const char *error_text(int err, char *buf, size_t size)
 static const char *endpoint_host(const struct etcd_source *src)
 {
     return src->hosts[src->endpoint];
+}
+
+/* "HOST" of "HOST:PORT" or "[IPv6]:PORT", in new memory (NULL if it ran out). */
+static char *host_of(const char *hostport)
+{
+    if (hostport[0] == '[') {
+        const char *end = strchr(hostport, ']');
+        return end ? strndup(hostport + 1, (size_t)(end - hostport - 1)) : strdup(hostport);
+    }
+    const char *colon = strrchr(hostport, ':');
+    return colon ? strndup(hostport, (size_t)(colon - hostport)) : strdup(hostport);
 }
 
 /* Grows a byte buffer to hold at least need bytes. 0, or -1 (no memory). */
@@ -438,7 +454,19 @@ static void on_retry_timer(struct loop *loop, struct loop_timer *t)
         return;
     }
     set_keepalive(fd);
-    conn_init_tcp(&src->conn, fd, on_io);
+    if (!src->tls) {
+        conn_init_tcp(&src->conn, fd, on_io);
+    } else {
+        struct ssl_st *ssl = src->tls->connect(src->tls_ctx, src->names[src->endpoint]);
+        if (!ssl || conn_init_tls(&src->conn, fd, on_io, ssl) < 0) {
+            if (ssl)
+                conn_close(&src->conn, false);
+            else
+                close(fd);
+            fail(src, "out of memory for a TLS connection");
+            return;
+        }
+    }
     src->phase = PH_CONNECTING;
     if (conn_watch(loop, &src->conn) < 0) {
         char text[96];
@@ -453,9 +481,10 @@ static void on_retry_timer(struct loop *loop, struct loop_timer *t)
 static void on_deadline_timer(struct loop *loop, struct loop_timer *t)
 {
     struct etcd_source *src = container_of(t, struct etcd_source, deadline_timer);
-    const char *what = src->phase == PH_CONNECTING ? "connecting to"
-                       : src->req == REQ_RANGE     ? "reading the registry from"
-                                                   : "starting the watch on";
+    const char *what = src->phase == PH_CONNECTING  ? "connecting to"
+                       : src->phase == PH_HANDSHAKE ? "in the TLS handshake with"
+                       : src->req == REQ_RANGE      ? "reading the registry from"
+                                                    : "starting the watch on";
     if (src->timeout_ms % 1000 == 0)
         fail(src, "timeout after %us %s %s", src->timeout_ms / 1000, what, endpoint_host(src));
     else
@@ -772,6 +801,25 @@ static void on_io(struct loop *loop, struct loop_io *io)
         }
         if (!(io->ready & LOOP_WRITABLE))
             return;
+        if (src->tls) {
+            src->phase = PH_HANDSHAKE;
+        } else if (!start_next_request(src)) {
+            return;
+        }
+    }
+    if (src->phase == PH_HANDSHAKE) {
+        const char *why = "failed";
+        enum conn_status r = conn_handshake(&src->conn, &why);
+        if (r == CONN_BLOCKED)
+            return;
+        if (r != CONN_DONE) {
+            const char *cert = src->tls->verify_error(src->conn.ssl);
+            fail(src, "TLS handshake with %s: %s", endpoint_host(src),
+                 cert            ? cert
+                 : r == CONN_EOF ? "connection closed"
+                                 : why);
+            return;
+        }
         if (!start_next_request(src))
             return;
     }
@@ -802,7 +850,12 @@ void etcd_source_free(struct etcd_source *src)
     members_log_free(&src->log);
     for (unsigned i = 0; i < src->nendpoints && src->hosts; i++)
         free(src->hosts[i]);
+    for (unsigned i = 0; i < src->nendpoints && src->names; i++)
+        free(src->names[i]);
     free(src->hosts);
+    free(src->names);
+    if (src->tls && src->tls_ctx)
+        src->tls->release(src->tls_ctx);
     free(src->addrs);
     free(src->pool);
     free(src->prefix);
@@ -811,15 +864,25 @@ void etcd_source_free(struct etcd_source *src)
 
 struct etcd_source *etcd_source_new(struct loop *loop, const char *pool,
                                     const struct conf_etcd_discovery *c, unsigned max,
-                                    const struct member_set *initial, discovery_update_fn *fn,
-                                    void *arg)
+                                    const struct member_set *initial, const struct etcd_tls *tls,
+                                    void *tls_ctx, discovery_update_fn *fn, void *arg)
 {
     struct etcd_source *src = calloc(1, sizeof(*src));
-    if (!src)
+    if (!src) {
+        if (c->https && tls && tls_ctx)
+            tls->release(tls_ctx);
         goto no_memory;
+    }
     src->loop = loop;
     src->fn = fn;
     src->arg = arg;
+    src->tls = c->https ? tls : NULL;
+    src->tls_ctx = src->tls ? tls_ctx : NULL;
+    if (c->https && (!tls || !tls_ctx)) {
+        log_error("pool %s: etcd: https endpoints without a TLS context", pool);
+        etcd_source_free(src);
+        return NULL;
+    }
     src->conn.io.fd = -1;
     src->timeout_ms = c->timeout_ms ? c->timeout_ms : 2000;
     src->hold_ms = c->hold_on_error_ms;
@@ -837,11 +900,13 @@ struct etcd_source *etcd_source_new(struct loop *loop, const char *pool,
     src->nendpoints = c->nendpoints;
     if (!(src->pool = strdup(pool)) || !(src->prefix = strdup(c->prefix)) ||
         !(src->addrs = calloc(c->nendpoints, sizeof(*src->addrs))) ||
-        !(src->hosts = calloc(c->nendpoints, sizeof(*src->hosts))))
+        !(src->hosts = calloc(c->nendpoints, sizeof(*src->hosts))) ||
+        !(src->names = calloc(c->nendpoints, sizeof(*src->names))))
         goto no_memory;
     for (unsigned i = 0; i < c->nendpoints; i++) {
         src->addrs[i] = c->endpoint_addrs[i];
-        if (!(src->hosts[i] = strdup(c->endpoint_hosts[i])))
+        if (!(src->hosts[i] = strdup(c->endpoint_hosts[i])) ||
+            !(src->names[i] = host_of(c->endpoint_hosts[i])))
             goto no_memory;
     }
     if (initial && members_copy(&src->published, initial) < 0)
@@ -859,6 +924,14 @@ no_memory:
     log_error("pool %s: etcd: out of memory", pool);
     etcd_source_free(src);
     return NULL;
+}
+
+void etcd_source_set_tls(struct etcd_source *src, void *tls_ctx)
+{
+    if (!src->tls)
+        return;
+    src->tls->release(src->tls_ctx);
+    src->tls_ctx = tls_ctx;
 }
 
 const struct discovery_status *etcd_source_status(const struct etcd_source *src)

@@ -332,6 +332,11 @@ fail:
     return NULL;
 }
 
+const struct tls_set *snapshot_tls(const struct snapshot *snap)
+{
+    return snap->box->tls;
+}
+
 struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const struct snapshot *prev,
                               const struct snapshot_overlay *overlay)
 {

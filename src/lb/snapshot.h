@@ -73,6 +73,8 @@ struct snapshot_overlay {
  */
 struct snapshot *snapshot_new(struct conf *conf, struct tls_set *tls, const struct snapshot *prev,
                               const struct snapshot_overlay *overlay);
+/* The TLS contexts snap was built with (NULL if none). */
+const struct tls_set *snapshot_tls(const struct snapshot *snap);
 
 /* How many worker threads run: each pool gets one balancer state per worker. Set once, before
  * the first snapshot is built. */

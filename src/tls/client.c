@@ -1,10 +1,11 @@
 /*
  * client.c - TLS contexts for connections to servers (client.h).
  *
- * One SSL_CTX per pool, set up like a careful client: TLS 1.2 or later, the system's default
- * ciphers, no renegotiation, verification on unless the pool says otherwise, and a client
- * certificate if the pool has one. Which name to send and check depends on the server, so it is
- * set on each connection (tls_client_connect), not on the context.
+ * One SSL_CTX per pool, and one per pool's etcd registry on https, each set up like a careful
+ * client: TLS 1.2 or later, the system's default ciphers, no renegotiation, verification on
+ * unless the settings say otherwise, and a client certificate if they have one. Which name to
+ * send and check depends on the server, so it is set on each connection (tls_client_connect),
+ * not on the context.
  */
 #include "tls/client.h"
 
@@ -14,22 +15,45 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct tls_client {
-    const struct conf_pool *conf;
+    /* from the pool's tls, or its etcd registry's: copied, as an etcd source may keep the
+     * context a little longer than the configuration it came from */
+    char *sni;
+    bool verify;
     SSL_CTX *ctx;
+    /* the owners: the configuration's set, and each etcd source using it (ctl, on the control
+     * thread) while the set may go with the last snapshot on a worker */
+    _Atomic unsigned refs;
 };
 
-/* One error line at the pool's tls mapping (or one of its keys). */
-#define pool_error(r, p, pi, key, ...)                                                             \
-    tls_report_entry(r, "pools", pi, "pool", (p)->name, key, (p)->line, (p)->column, __VA_ARGS__)
+/* Where the settings were written, for error lines: "pools[0].tls", "pool api". */
+struct origin {
+    const char *path, *what;
+    int line, column;
+};
 
-struct tls_client *tls_client_new(const struct conf *conf, unsigned pi, struct tls_report *r)
+static void client_error(struct tls_report *r, const struct origin *o, const char *key,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void client_error(struct tls_report *r, const struct origin *o, const char *key,
+                         const char *fmt, ...)
 {
-    const struct conf_pool *p = &conf->pools[pi];
-    const struct conf_pool_tls *t = &p->tls;
+    char msg[768], path[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(path, sizeof(path), "%s.%s", o->path, key);
+    tls_report(r, path, o->what, o->line, o->column, "%s", msg);
+}
+
+static struct tls_client *client_new(const struct conf *conf, const struct conf_pool_tls *t,
+                                     const struct origin *o, struct tls_report *r)
+{
     char path[PATH_MAX], key[PATH_MAX], why[256];
     struct tls_client *tc = calloc(1, sizeof(*tc));
     if (!tc || !(tc->ctx = SSL_CTX_new(TLS_client_method()))) {
@@ -38,7 +62,12 @@ struct tls_client *tls_client_new(const struct conf *conf, unsigned pi, struct t
         r->oom = true;
         return NULL;
     }
-    tc->conf = p;
+    tc->verify = t->verify;
+    tc->refs = 1;
+    if (t->sni && !(tc->sni = strdup(t->sni))) {
+        r->oom = true;
+        goto fail;
+    }
     SSL_CTX *ctx = tc->ctx;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
@@ -54,9 +83,9 @@ struct tls_client *tls_client_new(const struct conf *conf, unsigned pi, struct t
                              ctx, tls_report_resolve(conf, t->ca, path, sizeof(path)), NULL)
                        : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {
-            pool_error(r, p, pi, "ca", "cannot load CA certificates from %s: %s",
-                       t->ca ? t->ca : "the system's store",
-                       tls_report_ssl_reason(why, sizeof(why)));
+            client_error(r, o, "ca", "cannot load CA certificates from %s: %s",
+                         t->ca ? t->ca : "the system's store",
+                         tls_report_ssl_reason(why, sizeof(why)));
             goto fail;
         }
     }
@@ -64,14 +93,14 @@ struct tls_client *tls_client_new(const struct conf *conf, unsigned pi, struct t
         tls_report_resolve(conf, t->cert, path, sizeof(path));
         tls_report_resolve(conf, t->key, key, sizeof(key));
         if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1) {
-            pool_error(r, p, pi, "cert", "cert %s: %s", t->cert,
-                       tls_report_ssl_reason(why, sizeof(why)));
+            client_error(r, o, "cert", "cert %s: %s", t->cert,
+                         tls_report_ssl_reason(why, sizeof(why)));
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1) {
-            pool_error(r, p, pi, "key", "key %s: %s (it must be the key of %s)", t->key,
-                       tls_report_ssl_reason(why, sizeof(why)), t->cert);
+            client_error(r, o, "key", "key %s: %s (it must be the key of %s)", t->key,
+                         tls_report_ssl_reason(why, sizeof(why)), t->cert);
             goto fail;
         }
     }
@@ -81,11 +110,38 @@ fail:
     return NULL;
 }
 
+struct tls_client *tls_client_new(const struct conf *conf, unsigned pi, struct tls_report *r)
+{
+    const struct conf_pool *p = &conf->pools[pi];
+    char path[48], what[300];
+    snprintf(path, sizeof(path), "pools[%u].tls", pi);
+    snprintf(what, sizeof(what), "pool %s", p->name);
+    return client_new(conf, &p->tls, &(struct origin){path, what, p->line, p->column}, r);
+}
+
+struct tls_client *tls_client_new_etcd(const struct conf *conf, unsigned pi, struct tls_report *r)
+{
+    const struct conf_pool *p = &conf->pools[pi];
+    char path[64], what[300];
+    snprintf(path, sizeof(path), "pools[%u].discovery.etcd.tls", pi);
+    snprintf(what, sizeof(what), "pool %s", p->name);
+    return client_new(conf, &p->discovery.etcd.tls,
+                      &(struct origin){path, what, p->line, p->column}, r);
+}
+
+struct tls_client *tls_client_ref(struct tls_client *tc)
+{
+    if (tc)
+        tc->refs++;
+    return tc;
+}
+
 void tls_client_free(struct tls_client *tc)
 {
-    if (!tc)
+    if (!tc || --tc->refs > 0)
         return;
     SSL_CTX_free(tc->ctx);
+    free(tc->sni);
     free(tc);
 }
 
@@ -98,14 +154,13 @@ struct ssl_st *tls_client_connect(const struct tls_client *tc, const char *host,
         return NULL;
     }
     SSL_set_connect_state(ssl);
-    const struct conf_pool_tls *t = &tc->conf->tls;
-    const char *name = t->sni ? t->sni : host;
+    const char *name = tc->sni ? tc->sni : host;
     unsigned char ip[16];
     bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
     bool ok = true;
     if (!is_ip)
         ok = SSL_set_tlsext_host_name(ssl, name) == 1;
-    if (ok && t->verify)
+    if (ok && tc->verify)
         ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1
                    : SSL_set1_host(ssl, name) == 1;
     if (ok && session)

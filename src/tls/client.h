@@ -1,6 +1,7 @@
 /*
  * client.h - TLS from fulcrum to a pool's servers (re-encryption): one OpenSSL client context
- * per pool with a tls mapping, and the per-connection settings that depend on the server.
+ * per pool with a tls mapping, and the per-connection settings that depend on the server. The
+ * same for a pool's etcd registry on https (its discovery.etcd.tls settings).
  *
  * Verification (on unless verify: false) checks the server's chain against the pool's ca, or the
  * system's store, and its name: the pool's sni if set, else the host part of the server's
@@ -25,6 +26,12 @@ struct tls_client;
 /* Builds pool number pool's context (set.h calls it for each pool with tls). NULL on failure,
  * with every problem added to r. */
 struct tls_client *tls_client_new(const struct conf *conf, unsigned pool, struct tls_report *r);
+/* The same for the pool's etcd registry (discovery.etcd on https, with its tls settings). */
+struct tls_client *tls_client_new_etcd(const struct conf *conf, unsigned pool,
+                                       struct tls_report *r);
+/* Another owner: each tls_client_free() releases one; the last frees the context. Safe from
+ * any thread. Returns tc. */
+struct tls_client *tls_client_ref(struct tls_client *tc);
 void tls_client_free(struct tls_client *tc);
 
 /* A new client-side SSL for a connection to the server whose address has host as its host part

@@ -29,7 +29,8 @@ struct tls_set *tls_set_new(const struct conf *conf, char **errors)
     *errors = NULL;
     if (!set ||
         !(set->servers = calloc(conf->nlisteners ? conf->nlisteners : 1, sizeof(*set->servers))) ||
-        !(set->clients = calloc(conf->npools ? conf->npools : 1, sizeof(*set->clients)))) {
+        !(set->clients = calloc(conf->npools ? conf->npools : 1, sizeof(*set->clients))) ||
+        !(set->etcd = calloc(conf->npools ? conf->npools : 1, sizeof(*set->etcd)))) {
         tls_set_free(set);
         *errors = strdup("out of memory");
         return NULL;
@@ -39,9 +40,13 @@ struct tls_set *tls_set_new(const struct conf *conf, char **errors)
     for (unsigned i = 0; i < conf->nlisteners; i++)
         if (conf->listeners[i].tls.enabled)
             set->servers[i] = tls_server_new(conf, i, &r);
-    for (unsigned i = 0; i < conf->npools; i++)
+    for (unsigned i = 0; i < conf->npools; i++) {
         if (conf->pools[i].tls.enabled)
             set->clients[i] = tls_client_new(conf, i, &r);
+        const struct conf_etcd_discovery *e = &conf->pools[i].discovery.etcd;
+        if (e->enabled && e->https)
+            set->etcd[i] = tls_client_new_etcd(conf, i, &r);
+    }
     if (!r.text && !r.oom)
         return set;
     tls_set_free(set);
@@ -63,7 +68,10 @@ void tls_set_free(struct tls_set *set)
         tls_server_free(set->servers[i]);
     for (unsigned i = 0; set->clients && i < set->nclients; i++)
         tls_client_free(set->clients[i]);
+    for (unsigned i = 0; set->etcd && i < set->nclients; i++)
+        tls_client_free(set->etcd[i]);
     free(set->servers);
     free(set->clients);
+    free(set->etcd);
     free(set);
 }

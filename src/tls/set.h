@@ -1,7 +1,8 @@
 /*
- * set.h - every TLS context of one configuration: the listeners' (server.h) and the pools'
- * (client.h), built together when a configuration is loaded so that any problem in any of them
- * fails the start or the reload as a whole, and freed together with the last snapshot of it.
+ * set.h - every TLS context of one configuration: the listeners' (server.h), the pools' and
+ * their etcd registries' (client.h), built together when a configuration is loaded so that any
+ * problem in any of them fails the start or the reload as a whole, and freed together with the last
+ * snapshot of it.
  */
 #ifndef FULCRUM_TLS_SET_H
 #define FULCRUM_TLS_SET_H
@@ -16,6 +17,7 @@ struct tls_set {
     unsigned nservers;
     struct tls_client **clients; /* one per conf->pools entry; NULL: plain to the servers */
     unsigned nclients;
+    struct tls_client **etcd; /* one per conf->pools entry; NULL: no etcd registry on https */
 };
 
 /* Once per process, before the first configuration: OpenSSL and the ticket keys. 0 or -1. */

@@ -13,7 +13,10 @@ etcd-client), on loopback ports chosen at run time with a data directory of its 
   reads everything again;
 - etcd stopped: the set is kept and the source shows "degraded"; etcd back: "ok" again, and changes
   are followed; with hold_on_error, the set is emptied once failures lasted that long;
-- two endpoints, the first one dead: the second one serves.
+- two endpoints, the first one dead: the second one serves;
+- etcd on https with client certificates required (--client-cert-auth): fulcrum with the wrong
+  CA is refused in the handshake (degraded, the reason in its status); reloaded with the right
+  one, it reads the registry and the servers take traffic.
 
 The admin API shows the source per pool (discovery[]) and per server (source: "etcd").
 """
@@ -34,6 +37,9 @@ import unittest
 from harness import (BACKEND, Backend, FulcrumTestCase, Load, Process, free_port, port_open,
                      served_by, wait_for)
 from test_admin import admin_extra, api
+from tlspki import make_pki
+
+PKI_DIR = os.path.join(tempfile.gettempdir(), "fulcrum-e2e-pki")
 
 ETCD = shutil.which("etcd")
 ETCDCTL = shutil.which("etcdctl")
@@ -44,24 +50,67 @@ class Etcd:
     """One etcd member on 127.0.0.1, its client and peer ports and data directory kept across
     stop() and start(), so a restart is the same etcd with the same data."""
 
-    def __init__(self):
+    def __init__(self, pki=None):
+        """With pki (tlspki.make_pki()), clients speak https and must show a certificate of
+        pki.client_ca; the server's certificate is for IP 127.0.0.1, signed by pki.root_ca."""
         self.client_port = free_port()
         self.peer_port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="fulcrum-e2e-etcd-")
         self.proc = None
+        self.pki = pki
+        if pki:
+            self._make_certificate()
         self.start()
+
+    def _make_certificate(self):
+        """etcd's own certificate: its JSON gateway connects to its gRPC side with it as a
+        client certificate, so it needs clientAuth beside serverAuth, and the CAs etcd trusts
+        for clients must include its issuer (the root) beside pki.client_ca."""
+        d = self.tls_dir = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) +
+                                        "-tls")
+        os.makedirs(d)
+        ext = os.path.join(d, "ext.cnf")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+                    "keyUsage=digitalSignature\nbasicConstraints=CA:FALSE\n")
+        self.cert, self.key = os.path.join(d, "etcd.pem"), os.path.join(d, "etcd.key")
+        csr = os.path.join(d, "etcd.csr")
+        for argv in (["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                      "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.key, "-subj",
+                      "/CN=etcd", "-out", csr],
+                     ["openssl", "x509", "-req", "-in", csr, "-CA", self.pki.root_ca, "-CAkey",
+                      self.pki.root_ca_key, "-set_serial", str(int.from_bytes(os.urandom(8),
+                                                                               "big")),
+                      "-days", "2", "-extfile", ext, "-out", self.cert]):
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+        self.trusted = os.path.join(d, "trusted.pem")
+        with open(self.trusted, "w") as out:
+            for path in (self.pki.root_ca, self.pki.client_ca):
+                with open(path) as f:
+                    out.write(f.read())
 
     @property
     def endpoint(self):
-        return "http://127.0.0.1:%d" % self.client_port
+        return "%s://127.0.0.1:%d" % ("https" if self.pki else "http", self.client_port)
+
+    def tls_args(self):
+        """etcdctl's arguments for the client certificate and the CA."""
+        if not self.pki:
+            return []
+        return ["--cacert", self.pki.root_ca, "--cert", self.pki.client, "--key",
+                self.pki.client_key]
 
     def start(self):
-        client = "http://127.0.0.1:%d" % self.client_port
+        client = self.endpoint
         peer = "http://127.0.0.1:%d" % self.peer_port
+        tls = []
+        if self.pki:
+            tls = ["--cert-file", self.cert, "--key-file", self.key, "--client-cert-auth",
+                   "--trusted-ca-file", self.trusted]
         self.proc = Process([ETCD, "--name", "e2e", "--data-dir", self.data_dir,
                              "--listen-client-urls", client, "--advertise-client-urls", client,
                              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                             "--initial-cluster", "e2e=" + peer], "etcd")
+                             "--initial-cluster", "e2e=" + peer] + tls, "etcd")
         wait_for(lambda: self.healthy() or not self.proc.alive(), timeout=20, interval=0.1,
                  what="etcd to serve")
         if not self.proc.alive():
@@ -69,7 +118,7 @@ class Etcd:
 
     def healthy(self):
         return port_open(self.client_port) and subprocess.run(
-            [ETCDCTL, "--endpoints", self.endpoint, "endpoint", "health"],
+            [ETCDCTL, "--endpoints", self.endpoint] + self.tls_args() + ["endpoint", "health"],
             env=dict(os.environ, ETCDCTL_API="3"), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL).returncode == 0
 
@@ -79,7 +128,7 @@ class Etcd:
 
     def ctl(self, *args):
         """etcdctl with these arguments; returns its standard output (it must succeed)."""
-        r = subprocess.run([ETCDCTL, "--endpoints", self.endpoint] + list(args),
+        r = subprocess.run([ETCDCTL, "--endpoints", self.endpoint] + self.tls_args() + list(args),
                            env=dict(os.environ, ETCDCTL_API="3"), capture_output=True, text=True,
                            timeout=20)
         if r.returncode != 0:
@@ -97,6 +146,8 @@ class Etcd:
         if self.proc:
             self.proc.cleanup()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.pki:
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
 
 
 class Relay:
@@ -253,8 +304,9 @@ def value(address, name=None, weight=None):
     return json.dumps(v)
 
 
-@unittest.skipUnless(ETCD and ETCDCTL, "etcd-server and etcd-client are not installed")
-class EtcdDiscoveryTest(FulcrumTestCase):
+class EtcdCase(FulcrumTestCase):
+    """What the etcd tests share: an etcd, fulcrum with its admin API, and reading them."""
+
     def setUp(self):
         super().setUp()
         self.etcd = Etcd()
@@ -286,6 +338,10 @@ class EtcdDiscoveryTest(FulcrumTestCase):
         b = RegisteredBackend(name, self.etcd, ttl)
         self.processes.append(b)
         return b
+
+
+@unittest.skipUnless(ETCD and ETCDCTL, "etcd-server and etcd-client are not installed")
+class EtcdDiscoveryTest(EtcdCase):
 
     def test_registered_backends_get_the_traffic_and_only_they(self):
         backends = [self.registered("b%d" % i) for i in (1, 2, 3)]
@@ -514,6 +570,50 @@ class EtcdDiscoveryTest(FulcrumTestCase):
         self.assertEqual(set(served_by(self.f.port, 4)), {"b1"})
         self.etcd.put(PREFIX + "b2", value(self.backend("b2").address))
         wait_for(lambda: len(self.servers()) == 2, what="b2 through the second endpoint")
+
+
+
+@unittest.skipUnless(ETCD and ETCDCTL, "etcd-server and etcd-client are not installed")
+class EtcdTlsTest(EtcdCase):
+    """etcd on https, requiring client certificates."""
+
+    def setUp(self):
+        FulcrumTestCase.setUp(self)
+        self.pki = make_pki(PKI_DIR)
+        self.etcd = Etcd(self.pki)
+        self.addCleanup(self.etcd.cleanup)
+        self.aport = free_port()
+
+    def tls_config(self, ca):
+        return etcd_config([self.etcd.endpoint], etcd_extra=(
+            "        tls: {ca: %s, cert: %s, key: %s}\n" % (ca, self.pki.client,
+                                                          self.pki.client_key)),
+            admin_port=self.aport)
+
+    def test_https_with_a_client_certificate(self):
+        b1 = self.backend("b1")
+        self.etcd.put(PREFIX + "b1", value(b1.address, name="b1"))
+        # the wrong CA: etcd's certificate is refused in the handshake
+        self.f = self.fulcrum(self.tls_config(self.pki.client_ca))
+        wait_for(lambda: port_open(self.aport), what="admin listener")
+        expected = ("TLS handshake with 127.0.0.1:%d: unable to get local issuer certificate"
+                    % self.etcd.client_port)
+        wait_for(lambda: self.source()["last_error"] == expected,
+                 what="the handshake to fail (last error: %r)" % self.source()["last_error"])
+        self.assertEqual(self.source()["health"], "degraded")
+        self.assertEqual(self.servers(), {})
+        # the right one, through a reload: the source restarts and reads the registry
+        with open(self.f.config_path, "w") as fh:
+            fh.write(self.tls_config(self.pki.root_ca).replace("{port}", str(self.f.port)))
+        status, body, _ = api(self.aport, "POST", "/api/reload")
+        self.assertEqual(status, 200, body)
+        self.wait_servers({"b1": b1.address})
+        wait_for(lambda: self.source()["health"] == "ok", what="the source to be ok")
+        self.assertEqual(served_by(self.f.port, 5), ["b1"] * 5)
+        # and the watch over TLS follows changes
+        b2 = self.backend("b2")
+        self.etcd.put(PREFIX + "b2", value(b2.address, name="b2"))
+        self.wait_servers({"b1": b1.address, "b2": b2.address})
 
 
 if __name__ == "__main__":

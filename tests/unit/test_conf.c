@@ -2774,7 +2774,14 @@ static void test_discovery_keys(void **state)
                                        "    servers: []\n"
                                        "  - name: other\n"
                                        "    discovery: {dns: {name: api.example, type: A+AAAA, "
-                                       "port: 80}}\n");
+                                       "port: 80}}\n"
+                                       "  - name: secure\n"
+                                       "    discovery:\n"
+                                       "      etcd:\n"
+                                       "        endpoints: [https://127.0.0.1, \"https://[::1]\"]\n"
+                                       "        prefix: /s/\n"
+                                       "        tls: {ca: ca.pem, cert: client.pem, key: "
+                                       "client.key, sni: etcd.internal}\n");
     const struct conf_pool *p = &c->pools[0];
     assert_int_equal(p->nservers, 0);
     assert_int_equal(p->max_servers, 256);
@@ -2805,12 +2812,25 @@ static void test_discovery_keys(void **state)
     assert_string_equal(e->prefix, "/services/api/");
     assert_int_equal(e->timeout_ms, 1000);
     assert_int_equal(e->hold_on_error_ms, 3600000);
+    assert_false(e->https);
+    assert_false(e->tls.enabled);
+    assert_true(e->tls.verify); /* verification is on unless written off */
     const struct conf_pool *o = &c->pools[1];
     assert_int_equal(o->discovery.dns.type, CONF_DNS_A_AAAA);
     assert_false(o->discovery.etcd.enabled);
     assert_int_equal(o->discovery.dns.nresolvers, 0);
     assert_int_equal(o->discovery.etcd.hold_on_error_ms, 0);
     assert_int_equal(o->max_servers, CONF_MAX_SERVERS_DEFAULT);
+    const struct conf_etcd_discovery *s = &c->pools[2].discovery.etcd;
+    assert_true(s->https);
+    assert_true(s->tls.enabled);
+    assert_string_equal(s->endpoint_hosts[0], "127.0.0.1:2379");
+    assert_string_equal(s->endpoint_hosts[1], "[::1]:2379");
+    assert_string_equal(s->tls.ca, "ca.pem");
+    assert_string_equal(s->tls.cert, "client.pem");
+    assert_string_equal(s->tls.key, "client.key");
+    assert_string_equal(s->tls.sni, "etcd.internal");
+    assert_true(s->tls.verify);
     assert_int_equal(c->pools[1].nservers, 0); /* no servers key at all */
     conf_free(c);
 }
@@ -2848,13 +2868,23 @@ static void test_discovery_errors(void **state)
                     "t.yaml:8:43: pools[0].discovery.dns.resolvers: must not be empty");
     DISCOVERY_ERROR("      etcd: {prefix: /a/}\n",
                     "t.yaml:8:13: pools[0].discovery.etcd.endpoints: required key is missing");
-    DISCOVERY_ERROR("      etcd: {endpoints: [\"https://127.0.0.1:2379\"], prefix: /a/}\n",
-                    "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: https endpoints are not "
-                    "supported yet: use http:// on a trusted network, found "
-                    "\"https://127.0.0.1:2379\"");
-    DISCOVERY_ERROR("      etcd: {endpoints: [\"http://127.0.0.1:2379/v3\"], prefix: /a/}\n",
-                    "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: must be http://HOST:PORT, "
-                    "with no path or user, found \"http://127.0.0.1:2379/v3\"");
+    DISCOVERY_ERROR("      etcd: {endpoints: [\"ftp://127.0.0.1:2379\"], prefix: /a/}\n",
+                    "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: must be http://HOST:PORT "
+                    "or https://HOST:PORT, found \"ftp://127.0.0.1:2379\"");
+    DISCOVERY_ERROR(
+        "      etcd: {endpoints: [\"http://127.0.0.1:2379/v3\"], prefix: /a/}\n",
+        "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: must be http(s)://HOST:PORT, "
+        "with no path or user, found \"http://127.0.0.1:2379/v3\"");
+    DISCOVERY_ERROR("      etcd: {endpoints: [\"https://127.0.0.1\", \"http://127.0.0.2\"], "
+                    "prefix: /a/}\n",
+                    "t.yaml:8:25: pools[0].discovery.etcd.endpoints: mixes http:// and https:// "
+                    "endpoints: one cluster speaks one of them");
+    DISCOVERY_ERROR(
+        "      etcd: {endpoints: [\"http://127.0.0.1\"], prefix: /a/, tls: {ca: c.pem}}\n",
+        "t.yaml:8:65: pools[0].discovery.etcd.tls: needs https:// endpoints");
+    DISCOVERY_ERROR(
+        "      etcd: {endpoints: [\"https://127.0.0.1\"], prefix: /a/, tls: {cert: c}}\n",
+        "t.yaml:8:66: pools[0].discovery.etcd.tls.key: key is needed with cert");
     DISCOVERY_ERROR(
         "      etcd: {endpoints: [\"http://127.0.0.1:99999\"], prefix: /a/}\n",
         "t.yaml:8:26: pools[0].discovery.etcd.endpoints[0]: \"http://127.0.0.1:99999\": "
