@@ -92,8 +92,26 @@ Client library (import grpc_peer, from tests/e2e): every call function takes a t
   spawn(name, port=0, tls=None) starts `grpc_peer.py serve` as a child process and returns a
   PeerProcess (.port, .pid, .target, .stop(), .kill(), .log()) once it printed its ready line.
 
-Self-checks by hand (not part of `make test`): tests/e2e/peers_selfcheck.py runs this client
-against this server directly and through HAProxy 2.6 as an h2c proxy.
+Using it in an end-to-end test (a sketch; the pool keys are those of issue 15):
+
+    import grpc_peer
+    servers = [grpc_peer.spawn("g%d" % i) for i in range(3)]   # each .cleanup() in tearDown
+    f = self.fulcrum(config=...)  # a listener with h2c: true, a pool with protocol: h2 and
+                                  # health_check: { type: grpc, service: fulcrum.test.Echo }
+    target = "127.0.0.1:%d" % f.port
+    r = grpc_peer.unary(target, b"hello")
+    self.assertEqual((r.code, r.reply.payload), ("OK", b"hello"))
+    r = grpc_peer.fail(target, "RESOURCE_EXHAUSTED", "slow down")   # passed through intact?
+    grpc_peer.set_health(servers[0].target, "fulcrum.test.Echo", "NOT_SERVING")
+    res = grpc_peer.load(target, seconds=3, concurrency=6)          # spread: res["servers"]
+    grpc_peer.stats(servers[0].target)["cancelled"]                 # work cancelled upstream
+
+A server's stderr is its log (PeerProcess.log()). gRPC's C core prints its own errors there
+and on the client's stderr (e.g. "Error parsing metadata" when a proxy answers a gRPC call with
+an HTML 503); GRPC_VERBOSITY=NONE in the environment silences it.
+
+Self-checks by hand (not part of `make test`): tests/e2e/peers_selfcheck.py --grpc runs this
+client against this server directly (h2c and TLS) and through HAProxy 2.6 as an HTTP/2 proxy.
 """
 import argparse
 import collections

@@ -40,6 +40,21 @@ early when the server closes the connection). An Outcome has:
     notes                       anything else worth knowing
     summary()                   one line of all that
 
+Using it in an end-to-end test (a sketch):
+
+    import h2attack
+    out = h2attack.rapid_reset("127.0.0.1", f.port, streams=2000)
+    self.assertEqual(out.goaway and out.goaway["error"], "ENHANCE_YOUR_CALM", out.summary())
+    self.assertTrue(out.closed, out.summary())
+    out = h2attack.data_on_stream_0("127.0.0.1", f.port)
+    self.assertEqual(out.verdict, "as expected", out.summary())
+    out = h2attack.zero_window("127.0.0.1", f.port, path="/?size=10000000", wait=8)
+    self.assertIsNotNone(out.closed_after or out.rst_after, out.summary())
+
+Every attack opens its own connection, so they can run one after the other against one
+fulcrum; what fulcrum's backends saw (fulcrum-backend's /stats) tells whether work for reset
+streams reached them. out.summary() is the one line to put in an assertion's message.
+
 run(host, port, names=None, tls=False, **kw) plays several (default: all of ATTACKS, in order)
 and returns [Outcome]; get(host, port, path) makes one ordinary request with h2.connection and
 returns (status, body), to check that a server serves h2 at all.
