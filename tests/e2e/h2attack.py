@@ -199,6 +199,7 @@ try:
     import h2.config
     import h2.errors
     import h2.events
+    import h2.exceptions
     import hpack
 except ImportError:  # a python3 other than Debian's: use Debian's python3-h2 anyway
     sys.path.append("/usr/lib/python3/dist-packages")
@@ -206,6 +207,7 @@ except ImportError:  # a python3 other than Debian's: use Debian's python3-h2 an
     import h2.config
     import h2.errors
     import h2.events
+    import h2.exceptions
     import hpack
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -322,6 +324,7 @@ class Outcome:
         self.notes = []
         self.elapsed = 0.0
         self.verdict = None
+        self.h2 = True   # False: the server never spoke HTTP/2 (no SETTINGS)
 
     def judge(self):
         """Compares what happened with expected: "connection CODE" is met by a GOAWAY with
@@ -329,6 +332,9 @@ class Outcome:
         response), and a GOAWAY with CODE is "stricter" (RFC 9113 5.4.1 allows it)."""
         if not self.expected:
             return None
+        if not self.h2:
+            self.verdict = "not HTTP/2: the server sent no SETTINGS"
+            return self.verdict
         if not self.applicable:
             self.verdict = "not applicable"
             return self.verdict
@@ -433,6 +439,7 @@ class Conn:
         self.settings_seen = False
         self.next_stream = 1
         self.flow_check = None
+        self.first_bytes = b""
 
     # -- timing
     def start_clock(self):
@@ -477,6 +484,8 @@ class Conn:
                 self._closed("EOF")
                 return False
             got = True
+            if not self.out.received_bytes:
+                self.first_bytes = data[:40]
             self.out.received_bytes += len(data)
             self.rbuf += data
             self._parse()
@@ -643,8 +652,8 @@ class Conn:
         self.send(preface + settings_frame(settings), deadline, count=1)
         self.read_for(timeout, until=lambda: self.settings_seen)
         if not self.settings_seen:
-            raise ConnectionError("no SETTINGS from the server within %.0fs (%s)"
-                                  % (timeout, self.out.what()))
+            raise ConnectionError("no SETTINGS from the server (%s%s)" % (
+                self.out.what(), ", it sent %r" % self.first_bytes if self.first_bytes else ""))
         self._flush_pending(deadline)
 
     def headers_block(self, path="/", method="GET", extra=()):
@@ -672,6 +681,8 @@ def _attack(name, expected=None, **defaults):
                 c = Conn(host, port, tls, server_name, outcome=out)
             except (OSError, ssl.SSLError, ConnectionError) as e:
                 out.notes.append("cannot connect: %s" % e)
+                out.h2 = False
+                out.judge()
                 return out
             try:
                 if not p.pop("no_handshake", False):
@@ -687,6 +698,7 @@ def _attack(name, expected=None, **defaults):
                 c.read_for(w)
             except ConnectionError as e:
                 out.notes.append(str(e))
+                out.h2 = c.settings_seen
             finally:
                 c.close()
                 out.elapsed = time.monotonic() - t_start
@@ -1118,10 +1130,19 @@ def get(host, port, path="/", tls=False, server_name=None, timeout=10.0, headers
         status, body, hdrs = None, bytearray(), []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            data = sock.recv(65536)
-            if not data:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
                 break
-            for ev in conn.receive_data(data):
+            if not data:
+                raise ConnectionError("the server closed the connection before a complete "
+                                      "response")
+            try:
+                events = conn.receive_data(data)
+            except h2.exceptions.ProtocolError as e:
+                raise ConnectionError("not HTTP/2 (%s): %r" % (e, data[:80]))
+            for ev in events:
                 if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
                     hdrs = list(ev.headers)
                     status = int(dict(hdrs)[":status"])
@@ -1149,7 +1170,7 @@ def main():
     ap.add_argument("--server-name", help="SNI to send with --tls")
     ap.add_argument("--path", help="the path of the requests (default /)")
     ap.add_argument("--list", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     if args.list or not args.target:
         for name, fn in ATTACKS.items():
             print("%-30s %s" % (name, fn.expected or "(attack)"))
