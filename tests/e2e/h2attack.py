@@ -128,7 +128,7 @@ front of an HTTP/1.1 nginx; defaults otherwise). This is what "right" looks like
                              nginx 1.22                      HAProxy 2.6
   rapid_reset (2000)         after ~1000-1500 streams: GOAWAY  no frame at all for the reset
                              NO_ERROR and close; ~129 streams  streams, no GOAWAY, connection
-                             RST_STREAM REFUSED_STREAM; it     kept open; its backend saw 0-22
+                             RST_STREAM REFUSED_STREAM; it     kept open; its backend saw 0-54
                              had opened ~550-850 upstream      connections and 0 requests
                              connections for /upload (0
                              answered); with `return 200`
