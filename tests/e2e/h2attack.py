@@ -126,10 +126,11 @@ measured with tests/e2e/peers_selfcheck.py --attacks, h2c, nginx `listen ... htt
 front of an HTTP/1.1 nginx; defaults otherwise). This is what "right" looks like in practice:
 
                              nginx 1.22                      HAProxy 2.6
-  rapid_reset (2000)         after ~1000-1500 streams: GOAWAY  no frame at all for the reset
-                             NO_ERROR and close; ~129 streams  streams, no GOAWAY, connection
-                             RST_STREAM REFUSED_STREAM; it     kept open; its backend saw 0-54
-                             had opened ~550-850 upstream      connections and 0 requests
+  rapid_reset (2000)         GOAWAY NO_ERROR, last_stream_id   no frame at all for the reset
+                             1171-1999 (stream 586-1000), and  streams, no GOAWAY, connection
+                             close, within 0.05 s; 129 streams kept open; its backend saw 0-54
+                             RST_STREAM REFUSED_STREAM; it     connections and 0 requests
+                             had opened ~550-850 upstream
                              connections for /upload (0
                              answered); with `return 200`
                              it answered 1000 then GOAWAY
