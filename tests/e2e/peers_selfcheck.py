@@ -7,9 +7,10 @@ by hand (it is not a test_*.py, so tests/e2e/run.py and `make test` do not run i
     python3 tests/e2e/peers_selfcheck.py --grpc       # grpc_peer.py: direct, TLS, via HAProxy
     python3 tests/e2e/peers_selfcheck.py --attacks [--tls] [--only nginx] [NAME ...]
 
---grpc: grpc_peer.py's client against its server directly over h2c and over TLS (ALPN h2), and
+--grpc: grpc_peer.py's client against its server directly over h2c and over TLS (ALPN h2),
 through HAProxy 2.6 as an HTTP/2 proxy (`bind ... proto h2`, `server ... proto h2`: h2c on both
-sides, and TLS with ALPN h2 to HAProxy then h2c to the server), every call kind, the error
+sides, and TLS with ALPN h2 to HAProxy then h2c to the server) and through nginx 1.22's
+grpc_pass (h2c), every call kind, the error
 status, the health check flipped at run time, a cancelled call counted by the server, and load
 spread over three servers with one killed under load. Each line says PASS or FAIL.
 
@@ -81,7 +82,7 @@ class Servers:
         self.peers = []
         self.port = {k: free_port() for k in (
             "nginx_h2c", "nginx_tls", "backend", "haproxy_h2c", "haproxy_tls",
-            "haproxy_grpc", "haproxy_grpc_tls")}
+            "haproxy_grpc", "haproxy_grpc_tls", "nginx_grpc")}
         self.cert, self.key, self.pem = self.make_cert()
         www = os.path.join(self.tmp, "www")
         os.makedirs(www)
@@ -151,8 +152,16 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
+    upstream grpc {{
+{grpc_servers}    }}
+    server {{
+        listen 127.0.0.1:{grpc} http2;
+        location / {{ grpc_pass grpc://grpc; }}
+    }}
 {backend_server}}}
-""".format(t=t, h2c=p["nginx_h2c"], tls=p["nginx_tls"], backend=p["backend"], cert=self.cert,
+""".format(grpc=p["nginx_grpc"], grpc_servers="".join(
+            "        server %s;\n" % g.target for g in self.peers if g.name != "gtls"),
+           t=t, h2c=p["nginx_h2c"], tls=p["nginx_tls"], backend=p["backend"], cert=self.cert,
            key=self.key, backend_server="" if self.backend_bin else """    server {{
         listen 127.0.0.1:{backend};
         location / {{ return 200 "hello h1\\n"; }}
@@ -163,7 +172,7 @@ http {{
         with open(path, "w") as f:
             f.write(conf)
         proc = self.start("nginx", ["/usr/sbin/nginx", "-c", path, "-p", t + "/", "-e", "stderr"])
-        for k in ("nginx_h2c", "nginx_tls"):
+        for k in ("nginx_h2c", "nginx_tls", "nginx_grpc"):
             wait_port(p[k], proc, "nginx")
         if self.backend_bin:
             proc = self.start("backend", [self.backend_bin, "--listen",
@@ -305,6 +314,7 @@ def check_grpc(srv):
     grpc_calls(ck, "via HAProxy h2c", via)
     grpc_calls(ck, "via HAProxy TLS", "127.0.0.1:%d" % srv.port["haproxy_grpc_tls"],
                tls=srv.cert, server_name="localhost")
+    grpc_calls(ck, "via nginx grpc_pass", "127.0.0.1:%d" % srv.port["nginx_grpc"])
     before = grpc_peer.stats(g1.target)["cancelled"] + sum(
         grpc_peer.stats(g.target)["cancelled"] for g in srv.peers[1:3])
     r = grpc_peer.unary(via, b"x", delay_ms=3000, timeout=0.3)
