@@ -763,7 +763,8 @@ static void parse_hash_key(struct ctx *ctx, const yaml_node_t *node, void *obj,
     quoted_error(ctx, node, want, s);
 }
 static const struct enumeration check_type_names = {
-    "a check type", {[CONF_CHECK_HTTP] = "http", [CONF_CHECK_TCP] = "tcp"}};
+    "a check type",
+    {[CONF_CHECK_HTTP] = "http", [CONF_CHECK_TCP] = "tcp", [CONF_CHECK_GRPC] = "grpc"}};
 static const struct enumeration all_down_names = {
     "reject or use-all", {[CONF_ALL_DOWN_REJECT] = "reject", [CONF_ALL_DOWN_USE_ALL] = "use-all"}};
 static const struct enumeration log_format_names = {
@@ -1322,6 +1323,40 @@ static const struct field server_fields[] = {
 static const struct schema server_schema =
     SCHEMA(server_fields, ENTRY(struct conf_server), .init = server_init, .finish = server_finish);
 
+/* A gRPC service name as the health protocol takes it: "package.Service", up to 200 visible
+ * ASCII characters (empty: the server as a whole). */
+static const char *service_problem(const char *s)
+{
+    if (strlen(s) > 200)
+        return "must be at most 200 characters";
+    for (const char *p = s; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f)
+            return "must be visible ASCII characters (a gRPC service name, e.g. pkg.Service)";
+    return NULL;
+}
+
+/* Keys that belong to another check type. */
+static void check_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, size_t index)
+{
+    const struct conf_health_check *c = obj;
+    static const char *const http_only[] = {"method", "path", "expect_status", "expect_body"};
+    const char *key = NULL, *why = NULL;
+    if (c->type == CONF_CHECK_GRPC) {
+        for (size_t i = 0; i < sizeof(http_only) / sizeof(http_only[0]) && !key; i++)
+            if (map_get(ctx, node, http_only[i]))
+                key = http_only[i];
+        why = "is for http checks (a grpc check asks grpc.health.v1.Health/Check)";
+    } else if (map_get(ctx, node, "service")) {
+        key = "service";
+        why = "is for grpc checks (type: grpc)";
+    }
+    if (!key)
+        return;
+    size_t mark = path_push_key(ctx, key, strlen(key));
+    node_error(ctx, map_get(ctx, node, key), "%s", why);
+    path_pop(ctx, mark);
+}
+
 #define CHECK_TIME(k, member)                                                                      \
     FIELD(k, parse_number, struct conf_health_check, member, .num = &num_duration,                 \
           .min = CHECK_MIN_MS, .max = HOUR_MS)
@@ -1337,6 +1372,7 @@ static const struct field check_fields[] = {
     FIELD("expect_body", parse_string, struct conf_health_check, expect_body),
     FIELD("port", parse_number, struct conf_health_check, port, .num = &num_integer, .min = 1,
           .max = 65535),
+    FIELD("service", parse_string, struct conf_health_check, service, .check = service_problem),
     CHECK_TIME("interval", interval_ms),
     CHECK_TIME("fast_interval", fast_interval_ms),
     CHECK_TIME("down_interval", down_interval_ms),
@@ -1344,7 +1380,7 @@ static const struct field check_fields[] = {
     CHECK_COUNT("rise", rise),
     CHECK_COUNT("fall", fall),
 };
-static const struct schema check_schema = SCHEMA(check_fields);
+static const struct schema check_schema = SCHEMA(check_fields, .finish = check_finish);
 
 static const struct field passive_fields[] = {
     FIELD("consecutive_failures", parse_number, struct conf_passive, consecutive_failures,
@@ -3076,6 +3112,7 @@ void conf_free(struct conf *conf)
         free(p->check.path);
         free(p->check.host);
         free(p->check.expect_body);
+        free(p->check.service);
         free(p->tls.ca);
         free(p->tls.sni);
         free(p->tls.cert);

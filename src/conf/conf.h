@@ -92,6 +92,7 @@ static inline bool conf_status_in(const struct conf_status_set *set, unsigned st
 enum conf_check_type {
     CONF_CHECK_HTTP = 0, /* a request; the status (and optionally the body) decides */
     CONF_CHECK_TCP,      /* a connection that opens passes */
+    CONF_CHECK_GRPC,     /* grpc.health.v1.Health/Check over HTTP/2 answers SERVING */
 };
 
 /* Active health checks of a pool's servers (the pool's health_check mapping). */
@@ -104,12 +105,13 @@ struct conf_health_check {
     struct conf_status_set expect_status; /* default 200-399 */
     char *expect_body;                    /* substring the body must contain; NULL: none */
     unsigned port;                        /* port to check; 0: the server's own */
-    uint32_t interval_ms;                 /* while the state is stable (default 2s) */
-    uint32_t fast_interval_ms;            /* while moving between states (default: interval) */
-    uint32_t down_interval_ms;            /* while fully down (default: interval) */
-    uint32_t timeout_ms;                  /* connect + response (default: min(interval, 2s)) */
-    unsigned rise;                        /* consecutive passes to go up (default 2) */
-    unsigned fall;                        /* consecutive failures to go down (default 3) */
+    char *service;             /* grpc: the service asked about; NULL: "" (the server as a whole) */
+    uint32_t interval_ms;      /* while the state is stable (default 2s) */
+    uint32_t fast_interval_ms; /* while moving between states (default: interval) */
+    uint32_t down_interval_ms; /* while fully down (default: interval) */
+    uint32_t timeout_ms;       /* connect + response (default: min(interval, 2s)) */
+    unsigned rise;             /* consecutive passes to go up (default 2) */
+    unsigned fall;             /* consecutive failures to go down (default 3) */
 };
 
 /* Passive detection: real traffic failures take a server out for a while (the pool's passive

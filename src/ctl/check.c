@@ -9,6 +9,11 @@
  *                       | tcp check: connected = pass                   |
  *                       +--- error, or timeout at any step: fail -------+
  *
+ * A grpc check speaks HTTP/2 (check_grpc.h): h2c with prior knowledge, or TLS offering only h2
+ * through ALPN on a pool with tls. SENDING writes the connection preface and the call; READING
+ * feeds what comes to the call's session and writes back what it must acknowledge, until the
+ * answer decides.
+ *
  * A pool that sends the PROXY protocol to its servers sends it on its checks too, since its
  * servers expect it on every connection: once connected, before the TLS handshake or the request,
  * a header with no client in it (v1 "PROXY UNKNOWN", v2 LOCAL), as HAProxy's check-send-proxy
@@ -41,6 +46,7 @@
 #include "core/net.h"
 #include "core/proxy_proto.h"
 #include "core/tls_conn.h"
+#include "ctl/check_grpc.h"
 #include "http/http1.h"
 #include "servers/pool.h"
 #include "tls/client.h"
@@ -64,6 +70,7 @@ struct watch {
     size_t preamble_len, preamble_sent;
     char *buf;
     size_t got;
+    struct grpc_check *grpc; /* the running grpc check's call */
     enum phase phase;
     uint64_t started_ms; /* when the running (or last) check began */
     bool seen;           /* checker_sync: still in the new snapshot */
@@ -204,6 +211,8 @@ static void abandon_check(struct watch *w)
         conn_close(&w->conn, false); /* sets fd to -1 */
     free(w->buf);
     w->buf = NULL;
+    grpc_check_free(w->grpc);
+    w->grpc = NULL;
     w->phase = CK_IDLE;
 }
 
@@ -341,6 +350,33 @@ static int verdict(struct watch *w, bool eof, char *why, size_t whylen)
     }
 }
 
+/* Writes what the grpc check's session has to send, as far as the socket takes it; READING
+ * once everything went. false if the check ended (failed). */
+static bool send_grpc(struct watch *w)
+{
+    const uint8_t *data;
+    size_t len;
+    while ((len = grpc_check_pending(w->grpc, &data)) > 0) {
+        size_t n;
+        enum conn_status r = conn_write(&w->conn, (const char *)data, len, &n);
+        if (r == CONN_BLOCKED)
+            return true;
+        if (r == CONN_ERROR) {
+            fail_errno(w, errno);
+            return false;
+        }
+        grpc_check_sent(w->grpc, n);
+    }
+    if (w->phase == CK_SENDING) {
+        w->phase = CK_READING;
+        if (!(w->buf = malloc(CHECK_BUF))) {
+            check_done(w, false, "out of memory");
+            return false;
+        }
+    }
+    return true;
+}
+
 static void check_io(struct loop *loop, struct loop_io *io)
 {
     struct watch *w = (struct watch *)io;
@@ -387,7 +423,17 @@ static void check_io(struct loop *loop, struct loop_io *io)
             check_done(w, true, "TLS handshake done");
             return;
         }
+        if (w->grpc && !tls_client_chose_h2(w->conn.ssl)) {
+            check_done(w, false, "TLS: the server did not choose h2 (ALPN)");
+            return;
+        }
         w->phase = CK_SENDING;
+    }
+    if (w->phase == CK_SENDING && w->grpc) {
+        if (!send_grpc(w))
+            return;
+        if (w->phase == CK_SENDING)
+            return; /* the rest when the socket takes it */
     }
     if (w->phase == CK_SENDING) {
         while (w->sent < w->request_len) {
@@ -420,8 +466,19 @@ static void check_io(struct loop *loop, struct loop_io *io)
             return;
         }
         bool eof = r == CONN_EOF;
-        w->got += n;
         char why[128];
+        if (w->grpc) {
+            enum grpc_check_verdict v =
+                grpc_check_feed(w->grpc, (const uint8_t *)w->buf, n, why, sizeof(why));
+            if (v != GRPC_CHECK_MORE) {
+                check_done(w, v == GRPC_CHECK_PASS, why);
+                return;
+            }
+            if (!send_grpc(w)) /* acknowledgements the server waits for */
+                return;
+            continue;
+        }
+        w->got += n;
         int v = verdict(w, eof, why, sizeof(why));
         if (v >= 0) {
             check_done(w, v == 1, why);
@@ -469,10 +526,12 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
         check_done(w, false, strerror(errno));
         return;
     }
+    bool grpc = w->pool->conf->check.type == CONF_CHECK_GRPC;
     if (!w->pool->tls) {
         conn_init_tcp(&w->conn, fd, check_io);
     } else {
-        struct ssl_st *ssl = tls_client_connect(w->pool->tls, w->server->host, NULL);
+        struct ssl_st *ssl = grpc ? tls_client_connect_h2(w->pool->tls, w->server->host)
+                                  : tls_client_connect(w->pool->tls, w->server->host, NULL);
         if (!ssl || conn_init_tls(&w->conn, fd, check_io, ssl) < 0) {
             log_warn("pool %s server %s: health check skipped: out of memory", w->pool->name,
                      w->server->name);
@@ -483,6 +542,14 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
             schedule(w);
             return;
         }
+    }
+    if (grpc && !(w->grpc = grpc_check_new(c->host ? c->host : w->server->addr_text,
+                                           c->service ? c->service : ""))) {
+        conn_close(&w->conn, false);
+        log_warn("pool %s server %s: health check skipped: out of memory", w->pool->name,
+                 w->server->name);
+        schedule(w);
+        return;
     }
     w->sent = 0;
     w->started_ms = now_ms();

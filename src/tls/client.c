@@ -173,6 +173,26 @@ struct ssl_st *tls_client_connect(const struct tls_client *tc, const char *host,
     return ssl;
 }
 
+struct ssl_st *tls_client_connect_h2(const struct tls_client *tc, const char *host)
+{
+    static const unsigned char h2[] = {2, 'h', '2'}; /* ALPN's wire form: length, name */
+    SSL *ssl = tls_client_connect(tc, host, NULL);
+    if (ssl && SSL_set_alpn_protos(ssl, h2, sizeof(h2)) != 0) { /* 0 is success here */
+        ERR_clear_error();
+        SSL_free(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+bool tls_client_chose_h2(const struct ssl_st *ssl)
+{
+    const unsigned char *name;
+    unsigned len;
+    SSL_get0_alpn_selected(ssl, &name, &len);
+    return len == 2 && memcmp(name, "h2", 2) == 0;
+}
+
 const char *tls_client_verify_error(const struct ssl_st *ssl)
 {
     if (SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE)

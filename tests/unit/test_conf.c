@@ -1115,6 +1115,32 @@ static void test_health_full(void **state)
     assert_status_range(&c->pools[0].check.expect_status, 204, 204);
     assert_int_equal(c->pools[0].retries, 10);
     conf_free(c);
+
+    /* grpc: service, host and port; the http checks' request keys are refused, and service
+     * belongs to grpc checks only */
+    c = load_ok(HC("      type: grpc\n"
+                   "      service: pkg.Echo\n"
+                   "      host: api.internal\n"
+                   "      port: 9090\n"));
+    assert_int_equal(c->pools[0].check.type, CONF_CHECK_GRPC);
+    assert_string_equal(c->pools[0].check.service, "pkg.Echo");
+    assert_string_equal(c->pools[0].check.host, "api.internal");
+    conf_free(c);
+    c = load_ok(HC("      type: grpc\n"));
+    assert_null(c->pools[0].check.service); /* the server as a whole */
+    conf_free(c);
+    char *e = load_fail(HC("      type: grpc\n      path: /health\n"));
+    assert_string_equal(e, "t.yaml:10:13: pools[0].health_check.path: is for http checks (a grpc "
+                           "check asks grpc.health.v1.Health/Check)");
+    free(e);
+    e = load_fail(HC("      service: pkg.Echo\n"));
+    assert_string_equal(e, "t.yaml:9:16: pools[0].health_check.service: is for grpc checks "
+                           "(type: grpc)");
+    free(e);
+    e = load_fail(HC("      type: grpc\n      service: \"a b\"\n"));
+    assert_string_equal(e, "t.yaml:10:16: pools[0].health_check.service: must be visible ASCII "
+                           "characters (a gRPC service name, e.g. pkg.Service), found \"a b\"");
+    free(e);
 }
 
 static void test_health_defaults(void **state)
@@ -1330,12 +1356,13 @@ static void test_health_errors(void **state)
         /* health_check */
         {HC("      intervl: 2s\n"),
          "t.yaml:9:7: pools[0].health_check.intervl: unknown key (expected one of: type, method, "
-         "path, host, expect_status, expect_body, port, interval, fast_interval, down_interval, "
-         "timeout, rise, fall)"},
+         "path, host, expect_status, expect_body, port, service, interval, fast_interval, "
+         "down_interval, timeout, rise, fall)"},
         {HC("      rise: 2\n      rise: 3\n"),
          "t.yaml:10:7: pools[0].health_check.rise: duplicate key (first given at line 9)"},
         {HC("      type: udp\n"),
-         "t.yaml:9:13: pools[0].health_check.type: expected one of: http, tcp, found \"udp\""},
+         "t.yaml:9:13: pools[0].health_check.type: expected one of: http, tcp, grpc, found "
+         "\"udp\""},
         {HC("      type: {}\n"),
          "t.yaml:9:13: pools[0].health_check.type: expected a check type, found a mapping"},
         {HC("      method: \"GE T\"\n"),
@@ -1451,7 +1478,7 @@ static void test_health_errors(void **state)
     conf_free(c);
     char *e = load_fail(HC("      type: x\n      rise: 0\n      path: y\n") "    retries: 99\n");
     assert_string_equal(e, "t.yaml:9:13: pools[0].health_check.type: expected one of: http, tcp, "
-                           "found \"x\"\n"
+                           "grpc, found \"x\"\n"
                            "t.yaml:10:13: pools[0].health_check.rise: must be between 1 and 100\n"
                            "t.yaml:11:13: pools[0].health_check.path: must start with '/', found "
                            "\"y\"\n"
