@@ -88,7 +88,7 @@ static void answer_locally(struct h2_session *h2, struct h2_stream *st, unsigned
                        {(uint8_t *)"content-length", (uint8_t *)"0", 14, 1, NGHTTP2_NV_FLAG_NONE}};
     st->tx_state = H2_TX_DONE;
     if (nghttp2_submit_response(h2->ng, st->id, nv, 2, NULL) != 0)
-        nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
@@ -164,7 +164,7 @@ static void request_ready(struct h2_session *h2, struct h2_stream *st, bool end_
     struct conn *conn = h2->ng && !h2->grace_until_ms ? h2->host.open_stream(h2->host.ctx) : NULL;
     if (!conn) {
         buf_put(h2->env->bufs, &st->head);
-        nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_REFUSED_STREAM);
+        h2_stream_reset(st, NGHTTP2_REFUSED_STREAM);
         return;
     }
     h2_stream_attach(st, conn);
@@ -216,7 +216,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         if (h2_stream_data(st, data, len))
             return 0;
         /* more than the window we gave: the client does not follow the protocol */
-        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_FLOW_CONTROL_ERROR);
+        h2_stream_reset(st, NGHTTP2_FLOW_CONTROL_ERROR);
     }
     /* nobody reads it: the window it took goes back at once */
     nghttp2_session_consume(ng, id, len);
@@ -234,8 +234,8 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
         return 0;
     st->end_sent = true;
     /* the response is complete and nobody reads the rest of the request: stop it */
-    if (!st->conn && !st->rx_end && !st->closed)
-        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    if (!st->conn && !st->rx_end)
+        h2_stream_reset(st, NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -530,8 +530,7 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
     while (h2->first && h2->first->last_io_ms + h2->lim.stream_idle_ms <= now) {
         struct h2_stream *st = h2->first;
         log_debug("h2 stream %d: idle timeout", st->id);
-        if (!st->closed)
-            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        h2_stream_reset(st, NGHTTP2_CANCEL);
         if (st->conn) {
             st->conn->io.ready |= LOOP_HUP | LOOP_ERR;
             h2_session_notify(h2, st);
@@ -595,6 +594,8 @@ struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, co
         conn_tls_moved(&h2->conn);
     if (loop_add(env->loop, &h2->conn.io, LOOP_EDGE_RW) < 0) {
         log_error("epoll_ctl: %s", strerror(errno));
+        if (c->ssl)
+            conn_tls_moved(c);
         if (loop_add(env->loop, &c->io, LOOP_EDGE_RW) < 0) /* give it back as it was */
             log_error("epoll_ctl: %s", strerror(errno));
         goto fail;

@@ -87,6 +87,16 @@ void h2_stream_release(struct h2_stream *st)
         free_stream(st);
 }
 
+void h2_stream_reset(struct h2_stream *st, uint32_t error_code)
+{
+    struct h2_session *h2 = st->h2;
+    if (st->reset_sent || st->closed || !h2->ng)
+        return;
+    st->reset_sent = true;
+    nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, error_code);
+    h2_session_kick(h2);
+}
+
 void h2_stream_drop_rx(struct h2_stream *st)
 {
     struct h2_session *h2 = st->h2;
@@ -519,14 +529,12 @@ static void h2_stream_close(struct conn *c, bool reset)
     if (!reset && st->tx_state == H2_TX_BODY && st->tx_body == HTTP1_BODY_CLOSE)
         st->tx_state = H2_TX_DONE;
     buf_put(h2->env->bufs, &st->head);
-    if (h2->ng && !st->closed) {
-        if (reset || st->tx_state != H2_TX_DONE)
-            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
-        else if (st->end_sent && !st->rx_end)
-            nghttp2_submit_rst_stream(h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
-        else
-            resume(st);
-    }
+    if (reset || st->tx_state != H2_TX_DONE)
+        h2_stream_reset(st, NGHTTP2_CANCEL);
+    else if (st->end_sent && !st->rx_end)
+        h2_stream_reset(st, NGHTTP2_NO_ERROR);
+    else if (h2->ng && !st->closed)
+        resume(st);
     h2_stream_drop_rx(st);
     h2_session_kick(h2);
     h2_stream_release(st);

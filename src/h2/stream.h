@@ -51,6 +51,7 @@ struct h2_stream {
     bool too_large;                /* the header block passed max_header_list_size */
     bool data_deferred;            /* nghttp2 waits for tx bytes (resume_data wakes it) */
     bool end_sent;                 /* our END_STREAM went out */
+    bool reset_sent;               /* we asked for RST_STREAM */
     bool closed;                   /* nghttp2 closed the stream */
     bool notify_queued;            /* in the session's list of streams to notify */
     bool free_after_notify;        /* released while queued: freed when dequeued */
@@ -112,6 +113,8 @@ void h2_stream_release(struct h2_stream *st);
 /* The response body's data source for nghttp2. */
 ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *source, void *user);
+/* Resets the stream (RST_STREAM with error_code), once. */
+void h2_stream_reset(struct h2_stream *st, uint32_t error_code);
 /* Returns request body bytes never read to the connection's window, and drops them. */
 void h2_stream_drop_rx(struct h2_stream *st);
 

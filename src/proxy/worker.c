@@ -332,8 +332,11 @@ static void adopt(struct worker *w, struct snapshot *snap)
     w->limits.underscores = underscore_rule(snap->conf);
     w->snap = snap; /* the offer's reference becomes the worker's */
     upstream_close_idle_removed(w, snap);
-    /* HTTP/2 clients reconnect to the new configuration; their open streams finish first */
-    h2front_goaway_all(w, snap->conf->shutdown_timeout_ms);
+    /* After a reload, HTTP/2 clients reconnect to the new configuration (their open streams
+     * finish first). A rebuild of the same configuration (servers added through the API or
+     * discovered) changes nothing they were told. */
+    if (old && old->conf != snap->conf)
+        h2front_goaway_all(w, snap->conf->shutdown_timeout_ms);
     snapshot_unref(old);
 }
 
