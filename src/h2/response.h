@@ -27,4 +27,14 @@
 int h2_response_fields(const char *head, const struct http1_msg *msg, nghttp2_nv *nv, size_t max,
                        char status[H2_STATUS_TEXT], char *lower, size_t cap);
 
+/*
+ * The trailer section of a chunked body, as the chunked decoder consumed it ("name: value\r\n"
+ * lines, then "\r\n"; http1.c has checked its syntax), as the header list of a trailing HEADERS
+ * frame: names lowercased into lower, values without surrounding whitespace, connection-specific
+ * fields left out. Returns the number of entries (0: no fields), or -1 when nv or lower is too
+ * small.
+ */
+int h2_trailer_fields(const char *section, size_t len, nghttp2_nv *nv, size_t max, char *lower,
+                      size_t cap);
+
 #endif

@@ -61,6 +61,7 @@ static void free_stream(struct h2_stream *st)
     buf_put(&local->rx, &st->rx);
     buf_put(h2->env->bufs, &st->tail);
     buf_put(h2->env->bufs, &st->tx);
+    buf_put(h2->env->bufs, &st->trailers);
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -399,6 +400,26 @@ static ssize_t take_head(struct h2_stream *st, const char *p, size_t len)
     return (ssize_t)msg.head_end;
 }
 
+/*
+ * The decoder consumes a trailer section without output, as the last bytes it used; the chunked
+ * state counts them (trailer_len, from 0 at the last chunk). What this call used of them is
+ * still in place at the end of buf[0, used) (decoding only moves payload towards the front), and
+ * is kept for a trailing HEADERS frame.
+ */
+static int keep_trailers(struct h2_stream *st, const char *buf, size_t used)
+{
+    uint32_t kept = st->trailers.data ? st->trailers.end : 0;
+    if (st->tx_chunk.trailer_len <= kept)
+        return 0;
+    size_t k = st->tx_chunk.trailer_len - kept;
+    if (k > used || (!st->trailers.data && buf_get(st->h2->env->bufs, &st->trailers) < 0) ||
+        st->trailers.end + k > st->h2->env->bufs->size)
+        return -1;
+    memcpy(st->trailers.data + st->trailers.end, buf + used - k, k);
+    st->trailers.end += (uint32_t)k;
+    return 0;
+}
+
 /* Body bytes into tx, as many as fit, without their HTTP/1.1 framing. Returns how many of len
  * were taken, or -1 (errno EPROTO: bad chunked framing). */
 static ssize_t take_body(struct h2_stream *st, const char *p, size_t len)
@@ -421,7 +442,7 @@ static ssize_t take_body(struct h2_stream *st, const char *p, size_t len)
     if (st->tx_body == HTTP1_BODY_CHUNKED) {
         size_t used, out;
         int r = http1_chunked_parse(&st->tx_chunk, at, n, true, &used, &out);
-        if (r == HTTP1_ERROR) {
+        if (r == HTTP1_ERROR || keep_trailers(st, at, used) < 0) {
             errno = EPROTO;
             return -1;
         }
@@ -483,6 +504,24 @@ static ssize_t h2_stream_sendv(struct conn *c, const struct iovec *iov, int iovc
     return (ssize_t)taken;
 }
 
+/* The response's trailer fields, if it had any, as HEADERS with END_STREAM. */
+static bool send_trailers(struct h2_stream *st)
+{
+    struct h2_local *local = st->h2->env->local;
+    if (!st->trailers.data)
+        return false;
+    size_t len = buf_len(&st->trailers);
+    bool sent = false;
+    /* a field per line at most, each name no longer than the section */
+    if (reserve_lists(local, len / 4 + 1, len) == 0) {
+        int n = h2_trailer_fields(st->trailers.data + st->trailers.start, len, local->nv,
+                                  local->nv_cap, local->lower, local->lower_cap);
+        sent = n > 0 && nghttp2_submit_trailer(st->h2->ng, st->id, local->nv, (size_t)n) == 0;
+    }
+    buf_put(st->h2->env->bufs, &st->trailers);
+    return sent;
+}
+
 ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *source, void *user)
 {
@@ -494,6 +533,8 @@ ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
         buf_put(st->h2->env->bufs, &st->tx);
     if (!has_bytes(&st->tx) && st->tx_state == H2_TX_DONE) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (send_trailers(st))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end the stream */
     } else if (!n) {
         st->data_deferred = true;
         return NGHTTP2_ERR_DEFERRED;

@@ -37,6 +37,7 @@ struct h2_stream {
     struct buf tail;               /* chunked body's end (last chunk, trailers), not read yet */
     struct buf tx;                 /* response body bytes written, not framed yet */
     struct http1_chunked tx_chunk; /* the response body's chunked framing */
+    struct buf trailers;           /* the response's trailer section, as its server sent it */
     uint64_t tx_left;              /* Content-Length bytes of the response not written yet */
     uint32_t header_bytes;         /* the header block being received, RFC 9113 counting */
     uint32_t tail_static;          /* bytes of "0\r\n\r\n" given (no trailers) */

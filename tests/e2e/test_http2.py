@@ -172,6 +172,17 @@ class TestHttp2(Http2Case):
                           ("/three", "HTTP/1.1", 200), ("/four", "HTTP/1.1", 200)])
         self.assertEqual(self.b.stats()["requests"], 4)
 
+    def test_trailers_pass_through(self):
+        """A chunked response's trailer fields arrive as a trailing HEADERS frame that ends the
+        stream."""
+        self.start()
+        out = subprocess.run(["nghttp", "-v", self.plain + "/?size=100&chunked=1&chunk=40&"
+                              "trailers=1"], capture_output=True, timeout=20).stdout.decode()
+        data = out.index("recv DATA frame <length=100")
+        trailer = out.index("recv (stream_id=13) x-trailer: done")
+        self.assertLess(data, trailer, out)
+        self.assertIn("END_STREAM | END_HEADERS", out[trailer:], out)
+
     def test_upgrade_h2c_stays_refused(self):
         self.start()
         s = socket.create_connection(("127.0.0.1", self.f.port), timeout=5)

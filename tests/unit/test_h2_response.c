@@ -92,12 +92,46 @@ static void test_interim_and_limits(void **state)
     assert_int_equal(h2_response_fields(raw, &msg, nv, 2, status, lower, 3), -1);
 }
 
+/* A chunked body's trailer section: fields kept (lowercase names, trimmed values), framing and
+ * connection fields dropped; the decoder, fed byte by byte, passes exactly the section. */
+static void test_trailers(void **state)
+{
+    (void)state;
+    char body[] = "5\r\nhello\r\n0\r\nX-Sum:  abc \r\nContent-Length: 3\r\n"
+                  "grpc-status:0\r\n\r\n";
+    size_t len = strlen(body), section = strlen("X-Sum:  abc \r\nContent-Length: 3\r\n"
+                                                "grpc-status:0\r\n\r\n");
+    struct http1_chunked c = {0};
+    size_t used, out, total_out = 0;
+    int r = HTTP1_AGAIN;
+    for (size_t i = 0; i < len && r == HTTP1_AGAIN; i++) {
+        char byte = body[i];
+        r = http1_chunked_parse(&c, &byte, 1, true, &used, &out);
+        assert_int_equal(used, 1);
+        total_out += out;
+    }
+    assert_int_equal(r, HTTP1_DONE);
+    assert_int_equal(total_out, 5);
+    assert_int_equal(c.trailer_len, section); /* what stream.c keeps of the consumed bytes */
+
+    nghttp2_nv nv[4];
+    char lower[64];
+    const char *sec = body + len - section;
+    int n = h2_trailer_fields(sec, section, nv, 4, lower, sizeof(lower));
+    assert_int_equal(n, 2);
+    assert_nv(&nv[0], "x-sum", "abc");
+    assert_nv(&nv[1], "grpc-status", "0");
+    assert_int_equal(h2_trailer_fields("\r\n", 2, nv, 4, lower, sizeof(lower)), 0);
+    assert_int_equal(h2_trailer_fields(sec, section, nv, 1, lower, sizeof(lower)), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_connection_specific),
         cmocka_unit_test(test_interim_and_limits),
+        cmocka_unit_test(test_trailers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
