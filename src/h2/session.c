@@ -103,10 +103,10 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         if (!st)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
         h2->opened++;
-        if (nghttp2_session_set_stream_user_data(ng, st->id, st) != 0 ||
-            (!h2->scratch.data && buf_get(h2->env->bufs, &h2->scratch) < 0) ||
-            buf_get(h2->env->bufs, &st->head) < 0) {
-            st->closed = true;
+        if ((!h2->scratch.data && buf_get(h2->env->bufs, &h2->scratch) < 0) ||
+            buf_get(h2->env->bufs, &st->head) < 0 ||
+            nghttp2_session_set_stream_user_data(ng, st->id, st) != 0) {
+            st->closed = true; /* nghttp2 never knew it: nothing else holds it */
             h2_stream_release(st);
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
@@ -582,9 +582,6 @@ struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, co
                                 sizeof(settings) / sizeof(settings[0])) != 0 ||
         nghttp2_session_set_local_window_size(h2->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)window) != 0)
         goto fail;
-    if (early_len &&
-        nghttp2_session_mem_recv(h2->ng, (const uint8_t *)early, early_len) != (ssize_t)early_len)
-        goto fail;
     /* the loop now reports the connection's events here */
     uint32_t ready = c->io.ready;
     loop_del(env->loop, &c->io);
@@ -604,6 +601,17 @@ struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, co
     c->io.handler = NULL;
     c->io.fd = -1;
     c->ssl = NULL;
+    /* What was read before is the start of the stream (streams it opens need the connection in
+     * place); if nghttp2 refuses it, the connection ends once what it queued went out. */
+    if (early_len) {
+        h2->in_pump = true;
+        ssize_t used = nghttp2_session_mem_recv(h2->ng, (const uint8_t *)early, early_len);
+        h2->in_pump = false;
+        if (used < 0) {
+            log_debug("h2: %s", nghttp2_strerror((int)used));
+            h2->closing = true;
+        }
+    }
     loop_defer(env->loop, &h2->task); /* our SETTINGS go now, and whatever else is readable */
     return h2;
 fail:
