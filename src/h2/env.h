@@ -39,6 +39,10 @@ struct h2_host {
     /* A stream's request is ready to be read: returns the connection its user drives (with
      * io.handler set; the session sets everything else), or NULL to refuse the stream. */
     struct conn *(*open_stream)(void *ctx);
+    /* A request was answered here, without a user (400: malformed; 431: its header list is
+     * larger than allowed); method and target as far as they are known (NULL otherwise). */
+    void (*answered)(void *ctx, unsigned status, const char *method, size_t method_len,
+                     const char *target, size_t target_len);
     /* The client connection has ended and no stream is in use any more: the last call. */
     void (*closed)(void *ctx);
 };

@@ -144,20 +144,48 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     return 0;
 }
 
+/* Tells the owner of a request answered here, with its method and target if they are known:
+ * from the request line, once written, else from where they wait (request.h). */
+static void tell_answered(struct h2_session *h2, struct h2_stream *st, unsigned status)
+{
+    const struct h2_request *r = &h2->req;
+    const char *method = NULL, *target = NULL;
+    size_t method_len = 0, target_len = 0;
+    if (r->line_written && r->len) {
+        const char *sp = memchr(r->head, ' ', r->len);
+        const char *sp2 = sp ? memchr(sp + 1, ' ', r->len - (size_t)(sp + 1 - r->head)) : NULL;
+        if (sp2) {
+            method = r->head;
+            method_len = (size_t)(sp - r->head);
+            target = sp + 1;
+            target_len = (size_t)(sp2 - target);
+        }
+    } else if (!r->line_written) {
+        method = r->method_len ? r->scratch + r->method_off : NULL;
+        method_len = r->method_len;
+        target = r->has_path ? r->scratch + r->path_off : NULL;
+        target_len = r->has_path ? r->path_len : 0;
+    }
+    if (h2->host.answered)
+        h2->host.answered(h2->host.ctx, status, method, method_len, target, target_len);
+}
+
 /* The request's header block is complete: its user comes, or a local answer goes back. */
 static void request_ready(struct h2_session *h2, struct h2_stream *st, bool end_stream)
 {
-    buf_put(h2->env->bufs, &h2->scratch);
     st->rx_end = end_stream;
     uint32_t len = st->too_large ? 0 : h2_request_finish(&h2->req, end_stream);
     if (!len) {
         unsigned status = st->too_large ? 431 : h2->req.error_status ? h2->req.error_status : 400;
         log_debug("h2 stream %d: %u (%s)", st->id, status,
                   st->too_large ? "header list too large" : h2->req.error);
+        tell_answered(h2, st, status);
+        buf_put(h2->env->bufs, &h2->scratch);
         buf_put(h2->env->bufs, &st->head);
         answer_locally(h2, st, status);
         return;
     }
+    buf_put(h2->env->bufs, &h2->scratch);
     st->head.end = len;
     st->method = h2->req.method;
     st->chunked_rx = h2->req.chunked;

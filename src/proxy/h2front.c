@@ -5,10 +5,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "h2/session.h"
 #include "lb/snapshot.h"
+#include "proxy/accesslog.h"
+#include "proxy/stats.h"
 #include "proxy/thread.h"
 
 struct h2front {
@@ -64,6 +67,40 @@ static struct conn *open_stream(void *ctx)
     return f->open(f->w, f->snap, f->listener, &f->peer, &f->dst, f->client_subject);
 }
 
+/* A request the HTTP/2 layer answered itself (400, 431) is counted and logged as proxy.c
+ * counts and logs such an answer to an HTTP/1.1 request: against the listener's pool. */
+static void answered(void *ctx, unsigned status, const char *method, size_t method_len,
+                     const char *target, size_t target_len)
+{
+    struct h2front *f = ctx;
+    struct worker *w = f->w;
+    const struct pool *pool = f->snap->listeners[f->listener].pool;
+    stats_add(&w->stats->bad_requests, 1);
+    if (pool)
+        stats_add(&stats_pool(w->stats, pool->slot)->requests[status / 100], 1);
+    if (!accesslog_enabled())
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct accesslog_entry e = {
+        .start_wall_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u,
+        .client = &f->peer.sa,
+        .method = method,
+        .method_len = method_len,
+        .target = target,
+        .target_len = target_len,
+        .version = 20,
+        .status = (uint16_t)status,
+        .pool = pool ? pool->name : NULL,
+        .balance = pool ? conf_balance_name(pool->conf->balance) : NULL,
+        .queue_ms = -1,
+        .connect_ms = -1,
+        .response_ms = -1,
+        .termination = "bad_request",
+    };
+    accesslog_add(w->alog, &e, f->snap->conf->access_log.format);
+}
+
 static void closed(void *ctx)
 {
     struct h2front *f = ctx;
@@ -105,7 +142,8 @@ int h2front_start(struct worker *w, struct snapshot *snap, unsigned listener, st
         .stream_idle_ms = conf->stream_idle_ms,
         .idle_ms = conf->idle_ms,
     };
-    struct h2_host host = {.ctx = f, .open_stream = open_stream, .closed = closed};
+    struct h2_host host = {
+        .ctx = f, .open_stream = open_stream, .answered = answered, .closed = closed};
     f->h2 = h2_session_start(&hl->env, c, early, early_len, &lim, &host);
     if (!f->h2) {
         log_error("h2: cannot start a session: out of memory");

@@ -40,6 +40,12 @@
  * client connection is reset instead, so a cut-short response never looks complete. Every backend
  * failure is reported to passive detection with its kind (server_failed, enum server_failure).
  *
+ * HTTP/2 (h2front.h): a connection that agrees on h2 (ALPN, in HANDSHAKE) or starts with the
+ * h2c preface (IDLE, on a listener with h2c: true) leaves its session for h2front.c; each of its
+ * streams comes back as a session of its own (proxy_open_stream, s->stream), whose connection
+ * is the stream: it reads one request as HTTP/1.1 and writes the response as HTTP/1.1, and the
+ * phases above apply unchanged, except that it never lingers and holds no connection slot.
+ *
  * Timers (arm_timer): the response head has a deadline, timeouts.server from the request's last
  * byte sent (resp_deadline); a server that stalls while taking the request body or sending the
  * response body is cut after timeouts.server_body_idle of silence. A client that leaves while the

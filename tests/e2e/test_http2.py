@@ -268,9 +268,12 @@ class TestHttp2(Http2Case):
         succeeded, failed = int(done.group(1)), int(done.group(2))
         self.assertEqual(succeeded + failed, 100, out)
         self.assertLessEqual(failed, 13, out)
-        # refused streams never became requests: only the others are logged, with / and /small
-        # (the 431 is answered by the HTTP/2 layer before there is a request to log)
-        self.assertEqual(len(self.log_lines(succeeded + 2)), succeeded + 2)
+        # refused streams never became requests: only the others are logged, with /, /big (431,
+        # answered by the HTTP/2 layer) and /small
+        lines = self.log_lines(succeeded + 3)
+        self.assertEqual([(l["target"], l["status"], l["protocol"]) for l in lines[:3]],
+                         [("/", 200, "HTTP/2.0"), ("/big", 431, "HTTP/2.0"),
+                          ("/small", 200, "HTTP/2.0")])
 
     def test_reload_sends_goaway_and_open_streams_finish(self):
         self.start()
