@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 
@@ -46,9 +47,10 @@ def get_headers(path, authority=b"t"):
             hpack_literal(b":authority", authority))
 
 
-def read_frames(sock, until_type=None, timeout=5.0):
-    """Frames (type, flags, stream, payload) read until a frame of until_type, end of stream or
-    the timeout; returns them and whether the connection ended."""
+def read_frames(sock, until_type=None, timeout=5.0, until_end_of=None):
+    """Frames (type, flags, stream, payload) read until a frame of until_type, the end of stream
+    until_end_of (END_STREAM on DATA or HEADERS), the end of the connection or the timeout;
+    returns them and whether the connection ended."""
     sock.settimeout(timeout)
     data, frames, ended = b"", [], False
     deadline = time.monotonic() + timeout
@@ -62,6 +64,8 @@ def read_frames(sock, until_type=None, timeout=5.0):
             frames.append(f)
             data = data[9 + length:]
             if until_type is not None and f[0] == until_type:
+                return frames, ended
+            if f[2] == until_end_of and f[0] in (0, 1) and f[1] & 1:
                 return frames, ended
         try:
             chunk = sock.recv(65536)
@@ -92,7 +96,7 @@ class Http2Case(FulcrumTestCase):
         super().tearDown()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def start(self, http2="", threads=1, extra=""):
+    def start(self, http2="", threads=1, extra="", server=None):
         text = ("threads: %d\n"
                 "listeners:\n"
                 "  - name: plain\n"
@@ -111,7 +115,8 @@ class Http2Case(FulcrumTestCase):
                 "access_log:\n"
                 "  path: %s\n"
                 "%s" % (threads, http2, self.tls_port, http2, self.pki.site_ecdsa,
-                        self.pki.site_ecdsa_key, self.b.address, self.log_path, extra))
+                        self.pki.site_ecdsa_key, server or self.b.address, self.log_path,
+                        extra))
         self.f = self.fulcrum(text)
         self.plain = "http://127.0.0.1:%d" % self.f.port
         self.tls = "https://site.test:%d" % self.tls_port
@@ -182,6 +187,45 @@ class TestHttp2(Http2Case):
         trailer = out.index("recv (stream_id=13) x-trailer: done")
         self.assertLess(data, trailer, out)
         self.assertIn("END_STREAM | END_HEADERS", out[trailer:], out)
+
+    def test_request_trailers_reach_the_server(self):
+        """A request without content-length goes chunked, and its trailer fields follow the last
+        chunk, byte for byte as the server sees them."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        seen = []
+
+        def serve():
+            conn, _ = listener.accept()
+            conn.settimeout(10)
+            data = b""
+            while not data.endswith(b"\r\n0\r\nx-sum: 5\r\n\r\n") and len(data) < 65536:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            seen.append(data)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            conn.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        self.start(server="127.0.0.1:%d" % listener.getsockname()[1])
+        s = socket.create_connection(("127.0.0.1", self.f.port), timeout=5)
+        post = (b"\x83\x86" + hpack_literal(b":path", b"/t") + hpack_literal(b":authority", b"t"))
+        s.sendall(PREFACE + frame(4, 0, 0) + frame(1, 0x4, 1, post) +
+                  frame(0, 0, 1, b"hello") + frame(1, 0x5, 1, hpack_literal(b"x-sum", b"5")))
+        frames, _ = read_frames(s, timeout=10, until_end_of=1)
+        s.close()
+        t.join(10)
+        listener.close()
+        self.assertEqual(len(seen), 1)
+        head, _, body = seen[0].partition(b"\r\n\r\n")
+        self.assertIn(b"\r\nTransfer-Encoding: chunked", head)
+        self.assertEqual(body, b"5\r\nhello\r\n0\r\nx-sum: 5\r\n\r\n")
+        data = b"".join(f[3] for f in frames if f[0] == 0 and f[2] == 1)
+        self.assertEqual(data, b"ok")
+        self.assertTrue(any(f[2] == 1 and f[1] & 1 for f in frames))  # END_STREAM
 
     def test_upgrade_h2c_stays_refused(self):
         self.start()
