@@ -64,7 +64,10 @@ void h2front_local_free(struct worker *w)
 static struct conn *open_stream(void *ctx)
 {
     struct h2front *f = ctx;
-    return f->open(f->w, f->snap, f->listener, &f->peer, &f->dst, f->client_subject);
+    struct conn *c = f->open(f->w, f->snap, f->listener, &f->peer, &f->dst, f->client_subject);
+    if (c)
+        stats_add(&f->w->stats->h2_streams, 1);
+    return c;
 }
 
 /* A request the HTTP/2 layer answered itself (400, 431) is counted and logged as proxy.c
@@ -152,6 +155,7 @@ int h2front_start(struct worker *w, struct snapshot *snap, unsigned listener, st
         return -1;
     }
     snapshot_ref(snap);
+    stats_add(&w->stats->h2_connections, 1);
     f->next = hl->fronts;
     if (hl->fronts)
         hl->fronts->prev = f;

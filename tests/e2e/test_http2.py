@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import zlib
 
 from harness import FulcrumTestCase, free_port, rss_kib, wait_for
@@ -271,7 +272,8 @@ class TestHttp2(Http2Case):
         self.assertTrue(all(l["protocol"] == "HTTP/2.0" and l["status"] == 200 for l in lines))
 
     def test_many_streams_on_one_connection_each_logged_once(self):
-        self.start(threads=2)
+        self.admin_port = free_port()
+        self.start(threads=2, extra="admin:\n  bind: 127.0.0.1:%d\n" % self.admin_port)
         n = 1000
         uris = os.path.join(self.dir, "uris")
         with open(uris, "w") as f:
@@ -291,6 +293,10 @@ class TestHttp2(Http2Case):
         self.assertEqual(len(ids), n)
         self.assertEqual(set(ids.values()), {1})
         self.assertEqual(self.b.stats()["requests"], n + 2000)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                         timeout=5).read().decode()
+        self.assertIn("fulcrum_http2_connections_total 5\n", metrics)
+        self.assertIn("fulcrum_http2_streams_total %d\n" % (n + 2000), metrics)
 
     def test_settings_limits_and_431(self):
         self.start(http2="    http2: {max_concurrent_streams: 7, max_header_list_size: 2k}\n")
@@ -340,6 +346,17 @@ class TestHttp2(Http2Case):
         self.assertEqual(slow.communicate(timeout=10)[0].decode(), "200 2")
         code, _, _, _ = self.curl(self.plain + "/after")
         self.assertEqual(code, 200)
+
+    def test_graceful_stop_lets_open_streams_finish(self):
+        self.start(threads=2)
+        slow = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                                 "-w", "%{http_code} %{http_version}",
+                                 self.plain + "/slow?delay=1500"], stdout=subprocess.PIPE)
+        wait_for(lambda: self.b.stats()["requests"] >= 1, what="the slow request at the backend")
+        self.f.signal(signal.SIGTERM)
+        self.assertEqual(slow.communicate(timeout=10)[0].decode(), "200 2")
+        self.assertEqual(self.f.wait(timeout=10), 0)
+        self.assertEqual(len(self.log_lines(1)), 1)
 
     def test_idle_connection_gets_goaway(self):
         self.start(http2="    http2: {idle_timeout: 1s}\n")
