@@ -4,10 +4,12 @@
  * write an HTTP/1.1 response back, of one of several shapes, through the stream transport.
  *
  * The input is what a client sends after the connection preface (which is put in front, so the
- * fuzzer starts past it). Byte 0 picks the responses' shape and whether the client's side ends
- * (FIN) after its bytes; the rest goes to the session over a socket pair, and the loop runs a
- * bounded number of rounds. Whatever the frames, the session must neither crash nor leak:
- * every stream its users took is closed, and the session itself is closed at the end.
+ * fuzzer starts past it). Byte 0 picks the responses' shape, whether the client's side ends
+ * (FIN) after its bytes, and how much a user asks for per read (small rooms split the chunk
+ * framing a stream makes of a body, which must still parse, and end before end of stream); the
+ * rest goes to the session over a socket pair, and the loop runs a bounded number of rounds.
+ * Whatever the frames, the session must neither crash nor leak: every stream its users took is
+ * closed, and the session itself is closed at the end.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -21,6 +23,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "h2/session.h"
+#include "http/http1.h"
 
 #define ROUNDS   64
 #define BIG_BODY 100000
@@ -43,8 +46,10 @@ struct user {
     struct conn conn; /* first: the session calls the handler with &conn.io */
     unsigned shape;
     size_t sent, body_sent; /* of the shape's text, then of BIG_BODY's zeros */
-    char tail[4];           /* the last bytes read, to see the end of the head */
-    bool head_seen, eof;
+    char head[16384];       /* the request head as read */
+    size_t head_len;
+    struct http1_chunked body; /* a chunked body's framing, checked as it is read */
+    bool head_seen, chunked, body_done, eof;
 };
 
 static struct loop *loop;
@@ -55,6 +60,7 @@ static struct http1_field *fields = field_array;
 static struct h2_env env;
 static struct loop_timer tick;
 static unsigned rounds, open_users, shape_pick;
+static size_t read_room; /* what a user asks for per read: small rooms split chunk framing */
 static bool session_open;
 
 static void close_user(struct user *u, bool reset)
@@ -76,16 +82,31 @@ static void user_event(struct loop *l, struct loop_io *io)
     char buf[4096];
     size_t got;
     enum conn_status r;
-    while ((r = conn_read(&u->conn, buf, sizeof(buf), &got)) == CONN_DONE) {
-        for (size_t i = 0; i < got && !u->head_seen; i++) {
-            memmove(u->tail, u->tail + 1, 3);
-            u->tail[3] = buf[i];
-            u->head_seen = memcmp(u->tail, "\r\n\r\n", 4) == 0;
+    while ((r = conn_read(&u->conn, buf, read_room, &got)) == CONN_DONE) {
+        size_t i = 0;
+        for (; i < got && !u->head_seen; i++) {
+            if (u->head_len == sizeof(u->head))
+                abort(); /* the session wrote a head larger than any it may */
+            u->head[u->head_len++] = buf[i];
+            u->head_seen =
+                u->head_len >= 4 && memcmp(u->head + u->head_len - 4, "\r\n\r\n", 4) == 0;
+            if (u->head_seen)
+                u->chunked = memmem(u->head, u->head_len, "Transfer-Encoding: chunked", 26);
+        }
+        /* what the stream makes of a body must be valid chunked framing, however it is split */
+        if (u->chunked && i < got) {
+            size_t used, out;
+            int pr = http1_chunked_parse(&u->body, buf + i, got - i, false, &used, &out);
+            if (u->body_done || pr == HTTP1_ERROR || (pr == HTTP1_DONE && used != got - i))
+                abort(); /* bad framing, or bytes after the body's end */
+            u->body_done = pr == HTTP1_DONE;
         }
     }
-    if (r == CONN_EOF)
+    if (r == CONN_EOF) {
+        if (u->chunked && !u->body_done)
+            abort(); /* the end of stream came before the end of the chunked body */
         u->eof = true;
-    else if (r == CONN_ERROR) {
+    } else if (r == CONN_ERROR) {
         close_user(u, true);
         return;
     }
@@ -179,6 +200,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     shape_pick = data[0];
     bool fin = data[0] & 0x80;
+    static const size_t rooms[] = {4096, 1, 2, 5, 13, 100};
+    read_room = rooms[(data[0] >> 3) % (sizeof(rooms) / sizeof(rooms[0]))];
     if (write(sv[1], preface, sizeof(preface) - 1) < 0 || write(sv[1], data + 1, size - 1) < 0) {
         close(sv[0]);
         close(sv[1]);

@@ -121,8 +121,8 @@ static bool has_bytes(const struct buf *b)
 
 static bool readable(const struct h2_stream *st)
 {
-    return has_bytes(&st->head) || has_bytes(&st->rx) || (st->rx_end && !st->eof_given) ||
-           st->closed;
+    return has_bytes(&st->head) || has_bytes(&st->rx) || st->frame_off < st->frame_len ||
+           (st->rx_end && !st->eof_given) || st->closed;
 }
 
 static bool writable(const struct h2_stream *st)
@@ -210,47 +210,53 @@ static size_t take(struct buf *b, char *dst, size_t room)
     return n;
 }
 
-static unsigned hex_digits(size_t v)
-{
-    unsigned n = 1;
-    while (v >>= 4)
-        n++;
-    return n;
-}
-
 /*
- * One chunk from rx, framing included, that fills room exactly if rx has enough (a short read
- * would tell the user that nothing is left, conn.h), else takes all of rx. Returns the bytes
- * written (0: room is too small for any chunk); *payload gets the body bytes in it.
+ * Body bytes framed as chunks, as far as room goes. A chunk is decided when it starts (all of rx
+ * then), its framing waits in st->frame, and its data comes out of rx as the user reads: so a
+ * read is short only when nothing is left, however small the room (conn.h's rule). Returns the
+ * bytes written; *payload gets the body bytes among them.
  */
-static size_t take_chunk(struct h2_stream *st, char *dst, size_t room, size_t *payload)
+static size_t take_chunks(struct h2_stream *st, char *dst, size_t room, size_t *payload)
 {
-    size_t n = buf_len(&st->rx);
-    *payload = 0;
-    if (room < 6) /* one digit, CRLF, one byte, CRLF */
-        return 0;
-    if (n + hex_digits(n) + 4 > room) {
-        n = 0;
-        for (unsigned digits = 1; digits <= 8 && !n; digits++) {
-            size_t fit = room - 4 - digits;
-            if (hex_digits(fit) == digits)
-                n = fit;
-        }
-        if (!n)
-            n = room - 4 - hex_digits(room); /* a byte short of full: still correct framing */
-    }
     static const char hex[] = "0123456789abcdef";
-    unsigned nd = hex_digits(n);
-    for (unsigned i = 0; i < nd; i++)
-        dst[i] = hex[(n >> (4 * (nd - 1 - i))) & 15];
-    size_t w = nd;
-    dst[w++] = '\r';
-    dst[w++] = '\n';
-    w += take(&st->rx, dst + w, n);
-    dst[w++] = '\r';
-    dst[w++] = '\n';
-    *payload = n;
-    return w;
+    size_t n = 0;
+    *payload = 0;
+    while (n < room) {
+        if (st->frame_off < st->frame_len) {
+            size_t k = st->frame_len - st->frame_off;
+            if (k > room - n)
+                k = room - n;
+            memcpy(dst + n, st->frame + st->frame_off, k);
+            st->frame_off += (uint8_t)k;
+            n += k;
+        } else if (st->chunk_left) {
+            size_t k = st->chunk_left < room - n ? (size_t)st->chunk_left : room - n;
+            k = take(&st->rx, dst + n, k);
+            st->chunk_left -= k;
+            *payload += k;
+            n += k;
+            if (!st->chunk_left) { /* the chunk's CRLF */
+                memcpy(st->frame, "\r\n", 2);
+                st->frame_off = 0;
+                st->frame_len = 2;
+            }
+        } else if (has_bytes(&st->rx)) { /* a new chunk of what there is: "size\r\n" */
+            uint32_t size = buf_len(&st->rx);
+            unsigned digits = 0;
+            for (uint32_t v = size; v; v >>= 4)
+                digits++;
+            for (unsigned i = 0; i < digits; i++)
+                st->frame[i] = hex[(size >> (4 * (digits - 1 - i))) & 15];
+            st->frame[digits] = '\r';
+            st->frame[digits + 1] = '\n';
+            st->frame_off = 0;
+            st->frame_len = (uint8_t)(digits + 2);
+            st->chunk_left = size;
+        } else {
+            break;
+        }
+    }
+    return n;
 }
 
 static ssize_t h2_stream_recv(struct conn *c, void *buf, size_t len)
@@ -264,21 +270,18 @@ static ssize_t h2_stream_recv(struct conn *c, void *buf, size_t len)
         n += take(&st->head, dst, len);
     if (st->head.data && buf_empty(&st->head))
         buf_put(h2->env->bufs, &st->head);
-    while (!has_bytes(&st->head) && has_bytes(&st->rx) && n < len) {
-        size_t payload, w;
+    if (!has_bytes(&st->head) && n < len) {
         if (st->chunked_rx) {
-            w = take_chunk(st, dst + n, len - n, &payload);
-            if (!w)
-                break;
-        } else {
-            w = payload = take(&st->rx, dst + n, len - n);
+            n += take_chunks(st, dst + n, len - n, &body);
+        } else if (has_bytes(&st->rx)) {
+            body = take(&st->rx, dst + n, len - n);
+            n += body;
         }
-        n += w;
-        body += payload;
     }
     if (st->rx.data && buf_empty(&st->rx))
         buf_put(&h2->env->local->rx, &st->rx);
-    if (st->chunked_rx && st->rx_end && !has_bytes(&st->rx) && !st->tail_done && n < len) {
+    bool chunks_done = !has_bytes(&st->rx) && !st->chunk_left && st->frame_off == st->frame_len;
+    if (st->chunked_rx && st->rx_end && chunks_done && !st->tail_done && n < len) {
         if (st->tail.data) { /* the trailers arrived: the last chunk and they are in tail */
             n += take(&st->tail, dst + n, len - n);
             st->tail_done = buf_empty(&st->tail);
@@ -298,10 +301,6 @@ static ssize_t h2_stream_recv(struct conn *c, void *buf, size_t len)
         nghttp2_session_consume(h2->ng, st->id, body);
         h2_session_kick(h2);
     }
-    /* A short read with bytes left (a chunk's framing did not fit): conn.c is about to clear
-     * READABLE, so the session sets it again and tells the user once this call is over. */
-    if (n && n < len && readable(st))
-        h2_session_notify(h2, st);
     if (n)
         return (ssize_t)n;
     if (st->rx_end && (!st->chunked_rx || st->tail_done)) {

@@ -40,6 +40,9 @@ struct h2_stream {
     struct buf trailers;           /* the response's trailer section, as its server sent it */
     uint64_t tx_left;              /* Content-Length bytes of the response not written yet */
     uint32_t header_bytes;         /* the header block being received, RFC 9113 counting */
+    uint64_t chunk_left;           /* body bytes of the current chunk not read yet */
+    char frame[12];                /* its framing ("size\r\n" or "\r\n") ... */
+    uint8_t frame_off, frame_len;  /* ... and how much of it was read */
     uint32_t tail_static;          /* bytes of "0\r\n\r\n" given (no trailers) */
     uint32_t close_error;          /* nghttp2's error code when the stream closed */
     uint8_t method;                /* enum http1_method of the request */
