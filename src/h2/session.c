@@ -35,6 +35,16 @@
 /* The connection's window: large enough never to be the limit, since each stream's window
  * already bounds what it may hold. */
 #define CONNECTION_WINDOW (1u << 30)
+/* How long a connection that is closing may take to send its last frames (GOAWAY). */
+#define CLOSING_MS 5000
+
+static void start_closing(struct h2_session *h2)
+{
+    if (!h2->closing) {
+        h2->closing = true;
+        h2->close_by_ms = loop_now_ms(h2->env->loop) + CLOSING_MS;
+    }
+}
 
 static void pump(struct h2_session *h2);
 
@@ -475,6 +485,8 @@ static void arm_timer(struct h2_session *h2)
                               : h2->idle_since_ms + h2->lim.idle_ms;
     if (h2->grace_until_ms && h2->grace_until_ms < when)
         when = h2->grace_until_ms;
+    if (h2->closing && h2->close_by_ms < when)
+        when = h2->close_by_ms;
     if (!loop_timer_armed(&h2->timer) || h2->timer.when_ms != when)
         loop_timer_set_at(h2->env->loop, &h2->timer, when);
 }
@@ -543,21 +555,30 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
     struct h2_session *h2 =
         (struct h2_session *)((char *)timer - offsetof(struct h2_session, timer));
     uint64_t now = loop_now_ms(loop);
+    if (h2->closing && now >= h2->close_by_ms) {
+        log_debug("h2: the client took nothing of our last frames: closed");
+        end(h2);
+        return;
+    }
     if (h2->grace_until_ms && now >= h2->grace_until_ms) {
         log_debug("h2: GOAWAY grace time over, %u streams cut", h2->nstreams);
         end(h2);
         return;
     }
-    if (!h2->first && now >= h2->idle_since_ms + h2->lim.idle_ms) {
+    if (!h2->first && !h2->closing && now >= h2->idle_since_ms + h2->lim.idle_ms) {
         nghttp2_submit_goaway(h2->ng, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(h2->ng), NGHTTP2_NO_ERROR,
                               NULL, 0);
-        h2->closing = true;
+        start_closing(h2);
     }
     /* streams idle too long are reset, and their users told */
     while (h2->first && h2->first->last_io_ms + h2->lim.stream_idle_ms <= now) {
         struct h2_stream *st = h2->first;
         log_debug("h2 stream %d: idle timeout", st->id);
+        /* reset a stream_idle_timeout ago and still there: the client does not even take our
+         * frames, and the connection goes */
+        if (st->reset_sent)
+            start_closing(h2);
         h2_stream_reset(st, NGHTTP2_CANCEL);
         if (st->conn) {
             st->conn->io.ready |= LOOP_HUP | LOOP_ERR;
@@ -637,7 +658,7 @@ struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, co
         h2->in_pump = false;
         if (used < 0) {
             log_debug("h2: %s", nghttp2_strerror((int)used));
-            h2->closing = true;
+            start_closing(h2);
         }
     }
     loop_defer(env->loop, &h2->task); /* our SETTINGS go now, and whatever else is readable */

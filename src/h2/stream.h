@@ -91,11 +91,13 @@ struct h2_session {
     struct buf scratch;       /* its waiting room (request.h) */
     uint64_t opened;          /* streams opened so far */
     uint64_t idle_since_ms;   /* when the last stream ended (or the connection began) */
+    uint64_t close_by_ms;     /* closing: the end, flushed or not (a client that reads
+                               * nothing cannot keep the connection) */
     uint64_t grace_until_ms;  /* after GOAWAY: the deadline; 0: no GOAWAY sent */
     bool in_pump;
     bool kicked;  /* asked to pump while pumping */
     bool ended;   /* the client connection is closed; waiting for streams' users to let go */
-    bool closing; /* flush what is queued, then end */
+    bool closing; /* flush what is queued, then end (by close_by_ms at the latest) */
     bool buried;  /* handed to loop_bury(): freed after this batch */
 };
 

@@ -21,7 +21,7 @@ import time
 import urllib.request
 import zlib
 
-from harness import FulcrumTestCase, free_port, rss_kib, wait_for
+from harness import FulcrumTestCase, fd_count, free_port, rss_kib, wait_for
 from tlspki import make_pki
 
 PKI_DIR = os.path.join(tempfile.gettempdir(), "fulcrum-e2e-pki")
@@ -345,6 +345,27 @@ class TestHttp2(Http2Case):
         s.close()
         self.assertEqual(slow.communicate(timeout=10)[0].decode(), "200 2")
         code, _, _, _ = self.curl(self.plain + "/after")
+        self.assertEqual(code, 200)
+
+    def test_client_that_never_reads_is_closed(self):
+        """A client that takes nothing, not even our RST_STREAM and GOAWAY, cannot keep its
+        connection: its stream times out (timeouts.client), the stream idle timeout finds it
+        reset and still there, and the connection goes a few seconds later."""
+        self.start(http2="    http2: {stream_idle_timeout: 1s, idle_timeout: 1s}\n",
+                   extra="timeouts: {client: 1s}\n")
+        baseline = fd_count(self.f.proc.pid)
+        s = socket.create_connection(("127.0.0.1", self.f.port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # windows as large as there are, so that fulcrum's socket fills up with DATA
+        big = struct.pack(">HI", 4, 0x7fffffff)
+        s.sendall(PREFACE + frame(4, 0, 0, big) +
+                  frame(8, 0, 0, struct.pack(">I", 0x7fffffff - 65535)) +
+                  frame(1, 0x5, 1, get_headers(b"/dl?size=300000000")))
+        wait_for(lambda: fd_count(self.f.proc.pid) > baseline, what="the connection")
+        wait_for(lambda: fd_count(self.f.proc.pid) <= baseline, timeout=20,
+                 what="fulcrum to close the connection of a client that reads nothing")
+        s.close()
+        code, _, _, _ = self.curl(self.plain + "/")
         self.assertEqual(code, 200)
 
     def test_graceful_stop_lets_open_streams_finish(self):
