@@ -28,7 +28,9 @@ OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 CPPFLAGS += -D_GNU_SOURCE -Isrc -DFULCRUM_VERSION='"$(VERSION)"' -DFULCRUM_GIT_REV='"$(GIT_REV)"'
 ALL_CFLAGS = -std=c11 -pthread $(WARN) $(CFLAGS) $(SAN_FLAGS) -MMD -MP
-LDLIBS = -lyaml -ljansson -lcares -lnghttp2 -lssl -lcrypto -lm -pthread
+# nghttp2 frames HTTP/2 (src/h2/); pkg-config finds it where Debian puts it.
+NGHTTP2_LIBS := $(shell pkg-config --libs libnghttp2 2>/dev/null || echo -lnghttp2)
+LDLIBS = -lyaml -ljansson -lcares -lssl -lcrypto $(NGHTTP2_LIBS) -lm -pthread
 SAN_FLAGS ?=
 
 # src/LAYER/*.c: see docs/architecture.md; main.c alone sits at the top.
@@ -112,7 +114,7 @@ build-fuzz/%: fuzz/%.c $(CORE_SRC) build-fuzz/gen/dashboard.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(CPPFLAGS) -DFULCRUM_NO_DNS -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $< $(CORE_SRC) build-fuzz/gen/dashboard.c -o $@ \
-	    -lyaml -ljansson -lcares -lnghttp2 -lssl -lcrypto -lm -pthread
+	    -lyaml -ljansson -lcares -lssl -lcrypto $(NGHTTP2_LIBS) -lm -pthread
 fuzz: deps
 	$(MAKE) $(FUZZ_BIN)
 fuzz-run: fuzz

@@ -2079,13 +2079,46 @@ static const struct field route_fields[] = {
 static const struct schema route_schema =
     SCHEMA(route_fields, ENTRY(struct conf_route), .init = route_init, .finish = route_finish);
 
+/* HTTP/2 limits by default (docs/http2.md), for files and flags. */
+static const struct conf_http2 http2_defaults = {
+    .max_concurrent_streams = 100,
+    .max_header_list_size = 16384,
+    .stream_idle_ms = SECONDS(300),
+    .idle_ms = SECONDS(60),
+};
+
 static void listener_init(void *obj)
 {
     struct conf_listener *l = obj;
     l->tls.session_tickets = true;
     l->merge_slashes = true;
     l->pool = CONF_NO_POOL;
+    l->http2 = http2_defaults;
 }
+
+bool conf_listener_offers_h2(const struct conf_listener *l)
+{
+    if (!l->tls.enabled)
+        return false;
+    if (!l->tls.nalpn) /* the default list: h2 first for HTTP, none of it for a byte relay */
+        return l->mode == CONF_MODE_HTTP;
+    for (unsigned i = 0; i < l->tls.nalpn; i++)
+        if (strcmp(l->tls.alpn[i], "h2") == 0)
+            return l->mode == CONF_MODE_HTTP;
+    return false;
+}
+
+static const struct field http2_fields[] = {
+    FIELD("max_concurrent_streams", parse_number, struct conf_http2, max_concurrent_streams,
+          .num = &num_integer, .min = 1, .max = 10000),
+    FIELD("max_header_list_size", parse_number, struct conf_http2, max_header_list_size,
+          .num = &num_size, .min = 1024, .max = 1048576),
+    FIELD("stream_idle_timeout", parse_number, struct conf_http2, stream_idle_ms,
+          .num = &num_duration, .min = 1, .max = DAY_MS),
+    FIELD("idle_timeout", parse_number, struct conf_http2, idle_ms, .num = &num_duration, .min = 1,
+          .max = DAY_MS),
+};
+static const struct schema http2_schema = SCHEMA(http2_fields);
 
 static const struct field listener_fields[] = {
     FIELD("name", parse_string, struct conf_listener, name),
@@ -2105,6 +2138,8 @@ static const struct field listener_fields[] = {
           .offset2 = offsetof(struct conf_listener, tls.enabled), .sub = &listener_tls_schema),
     FIELD("proxy_protocol", parse_submapping, struct conf_listener, proxy_protocol,
           .sub = &proxy_accept_schema),
+    FIELD("h2c", parse_bool, struct conf_listener, h2c),
+    FIELD("http2", parse_submapping, struct conf_listener, http2, .sub = &http2_schema),
 };
 static const struct schema listener_schema = SCHEMA(
     listener_fields, ENTRY(struct conf_listener), .init = listener_init, .finish = listener_finish);
@@ -2203,6 +2238,7 @@ _Static_assert(ARRAY_LEN(check_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(passive_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(listener_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(listener_tls_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
+_Static_assert(ARRAY_LEN(http2_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(timeout_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(limit_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
 _Static_assert(ARRAY_LEN(http_fields) <= MAX_FIELDS, "MAX_FIELDS too small");
@@ -2430,11 +2466,13 @@ static void check_listener_mode(struct ctx *ctx, struct conf *conf, const struct
     struct conf_listener *l = &conf->listeners[i];
     char prefix[64];
     if (l->mode == CONF_MODE_TCP) {
-        static const char *const http_only[] = {"routes", "request_headers", "response_headers"};
+        static const char *const http_only[] = {"routes", "request_headers", "response_headers",
+                                                "h2c", "http2"};
         bool present[] = {
             l->nroutes > 0,
             l->request_headers.nset || l->request_headers.nadd || l->request_headers.nremove,
-            l->response_headers.nset || l->response_headers.nadd || l->response_headers.nremove};
+            l->response_headers.nset || l->response_headers.nadd || l->response_headers.nremove,
+            l->h2c, map_get(ctx, seq_get(ctx, ls->seq, i), "http2") != NULL};
         for (size_t j = 0; j < ARRAY_LEN(http_only); j++)
             if (present[j])
                 entry_error(ctx, ls, i, http_only[j],
@@ -2469,6 +2507,9 @@ static void check_listener_mode(struct ctx *ctx, struct conf *conf, const struct
         }
         return;
     }
+    if (l->h2c && l->tls.enabled)
+        entry_error(ctx, ls, i, "h2c",
+                    "is for plain listeners: a TLS listener offers h2 through tls.alpn");
     if (!l->pool_name && l->nroutes == 0)
         entry_error(ctx, ls, i, "pool",
                     "required key is missing (a listener without routes sends everything to "
@@ -2760,7 +2801,8 @@ int conf_add_listen_flag(struct conf *conf, const char *addr, char **error)
         return fail(error, "out of memory");
     conf->listeners = v;
     struct conf_listener *l = &v[conf->nlisteners];
-    *l = (struct conf_listener){.addr = na, .merge_slashes = true, .pool = CONF_NO_POOL};
+    *l = (struct conf_listener){
+        .addr = na, .merge_slashes = true, .pool = CONF_NO_POOL, .http2 = http2_defaults};
     l->bind = strdup(addr);
     l->pool_name = strdup(DEFAULT_POOL);
     if (asprintf(&l->name, "listener%u", conf->nlisteners + 1) < 0)

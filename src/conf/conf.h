@@ -250,7 +250,8 @@ struct conf_listener_tls {
     bool sni_strict;           /* a server name no certificate covers gets an alert */
     enum conf_tls_version min_version;
     char *ciphers; /* TLS 1.2 cipher list; NULL: Mozilla "intermediate" */
-    char **alpn;   /* protocols offered, in order of preference; NULL: http/1.1 */
+    char **alpn;   /* protocols offered, in order of preference; NULL: h2 and http/1.1 (HTTP
+                    * listeners) or http/1.1 (TCP mode) */
     unsigned nalpn;
     char *client_ca; /* PEM of CAs whose client certificates are required; NULL: no mTLS */
     char *client_subject_header; /* the verified client certificate's subject goes here */
@@ -343,6 +344,15 @@ enum conf_listener_mode {
 
 #define CONF_NO_POOL 0xffffffffu
 
+/* HTTP/2 to clients (a listener's http2 mapping, docs/http2.md): the limits of each connection. */
+struct conf_http2 {
+    uint32_t max_concurrent_streams; /* streams open at once per connection (default 100) */
+    uint32_t max_header_list_size;   /* a request's decoded header list, RFC 9113 counting
+                                      * (default 16 KiB) */
+    uint32_t stream_idle_ms;         /* a stream with no frame either way (default 5 min) */
+    uint32_t idle_ms;                /* a connection without open streams (default 60s) */
+};
+
 struct conf_listener {
     char *name;
     char *bind; /* as written */
@@ -357,8 +367,13 @@ struct conf_listener {
     bool forward_normalized_path; /* servers get the normalised path (default false: as sent) */
     struct conf_listener_tls tls;
     struct conf_proxy_accept proxy_protocol;
+    bool h2c;                /* a plain listener also takes HTTP/2 with prior knowledge */
+    struct conf_http2 http2; /* limits of HTTP/2 connections (h2 over TLS, or h2c) */
     int line, column;
 };
+
+/* True when a TLS listener's ALPN list offers h2 (the default for HTTP listeners). */
+bool conf_listener_offers_h2(const struct conf_listener *l);
 
 struct conf_timeouts {
     uint32_t client_header_ms; /* whole request head must arrive within this (default 10s) */

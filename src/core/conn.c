@@ -66,6 +66,7 @@ void conn_init_tcp(struct conn *c, int fd, loop_io_fn handler)
     c->io.handler = handler;
     c->ops = &conn_tcp_ops;
     c->ssl = NULL;
+    c->stream = NULL;
 }
 
 /* ---- the rules ---- */

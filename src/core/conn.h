@@ -4,9 +4,11 @@
  *
  * Every connection fulcrum has (client, backend, health check, admin, and the demo backend's) is a
  * struct conn: the loop's readiness record (io, first, so the loop's pointer is the connection's)
- * and a table of transport operations. Plain TCP is the first transport; TLS will be a second
- * table over the same socket, and an HTTP/2 stream a third whose operations move bytes to and
- * from its session's frames instead of a socket. Code above this layer never calls read(),
+ * and a table of transport operations. Plain TCP is the first transport; TLS is a second table
+ * over the same socket (tls_conn.h), and an HTTP/2 stream a third whose operations move bytes to
+ * and from its session's frames instead of a socket (h2/session.h): it has no descriptor of its
+ * own (io.fd is its connection's, for getsockname() only), and its session, not the loop, sets
+ * its readiness flags and calls its handler. Code above this layer never calls read(),
  * write() or close() on a connection itself.
  *
  * The rules live in conn.c, once, for every transport:
@@ -48,13 +50,16 @@ struct conn_ops {
     void (*close)(struct conn *c, bool reset); /* releases the transport and its descriptor */
 };
 
-struct ssl_st; /* OpenSSL's SSL, for the TLS transport (core/tls_conn.h) */
+struct ssl_st;    /* OpenSSL's SSL, for the TLS transport (core/tls_conn.h) */
+struct h2_stream; /* an HTTP/2 stream, for the stream transport (h2/session.h) */
 
 struct conn {
     struct loop_io io; /* first: fd, readiness and handler, as the loop sees them */
     const struct conn_ops *ops;
-    struct ssl_st *ssl; /* the TLS transport's session; NULL for plain TCP */
-    bool drained;       /* TLS: the last socket read took fewer bytes than asked (tls_conn.c) */
+    struct ssl_st *ssl;       /* the TLS transport's session; NULL for plain TCP. An HTTP/2 stream
+                               * borrows its connection's, for its server name and certificate */
+    struct h2_stream *stream; /* the HTTP/2 stream transport's stream; NULL otherwise */
+    bool drained; /* TLS: the last socket read took fewer bytes than asked (tls_conn.c) */
 };
 
 extern const struct conn_ops conn_tcp_ops;

@@ -221,6 +221,7 @@ int conn_init_tls(struct conn *c, int fd, loop_io_fn handler, struct ssl_st *ssl
     c->io.handler = handler;
     c->ops = &conn_tls_ops;
     c->ssl = ssl;
+    c->stream = NULL;
     c->drained = false;
     pthread_once(&socket_bio_once, make_socket_bio);
     BIO *bio = socket_bio ? BIO_new(socket_bio) : NULL;
@@ -321,4 +322,13 @@ void conn_tls_refuse_plain_http(struct conn *c)
 const char *conn_tls_version(const struct conn *c)
 {
     return SSL_get_version(c->ssl);
+}
+
+void conn_tls_moved(struct conn *c)
+{
+    BIO *rbio = SSL_get_rbio(c->ssl), *wbio = SSL_get_wbio(c->ssl);
+    if (rbio)
+        BIO_set_data(rbio, c);
+    if (wbio && wbio != rbio)
+        BIO_set_data(wbio, c);
 }

@@ -37,6 +37,10 @@ enum conn_status conn_handshake(struct conn *c, const char **why);
  * speaks HTTPS (a 400 with a short text), as far as the socket takes it at once. */
 void conn_tls_refuse_plain_http(struct conn *c);
 
+/* c was copied to where it now lives (a connection handed to another owner): its socket BIO
+ * follows it there. */
+void conn_tls_moved(struct conn *c);
+
 /* The protocol agreed: "TLSv1.3", "TLSv1.2". */
 const char *conn_tls_version(const struct conn *c);
 

@@ -31,6 +31,8 @@
  *   route_request_duration_seconds{listener,route}   histogram, per route
  *   client_connections{state}                     gauge, idle|reading|active|closing|tunnel
  *   tunnels_total                                 counter, WebSocket tunnels opened
+ *   http2_connections_total                       counter, client connections in HTTP/2
+ *   http2_streams_total                           counter, HTTP/2 streams that became requests
  *   client_connections_accepted_total             counter
  *   header_fields_dropped_total{reason}           counter, reason underscore
  *   config_reloads_total{result}                  counter, ok|failed
@@ -426,6 +428,16 @@ static uint64_t tunnels(const struct source *src, unsigned i, const char **lv)
     return src->g->tunnels;
 }
 
+static uint64_t h2_connections(const struct source *src, unsigned i, const char **lv)
+{
+    return src->g->h2_connections;
+}
+
+static uint64_t h2_streams(const struct source *src, unsigned i, const char **lv)
+{
+    return src->g->h2_streams;
+}
+
 static uint64_t client_connections(const struct source *src, unsigned i, const char **lv)
 {
     static const char *const names[STATS_CLIENT_STATES] = {"idle", "reading", "active", "closing",
@@ -560,6 +572,12 @@ static const struct family families[] = {
      .value = accepted},
     {"tunnels_total", "counter", "WebSocket tunnels opened (a 101 answer passed on).",
      SCOPE_PROCESS, .value = tunnels},
+    {"http2_connections_total", "counter",
+     "Client connections that spoke HTTP/2 (ALPN h2, or the h2c preface).", SCOPE_PROCESS,
+     .value = h2_connections},
+    {"http2_streams_total", "counter",
+     "HTTP/2 streams that became requests (each is counted with the requests as well).",
+     SCOPE_PROCESS, .value = h2_streams},
     {"header_fields_dropped_total", "counter",
      "Request header fields not forwarded, by reason (underscore: '_' in the name).", SCOPE_PROCESS,
      .label = "reason", .nlabel = 1, .value = fields_dropped},

@@ -137,7 +137,10 @@ static size_t accesslog_format(char *buf, size_t cap, const struct accesslog_ent
         net_ip_format(e->client, client, sizeof(client));
     else
         snprintf(client, sizeof(client), "-");
-    const char *proto = e->version == 0 ? "TCP" : e->version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    const char *proto = e->version == 0    ? "TCP"
+                        : e->version == 10 ? "HTTP/1.0"
+                        : e->version == 20 ? "HTTP/2.0"
+                                           : "HTTP/1.1";
 
     if (format == CONF_LOG_COMBINED) {
         static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

@@ -40,6 +40,12 @@
  * client connection is reset instead, so a cut-short response never looks complete. Every backend
  * failure is reported to passive detection with its kind (server_failed, enum server_failure).
  *
+ * HTTP/2 (h2front.h): a connection that agrees on h2 (ALPN, in HANDSHAKE) or starts with the
+ * h2c preface (IDLE, on a listener with h2c: true) leaves its session for h2front.c; each of its
+ * streams comes back as a session of its own (proxy_open_stream, s->stream), whose connection
+ * is the stream: it reads one request as HTTP/1.1 and writes the response as HTTP/1.1, and the
+ * phases above apply unchanged, except that it never lingers and holds no connection slot.
+ *
  * Timers (arm_timer): the response head has a deadline, timeouts.server from the request's last
  * byte sent (resp_deadline); a server that stalls while taking the request body or sending the
  * response body is cut after timeouts.server_body_idle of silence. A client that leaves while the
@@ -71,6 +77,7 @@
 #include "lb/lb.h"
 #include "lb/routing.h"
 #include "proxy/accesslog.h"
+#include "proxy/h2front.h"
 #include "proxy/preamble.h"
 #include "proxy/relay.h"
 #include "proxy/stats.h"
@@ -159,6 +166,8 @@ struct session {
     bool websocket;          /* the request is a WebSocket opening handshake */
     bool client_fin_checked; /* the client's FIN came behind pipelined bytes: a half-close */
     bool status_failure;     /* the response's status counts against the server */
+    bool stream;             /* the client is one stream of an HTTP/2 connection (h2front.h):
+                              * one request, no socket or connection slot of its own */
     int up_errno;
 
     union preamble_peer peer;
@@ -188,6 +197,9 @@ enum key_kind {
 
 static void drive(struct session *s);
 static void client_event(struct loop *loop, struct loop_io *io);
+static void on_timer(struct loop *loop, struct loop_timer *timer);
+static void on_task(struct loop *loop, struct loop_task *task);
+static void arm_timer(struct session *s);
 
 static inline uint64_t now_ms(const struct session *s)
 {
@@ -299,7 +311,7 @@ struct proxy_local *proxy_local_new(void)
 
 unsigned proxy_open_sessions(const struct worker *w)
 {
-    return w->proxy->nsessions;
+    return w->proxy->nsessions + h2front_open_count(w);
 }
 
 static struct session *session_alloc(struct worker *w)
@@ -442,7 +454,9 @@ static void account_request(struct session *s, unsigned status)
             .user_agent_len = r ? r->ua_len : 0,
             .referer = r ? r->referer : NULL,
             .referer_len = r ? r->referer_len : 0,
-            .version = s->version ? s->version : 11,
+            .version = s->stream    ? 20
+                       : s->version ? s->version
+                                    : 11,
             .status = (uint16_t)status,
             .bytes_in = s->bytes_in,
             .bytes_out = s->bytes_out,
@@ -472,6 +486,29 @@ static void set_term(struct session *s, const char *term)
 
 /* ---- closing ---- */
 
+/* The session's memory and what it holds goes; its client connection was closed or handed over. */
+static int forget_session(struct session *s)
+{
+    struct worker *w = s->w;
+    stats_client_move(w->stats, s->client_state, -1);
+    loop_timer_stop(w->loop, &s->timer);
+    loop_cancel(w->loop, &s->task);
+    buf_put(&w->bufs, &s->in);
+    buf_put(&w->bufs, &s->out);
+    free(s->client_subject);
+    s->client_subject = NULL;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->proxy->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    w->proxy->nsessions--;
+    snapshot_unref(s->snap);
+    session_bury(w, s);
+    return STEP_GONE;
+}
+
 static int close_session(struct session *s, bool reset)
 {
     struct worker *w = s->w;
@@ -492,29 +529,14 @@ static int close_session(struct session *s, bool reset)
         free(s->relay);
         s->relay = NULL;
     }
-    stats_client_move(w->stats, s->client_state, -1);
-    loop_timer_stop(w->loop, &s->timer);
-    loop_cancel(w->loop, &s->task);
     if (s->up) {
         upstream_close(w, s->up, reset);
         s->up = NULL;
     }
-    buf_put(&w->bufs, &s->in);
-    buf_put(&w->bufs, &s->out);
-    free(s->client_subject);
-    s->client_subject = NULL;
     conn_close(&s->conn, reset);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->proxy->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    w->proxy->nsessions--;
-    snapshot_unref(s->snap);
-    w->on_client_closed(w);
-    session_bury(w, s);
-    return STEP_GONE;
+    if (!s->stream) /* a stream's connection holds the slot (h2front.c) */
+        w->on_client_closed(w);
+    return forget_session(s);
 }
 
 /* The exchange cannot end cleanly: reset both sides so neither mistakes it for a complete one. */
@@ -527,6 +549,8 @@ static int abort_session(struct session *s)
  * that our last response is not destroyed by the RST a close with unread data would cause. */
 static int close_or_linger(struct session *s)
 {
+    if (s->stream) /* the stream ends our side; what the client still sends is refused there */
+        return close_session(s, false);
     bool unread = !s->client_eof &&
                   (!s->req_complete || (s->in.data && s->in.end > s->in.start + s->req_fwd) ||
                    (s->conn.io.ready & LOOP_READABLE));
@@ -1566,7 +1590,76 @@ static int step_proxy_header(struct session *s)
     return STEP_PROGRESS;
 }
 
-/* A TLS client's handshake; once done, the connection waits for its first request head. */
+/* ---- HTTP/2 clients ---- */
+
+/* The connection speaks HTTP/2: h2front.c takes it over (early: bytes of it already read), and
+ * this session goes without closing it. Each of its streams comes back as a session of its own
+ * (proxy_open_stream). */
+static int start_h2(struct session *s, const char *early, size_t early_len)
+{
+    if (h2front_start(s->w, s->snap, s->listener, &s->conn, early, early_len, &s->peer, &s->dst,
+                      s->client_subject, proxy_open_stream) < 0)
+        return close_session(s, true);
+    s->in_request = false; /* nothing was a request of its own */
+    return forget_session(s);
+}
+
+/* The h2c connection preface (RFC 9113 section 3.4): what a plain connection with prior
+ * knowledge of HTTP/2 starts with. */
+static const char h2c_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2C_PREFACE_LEN (sizeof(h2c_preface) - 1)
+
+/* On a listener with h2c: true, is the first request the HTTP/2 preface? 1: yes, whole; 0: no;
+ * -1: its start so far (read more). */
+static int h2c_preface_seen(const struct session *s, uint32_t len)
+{
+    if (s->requests || s->stream || !s->snap->listeners[s->listener].conf->h2c || !len)
+        return 0;
+    uint32_t n = len < H2C_PREFACE_LEN ? len : (uint32_t)H2C_PREFACE_LEN;
+    if (memcmp(s->in.data + s->in.start, h2c_preface, n) != 0)
+        return 0;
+    return len >= H2C_PREFACE_LEN ? 1 : -1;
+}
+
+struct conn *proxy_open_stream(struct worker *w, struct snapshot *snap, unsigned listener,
+                               const union preamble_peer *peer, const union preamble_peer *dst,
+                               const char *client_subject)
+{
+    struct session *s = session_alloc(w);
+    if (!s)
+        return NULL;
+    if (client_subject && !(s->client_subject = strdup(client_subject))) {
+        session_bury(w, s);
+        return NULL;
+    }
+    s->timer.fn = on_timer;
+    s->task.fn = on_task;
+    s->w = w;
+    s->listener = (uint16_t)listener;
+    s->client_state = -1;
+    s->stream = true;
+    s->peer = *peer;
+    s->dst = *dst;
+    s->conn.io.handler = client_event;
+    s->conn.io.fd = -1;
+    s->snap = snap;
+    snapshot_ref(snap);
+    struct proxy_local *pl = w->proxy;
+    s->next = pl->sessions;
+    if (pl->sessions)
+        pl->sessions->prev = s;
+    pl->sessions = s;
+    pl->nsessions++;
+    set_phase(s, PH_IDLE);
+    s->head_deadline = loop_now_ms(w->loop) + timeouts(s)->client_header_ms;
+    s->idle_deadline = s->head_deadline;
+    s->client_io_ms = loop_now_ms(w->loop);
+    arm_timer(s);
+    return &s->conn;
+}
+
+/* A TLS client's handshake; once done, the connection waits for its first request head, or
+ * becomes an HTTP/2 connection if ALPN agreed on h2. */
 static int step_handshake(struct session *s)
 {
     enum preamble_status r = preamble_handshake(&s->conn, s->w->stats);
@@ -1577,6 +1670,8 @@ static int step_handshake(struct session *s)
     const struct tls_server *tls = s->snap->listeners[s->listener].tls;
     if (tls_server_subject_header(tls))
         s->client_subject = tls_peer_subject(s->conn.ssl);
+    if (tls_alpn_is_h2(s->conn.ssl))
+        return start_h2(s, NULL, 0);
     set_phase(s, PH_IDLE);
     s->client_io_ms = now_ms(s);
     /* The first request head is due within client_header of the handshake's end. */
@@ -1602,6 +1697,20 @@ static int step_head(struct session *s)
         if (r == CONN_EOF)
             return respond_error(s, 400, "client closed in the middle of a request head");
         len = buf_len(&s->in);
+    }
+    switch (h2c_preface_seen(s, len)) {
+    case 1:
+        return start_h2(s, s->in.data + s->in.start, len);
+    case -1: { /* the rest of the preface must come */
+        int r = client_read(s, limit);
+        if (r == CONN_BLOCKED)
+            return STEP_WAIT;
+        if (r != CONN_DONE)
+            return close_session(s, false);
+        return STEP_PROGRESS;
+    }
+    default:
+        break;
     }
     if (s->phase == PH_IDLE) {
         set_phase(s, PH_HEAD);
@@ -1985,17 +2094,19 @@ void proxy_stop(struct worker *w)
     struct session *s = w->proxy->sessions;
     while (s) {
         struct session *next = s->next;
-        if ((s->phase == PH_IDLE && (!s->in.data || buf_empty(&s->in))) ||
+        if ((s->phase == PH_IDLE && !s->stream && (!s->in.data || buf_empty(&s->in))) ||
             s->phase == PH_HANDSHAKE || s->phase == PH_PROXY)
             close_session(s, false);
         else
             s->keep_alive = false;
         s = next;
     }
+    h2front_goaway_all(w, w->snap->conf->shutdown_timeout_ms);
 }
 
 void proxy_close_all(struct worker *w)
 {
     while (w->proxy->sessions)
         close_session(w->proxy->sessions, true);
+    h2front_close_all(w);
 }

@@ -6,11 +6,19 @@
 
 #include <sys/socket.h>
 
+#include "proxy/preamble.h"
+
 struct worker;
+struct snapshot;
 
 /* Takes over an accepted client socket on listener (index in the worker's snapshot). */
 void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sockaddr *peer,
                   socklen_t peer_len);
+
+/* A session for one stream of an HTTP/2 client connection (h2front.h's h2front_open_fn). */
+struct conn *proxy_open_stream(struct worker *w, struct snapshot *snap, unsigned listener,
+                               const union preamble_peer *peer, const union preamble_peer *dst,
+                               const char *client_subject);
 
 /* Graceful stop: idle connections close now, busy ones after their current response. */
 void proxy_stop(struct worker *w);

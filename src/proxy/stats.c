@@ -176,6 +176,8 @@ void stats_sum_global(struct stats *const *all, unsigned n, struct stats_global_
             out->clients[k] += atomic_load_explicit(&all[w]->clients[k], memory_order_relaxed);
         out->accepted += load(&all[w]->accepted);
         out->tunnels += load(&all[w]->tunnels);
+        out->h2_connections += load(&all[w]->h2_connections);
+        out->h2_streams += load(&all[w]->h2_streams);
         out->bad_requests += load(&all[w]->bad_requests);
         out->underscore_fields_dropped += load(&all[w]->underscore_fields_dropped);
         for (unsigned k = 0; k < 2; k++) {

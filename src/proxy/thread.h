@@ -24,6 +24,7 @@ struct proxy_local;
 struct upstream_local;
 struct relay_local;
 struct tcp_local;
+struct h2front_local;
 struct stats;
 struct accesslog_buf;
 
@@ -44,11 +45,13 @@ struct worker {
 
     /* Each module's own per-thread state, opaque here: sessions and their spares (proxy.c), idle
      * backend connections per server and their spares (upstream.c), the pipes of byte relays
-     * (relay.c), TCP mode sessions and their spares (tcp.c). */
+     * (relay.c), TCP mode sessions and their spares (tcp.c), HTTP/2 client connections
+     * (h2front.c). */
     struct proxy_local *proxy;
     struct upstream_local *upstream;
     struct relay_local *relay;
     struct tcp_local *tcp;
+    struct h2front_local *h2front;
 
     char *scratch;              /* one buffer's worth: heads are rebuilt here */
     char *path_scratch;         /* one buffer's worth: the normalised path routing looks at */

@@ -29,6 +29,7 @@
 #include "core/container.h"
 #include "core/log.h"
 #include "proxy/accesslog.h"
+#include "proxy/h2front.h"
 #include "proxy/proxy.h"
 #include "proxy/relay.h"
 #include "proxy/tcp.h"
@@ -331,6 +332,11 @@ static void adopt(struct worker *w, struct snapshot *snap)
     w->limits.underscores = underscore_rule(snap->conf);
     w->snap = snap; /* the offer's reference becomes the worker's */
     upstream_close_idle_removed(w, snap);
+    /* After a reload, HTTP/2 clients reconnect to the new configuration (their open streams
+     * finish first). A rebuild of the same configuration (servers added through the API or
+     * discovered) changes nothing they were told. */
+    if (old && old->conf != snap->conf)
+        h2front_goaway_all(w, snap->conf->shutdown_timeout_ms);
     snapshot_unref(old);
 }
 
@@ -409,8 +415,11 @@ struct worker *worker_new(unsigned id, struct snapshot *snap)
     w->upstream = upstream_local_new();
     w->relay = relay_local_new();
     w->tcp = tcp_local_new();
+    if (w->loop)
+        w->h2front = h2front_local_new(w);
     if (!w->loop || !w->scratch || !w->path_scratch || !w->fields || !w->stats || !w->alog ||
-        !w->proxy || !w->upstream || !w->relay || !w->tcp || grow_server_table(w) < 0) {
+        !w->proxy || !w->upstream || !w->relay || !w->tcp || !w->h2front ||
+        grow_server_table(w) < 0) {
         log_error("worker %u: out of memory", id);
         worker_free(w);
         return NULL;
@@ -487,6 +496,7 @@ void worker_free(struct worker *w)
     free_dead_listeners(w);
     proxy_local_free(w);
     tcp_local_free(w);
+    h2front_local_free(w);
     upstream_local_free(w);
     relay_local_free(w);
     struct snapshot *pending = atomic_exchange(&w->next_snap, NULL);

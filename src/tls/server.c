@@ -107,6 +107,14 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+bool tls_alpn_is_h2(const SSL *ssl)
+{
+    const unsigned char *proto = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(ssl, &proto, &len);
+    return len == 2 && memcmp(proto, "h2", 2) == 0;
+}
+
 /* ---- building ---- */
 
 static int setup_context(SSL_CTX *ctx, struct tls_server *ts, const struct conf *conf, unsigned li,
@@ -285,9 +293,11 @@ void tls_server_free(struct tls_server *ts)
 static int build_alpn(struct tls_server *ts)
 {
     const struct conf_listener_tls *t = &ts->conf->tls;
+    /* by default an HTTP listener offers HTTP/2 first; a TCP one relays bytes it does not read */
+    static char *const http[] = {"h2", "http/1.1"};
     static char *const http11[] = {"http/1.1"};
-    char *const *list = t->nalpn ? t->alpn : http11;
-    unsigned n = t->nalpn ? t->nalpn : 1;
+    char *const *list = t->nalpn ? t->alpn : ts->conf->mode == CONF_MODE_HTTP ? http : http11;
+    unsigned n = t->nalpn ? t->nalpn : ts->conf->mode == CONF_MODE_HTTP ? 2 : 1;
     for (unsigned i = 0; i < n; i++) {
         size_t len = strlen(list[i]);
         if (len == 0 || len > 255 || ts->alpn_len + 1 + len > sizeof(ts->alpn))

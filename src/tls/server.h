@@ -57,6 +57,9 @@ bool tls_is_v13(const struct ssl_st *ssl);
  * malloc'ed string for the caller to free; NULL if there is none or memory ran out. */
 char *tls_peer_subject(const struct ssl_st *ssl);
 
+/* Did the handshake agree on HTTP/2 through ALPN? */
+bool tls_alpn_is_h2(const struct ssl_st *ssl);
+
 /* The server name the client asked for (SNI), or NULL; valid while the connection lives. */
 const char *tls_server_name(const struct ssl_st *ssl);
 

@@ -209,6 +209,9 @@ class SniAndCertificatesTest(TlsCase):
     def test_protocols_and_backend_sees_https(self):
         ctx = client_context(self.pki.root_ca, alpn=["h2", "http/1.1"])
         with tls_connect(self.f.port, ctx, "site.test") as s:
+            self.assertEqual(s.selected_alpn_protocol(), "h2")  # the default: h2 first
+        ctx = client_context(self.pki.root_ca, alpn=["http/1.1"])
+        with tls_connect(self.f.port, ctx, "site.test") as s:
             self.assertEqual(s.selected_alpn_protocol(), "http/1.1")
             self.assertEqual(s.version(), "TLSv1.3")
             status, body = request(s, "/?echo=1", "X-Forwarded-Proto: http\r\n")
@@ -216,7 +219,7 @@ class SniAndCertificatesTest(TlsCase):
         head = body.decode()
         self.assertIn("X-Forwarded-Proto: https\r\n", head)
         self.assertEqual(head.count("X-Forwarded-Proto"), 1)
-        ctx = client_context(self.pki.root_ca, alpn=["h2"])
+        ctx = client_context(self.pki.root_ca, alpn=["spdy/3.1"])
         with tls_connect(self.f.port, ctx, "site.test") as s:
             self.assertIsNone(s.selected_alpn_protocol())  # no common protocol: no ALPN
             self.assertEqual(request(s)[0], 200)

@@ -591,7 +591,7 @@ static void test_unknown_keys(void **state)
                       "t.yaml:2:5: listeners[0].bind: required key is missing\n"
                       "t.yaml:3:5: listeners[0].bnd: unknown key (expected one of: name, bind, "
                       "mode, pool, routes, request_headers, response_headers, merge_slashes, "
-                      "forward_normalized_path, tls, proxy_protocol)");
+                      "forward_normalized_path, tls, proxy_protocol, h2c, http2)");
 }
 
 static void test_unknown_keys_every_level(void **state)
@@ -1797,6 +1797,75 @@ static void test_listener_tls(void **state)
     conf_free(c);
 }
 
+/* HTTP/2 to clients: h2c on plain listeners, the http2 limits with their defaults, and h2 in the
+ * default ALPN list of HTTP listeners only. */
+static void test_listener_http2(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(MINIMAL);
+    const struct conf_http2 *h = &c->listeners[0].http2;
+    assert_false(c->listeners[0].h2c);
+    assert_int_equal(h->max_concurrent_streams, 100);
+    assert_int_equal(h->max_header_list_size, 16384);
+    assert_int_equal(h->stream_idle_ms, 300000);
+    assert_int_equal(h->idle_ms, 60000);
+    assert_false(conf_listener_offers_h2(&c->listeners[0])); /* plain: no ALPN at all */
+    conf_free(c);
+
+    c = load_ok("listeners:\n  - bind: 127.0.0.1:8080\n    pool: app\n    h2c: true\n"
+                "    http2: {max_concurrent_streams: 8, max_header_list_size: 32k,\n"
+                "            stream_idle_timeout: 30s, idle_timeout: 2m}\n" POOLS);
+    h = &c->listeners[0].http2;
+    assert_true(c->listeners[0].h2c);
+    assert_int_equal(h->max_concurrent_streams, 8);
+    assert_int_equal(h->max_header_list_size, 32768);
+    assert_int_equal(h->stream_idle_ms, 30000);
+    assert_int_equal(h->idle_ms, 120000);
+    conf_free(c);
+
+    c = load_ok(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"));
+    assert_true(conf_listener_offers_h2(&c->listeners[0]));
+    conf_free(c);
+    c = load_ok(TLS_LISTENER("      certificates: [{cert: a.pem, key: a.key}]\n"
+                             "      alpn: [http/1.1]\n"));
+    assert_false(conf_listener_offers_h2(&c->listeners[0]));
+    conf_free(c);
+    c = load_ok("listeners:\n  - bind: 127.0.0.1:8443\n    pool: app\n    mode: tcp\n"
+                "    tls: {certificates: [{cert: a.pem, key: a.key}]}\n" POOLS);
+    assert_false(conf_listener_offers_h2(&c->listeners[0])); /* a relay does not read HTTP/2 */
+    conf_free(c);
+}
+
+static void test_listener_http2_errors(void **state)
+{
+    (void)state;
+    assert_only_error(LISTENERS "    http2: {max_concurrent_streams: 0}\n" POOLS,
+                      "t.yaml:4:37: listeners[0].http2.max_concurrent_streams: must be between 1 "
+                      "and 10000");
+    assert_only_error(LISTENERS "    http2: {max_header_list_size: 100}\n" POOLS,
+                      "t.yaml:4:35: listeners[0].http2.max_header_list_size: must be between "
+                      "1024 and 1048576 bytes");
+    assert_only_error(LISTENERS "    http2: {stream_idle_timeout: soon}\n" POOLS,
+                      "t.yaml:4:34: listeners[0].http2.stream_idle_timeout: expected a duration "
+                      "such as 500ms, 2s, 1m or 1h, found \"soon\"");
+    assert_only_error(LISTENERS "    http2: {idle: 5s}\n" POOLS,
+                      "t.yaml:4:13: listeners[0].http2.idle: unknown key (expected one of: "
+                      "max_concurrent_streams, max_header_list_size, stream_idle_timeout, "
+                      "idle_timeout)");
+    assert_only_error(LISTENERS "    h2c: maybe\n" POOLS,
+                      "t.yaml:4:10: listeners[0].h2c: expected true or false, found \"maybe\"");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8443\n    pool: app\n    h2c: true\n"
+                      "    tls: {certificates: [{cert: a.pem, key: a.key}]}\n" POOLS,
+                      "t.yaml:4:10: listeners[0].h2c: is for plain listeners: a TLS listener "
+                      "offers h2 through tls.alpn");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8443\n    pool: app\n    mode: tcp\n"
+                      "    h2c: true\n    http2: {idle_timeout: 1s}\n" POOLS,
+                      "t.yaml:5:10: listeners[0].h2c: is for HTTP listeners: a tcp listener "
+                      "relays bytes to its pool\n"
+                      "t.yaml:6:12: listeners[0].http2: is for HTTP listeners: a tcp listener "
+                      "relays bytes to its pool");
+}
+
 static void test_listener_tls_errors(void **state)
 {
     (void)state;
@@ -2972,6 +3041,8 @@ int main(void)
         cmocka_unit_test(test_ops_errors),
         cmocka_unit_test(test_listener_tls),
         cmocka_unit_test(test_listener_tls_errors),
+        cmocka_unit_test(test_listener_http2),
+        cmocka_unit_test(test_listener_http2_errors),
         cmocka_unit_test(test_tls_flags),
         cmocka_unit_test(test_proxy_protocol_accept),
         cmocka_unit_test(test_pool_tls),

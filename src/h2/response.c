@@ -1,0 +1,110 @@
+/*
+ * response.c - an HTTP/1.1 response head as an HTTP/2 header list (response.h).
+ */
+#include "h2/response.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Fields that belong to one HTTP/1.1 connection and have no meaning in HTTP/2. */
+static int connection_specific(const struct http1_field *f)
+{
+    switch (f->id) {
+    case HTTP1_FIELD_CONNECTION:
+    case HTTP1_FIELD_KEEP_ALIVE:
+    case HTTP1_FIELD_PROXY_CONNECTION:
+    case HTTP1_FIELD_TRANSFER_ENCODING:
+    case HTTP1_FIELD_UPGRADE:
+    case HTTP1_FIELD_TE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static nghttp2_nv entry(const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    return (nghttp2_nv){.name = (uint8_t *)name,
+                        .namelen = name_len,
+                        .value = (uint8_t *)value,
+                        .valuelen = value_len,
+                        .flags = NGHTTP2_NV_FLAG_NONE};
+}
+
+int h2_response_fields(const char *head, const struct http1_msg *msg, nghttp2_nv *nv, size_t max,
+                       char status[H2_STATUS_TEXT], char *lower, size_t cap)
+{
+    if (max < 1 || msg->status < 100 || msg->status > 999)
+        return -1;
+    snprintf(status, H2_STATUS_TEXT, "%03u", msg->status);
+    size_t n = 0, used = 0;
+    nv[n++] = entry(":status", 7, status, 3);
+    for (uint32_t i = 0; i < msg->nfields; i++) {
+        const struct http1_field *f = &msg->fields[i];
+        if (connection_specific(f))
+            continue;
+        if (n == max || f->name_len > cap - used)
+            return -1;
+        char *name = lower + used;
+        for (uint16_t k = 0; k < f->name_len; k++) {
+            char c = head[f->name_off + k];
+            name[k] = c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+        }
+        used += f->name_len;
+        nv[n++] = entry(name, f->name_len, head + f->value_off, f->value_len);
+    }
+    return (int)n;
+}
+
+/* Fields a trailer section must not carry into HTTP/2: the connection-specific ones, and those
+ * about framing, which HTTP/2 does itself. */
+static bool forbidden_trailer(const char *lower, size_t len)
+{
+    static const char *const names[] = {"connection",        "keep-alive", "proxy-connection",
+                                        "transfer-encoding", "upgrade",    "te",
+                                        "content-length",    "host",       "trailer"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strlen(names[i]) == len && memcmp(names[i], lower, len) == 0)
+            return true;
+    return false;
+}
+
+static bool ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+int h2_trailer_fields(const char *section, size_t len, nghttp2_nv *nv, size_t max, char *lower,
+                      size_t cap)
+{
+    size_t n = 0, used = 0, at = 0;
+    while (at < len) {
+        const char *line = section + at;
+        const char *eol = memchr(line, '\r', len - at);
+        if (!eol || eol == line) /* the empty line that ends the section */
+            break;
+        at = (size_t)(eol - section) + 2;
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon)
+            continue; /* the decoder let no such line through */
+        size_t name_len = (size_t)(colon - line);
+        if (name_len > cap - used)
+            return -1;
+        char *name = lower + used;
+        for (size_t k = 0; k < name_len; k++)
+            name[k] = line[k] >= 'A' && line[k] <= 'Z' ? (char)(line[k] + ('a' - 'A')) : line[k];
+        if (forbidden_trailer(name, name_len))
+            continue;
+        used += name_len;
+        const char *v = colon + 1, *end = eol;
+        while (v < end && ows(*v))
+            v++;
+        while (end > v && ows(end[-1]))
+            end--;
+        if (n == max)
+            return -1;
+        nv[n++] = entry(name, name_len, v, (size_t)(end - v));
+    }
+    return (int)n;
+}
