@@ -302,6 +302,12 @@ static int control_set_server(const char *pool, const char *name, int admin, int
         snprintf(reason, sizeof(reason), "admin API: %s", names[admin]);
         server_update_state(s, loop_now_ms(ctl.loop), reason);
     }
+    /* The answer says the change is made: the balancers follow it before the reply rather than
+     * after this event, so that a request sent once the reply came sees the new weight. */
+    if (ctl.refresh.queued) {
+        loop_cancel(ctl.loop, &ctl.refresh);
+        refresh_balancers(ctl.loop, &ctl.refresh);
+    }
     return 0;
 }
 

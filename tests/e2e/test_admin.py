@@ -89,6 +89,9 @@ class AdminApiTest(FulcrumTestCase):
         status, body, _ = api(self.aport, "POST", "/api/pools/app/servers/s1",
                               {"state": "ready", "weight": 3})
         self.assertEqual((status, body["state"], body["weight"]), (200, "up", 3))
+        # every worker takes the rebuilt rotation at its next event: once b1 answers, the
+        # rotation is the new one, and any 8 turns in a row of 1:3 give it exactly 6
+        wait_for(lambda: served_by(self.f.port, 1) == ["b1"], what="b1 back in the rotation")
         seen = served_by(self.f.port, 8)
         self.assertEqual(seen.count("b1"), 6)
 
