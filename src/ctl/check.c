@@ -624,6 +624,11 @@ static void describe(const struct pool *p)
     if (c->type == CONF_CHECK_TCP)
         log_info("pool %s: TCP health checks every %ums (rise %u, fall %u)", p->name,
                  c->interval_ms, c->rise, c->fall);
+    else if (c->type == CONF_CHECK_GRPC)
+        log_info("pool %s: gRPC health checks of service \"%s\" every %ums (rise %u, fall %u, "
+                 "timeout %ums)",
+                 p->name, c->service ? c->service : "", c->interval_ms, c->rise, c->fall,
+                 c->timeout_ms);
     else
         log_info("pool %s: health checks %s %s every %ums (rise %u, fall %u, timeout %ums)",
                  p->name, c->method, c->path, c->interval_ms, c->rise, c->fall, c->timeout_ms);
@@ -633,7 +638,8 @@ static bool same_check(const struct conf_health_check *a, const struct conf_heal
 {
     return a->enabled == b->enabled && a->type == b->type && a->port == b->port &&
            strcmp(a->method, b->method) == 0 && strcmp(a->path, b->path) == 0 &&
-           (a->host ? b->host && strcmp(a->host, b->host) == 0 : !b->host);
+           (a->host ? b->host && strcmp(a->host, b->host) == 0 : !b->host) &&
+           strcmp(a->service ? a->service : "", b->service ? b->service : "") == 0;
 }
 
 /* Moves an existing watch to its server's pool in the new snapshot. */

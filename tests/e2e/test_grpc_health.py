@@ -74,6 +74,9 @@ class GrpcHealthTest(FulcrumTestCase):
         self.start({"api": (check, [("a", a.target), ("b", b.target)], "")})
         self.wait_state("api", "a", "up", "SERVING")
         self.wait_state("api", "b", "up", "SERVING")
+        self.assertEqual(self.f.log().count(
+            'pool api: gRPC health checks of service "%s" every 200ms (rise 1, fall 1, '
+            'timeout 200ms)' % SERVICE), 1, self.f.log())
         res = grpc_peer.set_health(b.target, SERVICE, "NOT_SERVING")
         self.assertTrue(res.ok, res)
         self.wait_state("api", "b", "down", "NOT_SERVING")
