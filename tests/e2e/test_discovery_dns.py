@@ -47,22 +47,17 @@ def knot_available():
     return all(os.access(p, os.X_OK) for p in (KNOTD, KNOTC, KDIG))
 
 
-class Knot(Process):
-    """knotd serving ZONE (and OTHER) from a temporary directory, on 127.0.0.1:port (UDP and
-    TCP)."""
-
-    def __init__(self, records, port=None, workdir=None, other=()):
-        self.dir = workdir or tempfile.mkdtemp(prefix="fulcrum-e2e-knot-")
-        self.port = port or free_port()
-        self.socket = os.path.join(self.dir, "knot.sock")
-        self.serial = getattr(self, "serial", 0)
-        for sub in ("db", "zones"):
-            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        with open(os.path.join(self.dir, "knot.conf"), "w") as f:
-            f.write(
-                "server:\n"
+def write_knot_conf(directory, address, port, socket_path, zones):
+    """knotd's configuration in directory/knot.conf (with its db/ and zones/ folders): listening
+    on address@port, controlled through socket_path, serving each of zones from
+    zones/ZONE.zone. The zone files are the truth: knotd never writes them back, and keeps no
+    journal, so a reload reads exactly what the test wrote."""
+    for sub in ("db", "zones"):
+        os.makedirs(os.path.join(directory, sub), exist_ok=True)
+    with open(os.path.join(directory, "knot.conf"), "w") as f:
+        f.write("server:\n"
                 "    rundir: \"%(dir)s\"\n"
-                "    listen: 127.0.0.1@%(port)d\n"
+                "    listen: %(address)s@%(port)d\n"
                 "control:\n"
                 "    listen: \"%(sock)s\"\n"
                 "database:\n"
@@ -73,15 +68,25 @@ class Knot(Process):
                 "template:\n"
                 "  - id: default\n"
                 "    storage: \"%(dir)s/zones\"\n"
-                "    zonefile-sync: -1\n"       # never write the zone file back
-                "    journal-content: none\n"   # the file is the truth, at every reload
+                "    zonefile-sync: -1\n"
+                "    journal-content: none\n"
                 "zone:\n"
-                "  - domain: %(zone)s\n"
-                "    file: \"%(zone)s.zone\"\n"
-                "  - domain: %(other)s\n"
-                "    file: \"%(other)s.zone\"\n"
-                % {"dir": self.dir, "port": self.port, "sock": self.socket, "zone": ZONE,
-                   "other": OTHER})
+                % {"dir": directory, "address": address, "port": port, "sock": socket_path})
+        for zone in zones:
+            f.write("  - domain: %s\n    file: \"%s.zone\"\n" % (zone, zone))
+    return os.path.join(directory, "knot.conf")
+
+
+class Knot(Process):
+    """knotd serving ZONE (and OTHER) from a temporary directory, on 127.0.0.1:port (UDP and
+    TCP)."""
+
+    def __init__(self, records, port=None, workdir=None, other=()):
+        self.dir = workdir or tempfile.mkdtemp(prefix="fulcrum-e2e-knot-")
+        self.port = port or free_port()
+        self.socket = os.path.join(self.dir, "knot.sock")
+        self.serial = getattr(self, "serial", 0)
+        write_knot_conf(self.dir, "127.0.0.1", self.port, self.socket, (ZONE, OTHER))
         self._write_zone(OTHER, other, 1)
         self._write_zone(ZONE, records)
         super().__init__([KNOTD, "-c", os.path.join(self.dir, "knot.conf")], "knotd")

@@ -41,7 +41,7 @@ import unittest
 
 import netns
 from harness import BACKEND, FULCRUM, wait_for
-from test_discovery_dns import KNOTC, KNOTD, knot_available
+from test_discovery_dns import KNOTC, KNOTD, knot_available, write_knot_conf
 
 SUBNET = "10.77.0"
 REGISTRY = SUBNET + ".2"
@@ -232,31 +232,8 @@ class ScaleOutTest(unittest.TestCase):
     def start_dns(self, host):
         """knotd on the registry host, port 53, serving ZONE with SRV records for b1-b3."""
         self.knot_dir = os.path.join(self.tmp, "knot")
-        for sub in ("db", "zones"):
-            os.makedirs(os.path.join(self.knot_dir, sub))
         self.knot_socket = os.path.join(self.knot_dir, "knot.sock")
-        conf = os.path.join(self.knot_dir, "knot.conf")
-        with open(conf, "w") as f:
-            f.write("server:\n"
-                    "    rundir: \"%(dir)s\"\n"
-                    "    listen: %(addr)s@53\n"
-                    "control:\n"
-                    "    listen: \"%(sock)s\"\n"
-                    "database:\n"
-                    "    storage: \"%(dir)s/db\"\n"
-                    "log:\n"
-                    "  - target: stderr\n"
-                    "    any: info\n"
-                    "template:\n"
-                    "  - id: default\n"
-                    "    storage: \"%(dir)s/zones\"\n"
-                    "    zonefile-sync: -1\n"
-                    "    journal-content: none\n"
-                    "zone:\n"
-                    "  - domain: %(zone)s\n"
-                    "    file: \"%(zone)s.zone\"\n"
-                    % {"dir": self.knot_dir, "addr": REGISTRY, "sock": self.knot_socket,
-                       "zone": ZONE})
+        conf = write_knot_conf(self.knot_dir, REGISTRY, 53, self.knot_socket, (ZONE,))
         self.serial = 0
         self.write_zone(BACKENDS)
         self.knot = host.run([KNOTD, "-c", conf], "knotd")
