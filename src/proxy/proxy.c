@@ -320,6 +320,16 @@ static struct session *session_alloc(struct worker *w)
                          offsetof(struct session, spare));
 }
 
+/* Puts a new session (a client connection or an HTTP/2 stream) on the worker's list. */
+static void session_link(struct proxy_local *pl, struct session *s)
+{
+    s->next = pl->sessions;
+    if (pl->sessions)
+        pl->sessions->prev = s;
+    pl->sessions = s;
+    pl->nsessions++;
+}
+
 /* Sessions closed during the batch may still have events queued: reuse only after it. */
 static void session_bury(struct worker *w, struct session *s)
 {
@@ -1644,12 +1654,7 @@ struct conn *proxy_open_stream(struct worker *w, struct snapshot *snap, unsigned
     s->conn.io.fd = -1;
     s->snap = snap;
     snapshot_ref(snap);
-    struct proxy_local *pl = w->proxy;
-    s->next = pl->sessions;
-    if (pl->sessions)
-        pl->sessions->prev = s;
-    pl->sessions = s;
-    pl->nsessions++;
+    session_link(w->proxy, s);
     set_phase(s, PH_IDLE);
     s->head_deadline = loop_now_ms(w->loop) + timeouts(s)->client_header_ms;
     s->idle_deadline = s->head_deadline;
@@ -2071,12 +2076,7 @@ void proxy_accept(struct worker *w, unsigned listener, int fd, const struct sock
     }
     s->snap = w->snap;
     snapshot_ref(s->snap);
-    struct proxy_local *pl = w->proxy;
-    s->next = pl->sessions;
-    if (pl->sessions)
-        pl->sessions->prev = s;
-    pl->sessions = s;
-    pl->nsessions++;
+    session_link(w->proxy, s);
     /* A new connection must deliver its first head within client_header, counted from now;
      * over TLS, its handshake must end within tls_handshake first. A PROXY header must come
      * within client_header. */
