@@ -776,6 +776,8 @@ static const struct enumeration underscores_names = {"drop, allow or reject",
 
 static const struct enumeration listener_mode_names = {
     "http or tcp", {[CONF_MODE_HTTP] = "http", [CONF_MODE_TCP] = "tcp"}};
+static const struct enumeration pool_protocol_names = {
+    "http1 or h2", {[CONF_POOL_HTTP1] = "http1", [CONF_POOL_H2] = "h2"}};
 static const struct enumeration proxy_send_names = {
     "v1 or v2 (or none)",
     {[CONF_PROXY_SEND_NONE] = "none", [CONF_PROXY_SEND_V1] = "v1", [CONF_PROXY_SEND_V2] = "v2"}};
@@ -791,6 +793,7 @@ _Static_assert(sizeof(enum conf_underscores) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_tls_version) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_listener_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_proxy_send) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum conf_pool_protocol) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_samesite) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum conf_hash_key) == sizeof(int), "enum size");
 
@@ -1250,6 +1253,20 @@ static void pool_finish(struct ctx *ctx, const yaml_node_t *node, void *obj, siz
 {
     struct conf_pool *p = obj;
     p->check_type_given = map_get(ctx, map_get(ctx, node, "health_check"), "type") != NULL;
+    if (p->protocol == CONF_POOL_H2) {
+        /* an HTTP/1.1 probe would find every HTTP/2-only server down: a connect is the safe
+         * default, and type: grpc the one to write for gRPC servers */
+        if (!p->check_type_given)
+            p->check.type = CONF_CHECK_TCP;
+        if (p->proxy_protocol) {
+            const yaml_node_t *at = map_get(ctx, node, "proxy_protocol");
+            size_t mark = path_push_key(ctx, "proxy_protocol", strlen("proxy_protocol"));
+            node_error(ctx, at ? at : node,
+                       "cannot go with protocol: h2: a PROXY header names one client, and an "
+                       "HTTP/2 connection carries the requests of many");
+            path_pop(ctx, mark);
+        }
+    }
     balance_keys_check(ctx, node, p);
     servers_check(ctx, node, p);
     pool_complete(ctx, p);
@@ -1614,6 +1631,7 @@ static const struct schema discovery_schema = SCHEMA(discovery_fields);
 static const struct field pool_fields[] = {
     FIELD("name", parse_string, struct conf_pool, name, .required = true),
     FIELD("balance", parse_enum, struct conf_pool, balance, .names = &balance_names),
+    FIELD("protocol", parse_enum, struct conf_pool, protocol, .names = &pool_protocol_names),
     FIELD("servers", parse_list, struct conf_pool, servers,
           .offset2 = offsetof(struct conf_pool, nservers), .sub = &server_schema),
     FIELD("discovery", parse_submapping, struct conf_pool, discovery, .sub = &discovery_schema),
@@ -2486,6 +2504,11 @@ static void check_listener_mode(struct ctx *ctx, struct conf *conf, const struct
                         "not have (only client_ip can be hashed in TCP mode)",
                         p->name, conf_hash_key_name(p->hash_key),
                         p->hash_key_name ? p->hash_key_name : "");
+        if (p && p->protocol == CONF_POOL_H2)
+            entry_error(ctx, ls, i, "pool",
+                        "pool %s has protocol: h2, which is for HTTP listeners: a tcp listener "
+                        "relays bytes, it has no requests to put on streams",
+                        p->name);
         if (p && p->sticky.enabled)
             entry_error(ctx, ls, i, "pool",
                         "pool %s has sticky cookies, which a tcp listener's connections do not "

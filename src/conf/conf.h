@@ -153,6 +153,12 @@ enum conf_proxy_send {
     CONF_PROXY_SEND_V2,       /* binary (send-proxy-v2) */
 };
 
+/* How a pool's requests reach its servers (docs/http2.md, "gRPC servers"). */
+enum conf_pool_protocol {
+    CONF_POOL_HTTP1 = 0, /* HTTP/1.1, one request per pooled connection at a time (default) */
+    CONF_POOL_H2,        /* HTTP/2: many streams over a few connections per server */
+};
+
 /* Where discovery gets a pool's servers from (docs/discovery.md). */
 enum conf_dns_type {
     CONF_DNS_SRV = 0, /* target, port and weight from SRV records (the default) */
@@ -201,6 +207,7 @@ struct conf_discovery {
 struct conf_pool {
     char *name;
     enum conf_balance balance;
+    enum conf_pool_protocol protocol;
     struct conf_server *servers;
     unsigned nservers;
     struct conf_health_check check;

@@ -530,7 +530,7 @@ static void on_check_timer(struct loop *loop, struct loop_timer *t)
     if (!w->pool->tls) {
         conn_init_tcp(&w->conn, fd, check_io);
     } else {
-        struct ssl_st *ssl = grpc ? tls_client_connect_h2(w->pool->tls, w->server->host)
+        struct ssl_st *ssl = grpc ? tls_client_connect_h2(w->pool->tls, w->server->host, NULL)
                                   : tls_client_connect(w->pool->tls, w->server->host, NULL);
         if (!ssl || conn_init_tls(&w->conn, fd, check_io, ssl) < 0) {
             log_warn("pool %s server %s: health check skipped: out of memory", w->pool->name,

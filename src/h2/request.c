@@ -1,8 +1,10 @@
 /*
- * request.c - HTTP/2 request fields as an HTTP/1.1 head (request.h has the rules).
+ * request.c - HTTP/2 header blocks as HTTP/1.1 heads (request.h has the rules): a client's
+ * request (the server role), a trailer section, and a server's response (the client role).
  */
 #include "h2/request.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "http/http1.h"
@@ -216,5 +218,65 @@ int h2_trailers_field(struct h2_request *r, const char *name, size_t name_len, c
 
 uint32_t h2_trailers_finish(struct h2_request *r)
 {
+    return put(r, "\r\n", 2) < 0 ? 0 : r->len;
+}
+
+void h2_reply_init(struct h2_request *r, char *head, uint32_t cap, uint8_t method)
+{
+    h2_request_init(r, head, cap, NULL, 0);
+    r->method = method;
+}
+
+static int reply_status(struct h2_request *r, const char *value, size_t len)
+{
+    if (r->line_written || len != 3)
+        return fail(r, 502, "bad :status");
+    unsigned status = 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return fail(r, 502, "bad :status");
+        status = status * 10 + (unsigned)(value[i] - '0');
+    }
+    if (status < 100)
+        return fail(r, 502, "bad :status");
+    r->status = (uint16_t)status;
+    r->line_written = true;
+    char line[80];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03u %s\r\n", status, http1_reason(status));
+    if (n <= 0 || (size_t)n >= sizeof(line))
+        return fail(r, 502, "bad :status");
+    return put(r, line, (size_t)n);
+}
+
+int h2_reply_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
+                   size_t value_len)
+{
+    if (name_len && name[0] == ':') {
+        if (!names(name, name_len, ":status"))
+            return fail(r, 502, "unknown pseudo-header field in a response");
+        return reply_status(r, value, value_len);
+    }
+    if (!r->line_written)
+        return fail(r, 502, "no :status");
+    if (names(name, name_len, "content-length"))
+        r->has_length = true;
+    return put_line(r, name, name_len, value, value_len);
+}
+
+uint32_t h2_reply_finish(struct h2_request *r, bool end_stream, bool *chunked)
+{
+    *chunked = false;
+    if (!r->line_written)
+        fail(r, 502, "no :status");
+    bool bodiless =
+        r->status < 200 || r->status == 204 || r->status == 304 || r->method == HTTP1_METHOD_HEAD;
+    if (!bodiless && !r->has_length) {
+        if (end_stream) {
+            put_line(r, "content-length", 14, "0", 1);
+        } else {
+            put_line(r, "transfer-encoding", 17, "chunked", 7);
+            *chunked = true;
+        }
+    }
     return put(r, "\r\n", 2) < 0 ? 0 : r->len;
 }

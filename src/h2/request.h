@@ -38,6 +38,7 @@ struct h2_request {
     uint32_t scratch_cap, scratch_len;
     uint32_t method_off, method_len, path_off, path_len, authority_off, authority_len;
     uint32_t cookie_off; /* where the crumbs start in scratch */
+    uint16_t status;     /* a response's (h2_reply_*) */
     uint8_t method;      /* enum http1_method (the response's framing depends on HEAD) */
     bool line_written;   /* request line and Host are in head */
     bool has_authority, has_path, has_host, has_length, has_cookie;
@@ -67,5 +68,19 @@ void h2_trailers_init(struct h2_request *r, char *buf, uint32_t cap);
 int h2_trailers_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
                       size_t value_len);
 uint32_t h2_trailers_finish(struct h2_request *r);
+
+/*
+ * The client role (client.h): a response's header block as an HTTP/1.1 response head, written
+ * into head as the fields come. ":status" gives the status line (with the usual reason phrase);
+ * the body's framing is decided at the end: Content-Length as the server sent it, none for a
+ * response that cannot have a body, "Content-Length: 0" for one that ended with its HEADERS, and
+ * otherwise chunked, so that trailers (gRPC's grpc-status) can follow the body. A failure is
+ * error_status 502 with error saying why. method is the request's (HEAD has no body).
+ */
+void h2_reply_init(struct h2_request *r, char *head, uint32_t cap, uint8_t method);
+int h2_reply_field(struct h2_request *r, const char *name, size_t name_len, const char *value,
+                   size_t value_len);
+/* The head's length (0: failed); *chunked: the body follows with chunked framing. */
+uint32_t h2_reply_finish(struct h2_request *r, bool end_stream, bool *chunked);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * response.c - an HTTP/1.1 response head as an HTTP/2 header list (response.h).
+ * response.c - HTTP/1.1 heads as HTTP/2 header lists (response.h): a response to a client (the
+ * server role), a trailer section, and a request to a server (the client role).
  */
 #include "h2/response.h"
 
@@ -105,6 +106,64 @@ int h2_trailer_fields(const char *section, size_t len, nghttp2_nv *nv, size_t ma
         if (n == max)
             return -1;
         nv[n++] = entry(name, name_len, v, (size_t)(end - v));
+    }
+    return (int)n;
+}
+
+/* Appends name in lowercase to lower; NULL when it does not fit. */
+static const char *lowercase(const char *name, size_t len, char *lower, size_t cap, size_t *used)
+{
+    if (len > cap - *used)
+        return NULL;
+    char *out = lower + *used;
+    for (size_t k = 0; k < len; k++)
+        out[k] = name[k] >= 'A' && name[k] <= 'Z' ? (char)(name[k] + ('a' - 'A')) : name[k];
+    *used += len;
+    return out;
+}
+
+int h2_request_fields(const char *head, const struct http1_msg *msg, const char *scheme,
+                      nghttp2_nv *nv, size_t max, char *lower, size_t cap)
+{
+    if (msg->method == HTTP1_METHOD_CONNECT || max < 4)
+        return -1;
+    size_t n = 0, used = 0;
+    nv[n++] = entry(":method", 7, head + msg->method_off, msg->method_len);
+    nv[n++] = entry(":scheme", 7, scheme, strlen(scheme));
+    if (msg->path_len)
+        nv[n++] = entry(":path", 5, head + msg->path_off, msg->path_len);
+    else if (msg->target_len == 1 && head[msg->target_off] == '*')
+        nv[n++] = entry(":path", 5, "*", 1);
+    else
+        nv[n++] = entry(":path", 5, "/", 1);
+    /* pseudo-header fields come first (RFC 9113 section 8.3): the authority before any field */
+    if (msg->flags & HTTP1_F_ABSOLUTE_FORM) {
+        nv[n++] = entry(":authority", 10, head + msg->authority_off, msg->authority_len);
+    } else {
+        for (uint32_t i = 0; i < msg->nfields; i++) {
+            const struct http1_field *f = &msg->fields[i];
+            if (f->id == HTTP1_FIELD_HOST) {
+                nv[n++] = entry(":authority", 10, head + f->value_off, f->value_len);
+                break;
+            }
+        }
+    }
+    /* We take trailers and pass them on (as chunked trailers, or HTTP/2 ones), whatever the
+     * client said: "te: trailers" is the one TE HTTP/2 allows, and gRPC servers require it. */
+    if (n == max)
+        return -1;
+    nv[n++] = entry("te", 2, "trailers", 8);
+    /* every other field of the head is sent but these: the proxy wrote the head, so what it left
+     * in is meant for the server (the parser's drop marks would drop its own X-Forwarded-For) */
+    for (uint32_t i = 0; i < msg->nfields; i++) {
+        const struct http1_field *f = &msg->fields[i];
+        const char *value = head + f->value_off;
+        if (f->id == HTTP1_FIELD_HOST || connection_specific(f))
+            continue;
+        const char *name = lowercase(head + f->name_off, f->name_len, lower, cap, &used);
+        if (!name || n == max)
+            return -1;
+        nv[n++] = entry(name, f->name_len, value, f->value_len);
     }
     return (int)n;
 }

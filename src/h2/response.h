@@ -37,4 +37,15 @@ int h2_response_fields(const char *head, const struct http1_msg *msg, nghttp2_nv
 int h2_trailer_fields(const char *section, size_t len, nghttp2_nv *nv, size_t max, char *lower,
                       size_t cap);
 
+/*
+ * The client role (client.h): an HTTP/1.1 request head (parsed into msg) as an HTTP/2 header
+ * list: :method, :scheme (scheme), :authority (the Host field, or an absolute-form target's
+ * authority), :path (the origin-form target, "*" for OPTIONS *), then the fields, names in
+ * lowercase (kept in lower, cap bytes), without Host and the connection-specific ones, and
+ * "te: trailers" (fulcrum takes trailers, and gRPC servers want to hear it). Returns the entries
+ * (at most max), or -1: too many, or a request HTTP/2 cannot carry this way (CONNECT).
+ */
+int h2_request_fields(const char *head, const struct http1_msg *msg, const char *scheme,
+                      nghttp2_nv *nv, size_t max, char *lower, size_t cap);
+
 #endif

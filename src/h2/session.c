@@ -48,11 +48,6 @@ static void start_closing(struct h2_session *h2)
 
 static void pump(struct h2_session *h2);
 
-static struct h2_stream *stream_of(struct h2_session *h2, int32_t id)
-{
-    return h2->ng ? nghttp2_session_get_stream_user_data(h2->ng, id) : NULL;
-}
-
 void h2_session_kick(struct h2_session *h2)
 {
     if (h2->in_pump)
@@ -123,7 +118,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         h2_request_init(&h2->req, st->head.data, size, h2->scratch.data, size);
     } else {
         /* trailers: kept only for a body the user reads chunked (request.h) */
-        st = stream_of(h2, frame->hd.stream_id);
+        st = h2_stream_of(h2, frame->hd.stream_id);
         if (!st)
             return 0;
         if (st->chunked_rx && st->conn && !st->tail.data && buf_get(h2->env->bufs, &st->tail) == 0)
@@ -138,7 +133,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
                      void *user)
 {
     struct h2_session *h2 = user;
-    struct h2_stream *st = stream_of(h2, frame->hd.stream_id);
+    struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
     if (!st || frame->hd.type != NGHTTP2_HEADERS)
         return 0;
     /* An HPACK bomb decodes small frames into a huge list: it is the decoded size that counts. */
@@ -208,7 +203,7 @@ static void request_ready(struct h2_session *h2, struct h2_stream *st, bool end_
     h2_stream_attach(st, conn);
 }
 
-static void trailers_ready(struct h2_session *h2, struct h2_stream *st)
+void h2_session_trailers_ready(struct h2_session *h2, struct h2_stream *st)
 {
     if (!st->tail.data)
         return;
@@ -226,7 +221,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     struct h2_session *h2 = user;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
-    struct h2_stream *st = stream_of(h2, frame->hd.stream_id);
+    struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
     if (!st)
         return 0;
     h2_session_touch(h2, st);
@@ -236,7 +231,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         return 0;
     }
     if (frame->hd.type == NGHTTP2_HEADERS)
-        trailers_ready(h2, st);
+        h2_session_trailers_ready(h2, st);
     if (end_stream) {
         st->rx_end = true;
         h2_stream_refresh(st);
@@ -244,16 +239,16 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
-                         size_t len, void *user)
+int h2_session_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                             size_t len, void *user)
 {
     struct h2_session *h2 = user;
-    struct h2_stream *st = stream_of(h2, id);
+    struct h2_stream *st = h2_stream_of(h2, id);
     if (st && st->conn) {
         h2_session_touch(h2, st);
         if (h2_stream_data(st, data, len))
             return 0;
-        /* more than the window we gave: the client does not follow the protocol */
+        /* more than the window we gave: the peer does not follow the protocol */
         h2_stream_reset(st, NGHTTP2_FLOW_CONTROL_ERROR);
     }
     /* nobody reads it: the window it took goes back at once */
@@ -267,21 +262,21 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
         !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
-    struct h2_stream *st = stream_of(h2, frame->hd.stream_id);
+    struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
     if (!st)
         return 0;
     st->end_sent = true;
     /* the response is complete and nobody reads the rest of the request: stop it */
-    if (!st->conn && !st->rx_end)
+    if (!h2->client && !st->conn && !st->rx_end)
         h2_stream_reset(st, NGHTTP2_NO_ERROR);
     return 0;
 }
 
-static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user)
+int h2_session_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user)
 {
     struct h2_session *h2 = user;
     log_debug("h2 stream %d: closed (%s)", id, nghttp2_http2_strerror(error_code));
-    struct h2_stream *st = stream_of(h2, id);
+    struct h2_stream *st = h2_stream_of(h2, id);
     if (st) {
         nghttp2_session_set_stream_user_data(ng, id, NULL);
         h2_stream_closed(st, error_code);
@@ -306,9 +301,15 @@ struct h2_local *h2_local_new(void)
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_session_on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_session_on_stream_close);
+    if (nghttp2_session_callbacks_new(&local->client_callbacks) != 0) {
+        nghttp2_session_callbacks_del(local->callbacks);
+        free(local);
+        return NULL;
+    }
+    h2_client_set_callbacks(local->client_callbacks);
     return local;
 }
 
@@ -321,6 +322,7 @@ void h2_local_free(struct h2_local *local)
         free(st);
     buf_pool_destroy(&local->rx);
     nghttp2_session_callbacks_del(local->callbacks);
+    nghttp2_session_callbacks_del(local->client_callbacks);
     free(local->nv);
     free(local->lower);
     free(local);
@@ -348,6 +350,11 @@ static void end(struct h2_session *h2)
     loop_cancel(loop, &h2->task);
     for (struct h2_stream *st = h2->first; st; st = st->next) {
         st->closed = true;
+        /* a server's response that came whole is still the user's to read */
+        if (h2->client && st->rx_end && st->conn) {
+            h2_stream_refresh(st);
+            continue;
+        }
         buf_put(&h2->env->local->rx, &st->rx); /* no window to give back any more */
         if (st->conn) {
             st->conn->io.ready |= LOOP_HUP | LOOP_ERR;
@@ -591,15 +598,45 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
     pump(h2);
 }
 
+/* Our SETTINGS: as a server, the client's limits; as a client, what a server may send us. */
+static int submit_settings(struct h2_session *h2)
+{
+    const struct h2_limits *lim = &h2->lim;
+    nghttp2_settings_entry settings[] = {
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->max_header_list_size},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_concurrent_streams},
+    };
+    /* a client's MAX_CONCURRENT_STREAMS would limit pushed streams, which it refuses anyway */
+    size_t n = sizeof(settings) / sizeof(settings[0]) - (h2->client ? 1 : 0);
+    uint32_t window = lim->max_concurrent_streams * H2_STREAM_WINDOW;
+    if (h2->client || window > CONNECTION_WINDOW ||
+        window / H2_STREAM_WINDOW != lim->max_concurrent_streams)
+        window = CONNECTION_WINDOW;
+    if (nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, settings, n) != 0 ||
+        nghttp2_session_set_local_window_size(h2->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)window) != 0)
+        return -1;
+    return 0;
+}
+
 struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, const char *early,
                                     size_t early_len, const struct h2_limits *lim,
                                     const struct h2_host *host)
+{
+    return h2_session_begin(env, c, early, early_len, lim, host, false);
+}
+
+struct h2_session *h2_session_begin(const struct h2_env *env, struct conn *c, const char *early,
+                                    size_t early_len, const struct h2_limits *lim,
+                                    const struct h2_host *host, bool client)
 {
     struct h2_session *h2 = calloc(1, sizeof(*h2));
     nghttp2_option *opt = NULL;
     if (!h2 || nghttp2_option_new(&opt) != 0)
         goto fail;
     h2->env = env;
+    h2->client = client;
     h2->lim = *lim;
     h2->host = *host;
     h2->grave.bury = bury;
@@ -614,22 +651,13 @@ struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, co
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_no_closed_streams(opt, 1);
-    if (nghttp2_session_server_new2(&h2->ng, env->local->callbacks, h2, opt) != 0)
+    int rv = client ? nghttp2_session_client_new2(&h2->ng, env->local->client_callbacks, h2, opt)
+                    : nghttp2_session_server_new2(&h2->ng, env->local->callbacks, h2, opt);
+    if (rv != 0)
         goto fail;
     nghttp2_option_del(opt);
     opt = NULL;
-    nghttp2_settings_entry settings[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_concurrent_streams},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->max_header_list_size},
-        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-    };
-    uint32_t window = lim->max_concurrent_streams * H2_STREAM_WINDOW;
-    if (window > CONNECTION_WINDOW || window / H2_STREAM_WINDOW != lim->max_concurrent_streams)
-        window = CONNECTION_WINDOW;
-    if (nghttp2_submit_settings(h2->ng, NGHTTP2_FLAG_NONE, settings,
-                                sizeof(settings) / sizeof(settings[0])) != 0 ||
-        nghttp2_session_set_local_window_size(h2->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)window) != 0)
+    if (submit_settings(h2) < 0)
         goto fail;
     /* the loop now reports the connection's events here */
     uint32_t ready = c->io.ready;

@@ -91,6 +91,10 @@ void h2_stream_release(struct h2_stream *st)
 void h2_stream_reset(struct h2_stream *st, uint32_t error_code)
 {
     struct h2_session *h2 = st->h2;
+    if (st->id <= 0) { /* a request never submitted: nghttp2 does not know the stream */
+        st->closed = true;
+        return;
+    }
     if (st->reset_sent || st->closed || !h2->ng)
         return;
     st->reset_sent = true;
@@ -172,10 +176,17 @@ void h2_stream_closed(struct h2_stream *st, uint32_t error_code)
 {
     st->closed = true;
     st->close_error = error_code;
-    h2_stream_drop_rx(st);
+    /* a server's whole response may close the stream before its user read it all: that stays */
+    if (!(st->h2->client && st->rx_end && st->conn))
+        h2_stream_drop_rx(st);
     if (st->conn) {
-        /* Reset by the client, or cut by an error: the user must not take it for complete. */
-        if (error_code != NGHTTP2_NO_ERROR || st->tx_state != H2_TX_DONE || has_bytes(&st->tx))
+        /* Reset by the peer, or cut by an error: the user must not take it for complete. A
+         * server may stop a request it answered whole (RFC 9113 section 8.1): only the response
+         * counts there. */
+        bool cut = st->h2->client ? !st->rx_end
+                                  : error_code != NGHTTP2_NO_ERROR || st->tx_state != H2_TX_DONE ||
+                                        has_bytes(&st->tx);
+        if (cut)
             st->conn->io.ready |= LOOP_HUP | LOOP_ERR;
         h2_stream_refresh(st);
         h2_session_notify(st->h2, st);
@@ -268,7 +279,8 @@ static ssize_t h2_stream_recv(struct conn *c, void *buf, size_t len)
 
     if (has_bytes(&st->head))
         n += take(&st->head, dst, len);
-    if (st->head.data && buf_empty(&st->head))
+    /* (a client's response head is written in place until it is whole) */
+    if (st->head.data && buf_empty(&st->head) && (!h2->client || st->head_done))
         buf_put(h2->env->bufs, &st->head);
     if (!has_bytes(&st->head) && n < len) {
         if (st->chunked_rx) {
@@ -297,8 +309,11 @@ static ssize_t h2_stream_recv(struct conn *c, void *buf, size_t len)
             st->tail_done = st->tail_static == LAST_CHUNK_LEN;
         }
     }
-    if (body && h2->ng && !st->closed) {
-        nghttp2_session_consume(h2->ng, st->id, body);
+    if (body && h2->ng) {
+        if (st->closed) /* only the connection's window is left to reopen */
+            nghttp2_session_consume_connection(h2->ng, body);
+        else
+            nghttp2_session_consume(h2->ng, st->id, body);
         h2_session_kick(h2);
     }
     if (n)
@@ -328,8 +343,7 @@ static ssize_t h2_stream_peek(struct conn *c, void *buf, size_t len)
 
 /* ---- writing: the response ---- */
 
-/* Makes room for n entries and cap bytes of names in the thread's lists. */
-static int reserve_lists(struct h2_local *local, size_t n, size_t cap)
+int h2_stream_reserve_lists(struct h2_local *local, size_t n, size_t cap)
 {
     if (n > local->nv_cap) {
         nghttp2_nv *nv = realloc(local->nv, n * sizeof(*nv));
@@ -356,6 +370,8 @@ static int reserve_lists(struct h2_local *local, size_t n, size_t cap)
 static ssize_t take_head(struct h2_stream *st, const char *p, size_t len)
 {
     struct h2_session *h2 = st->h2;
+    if (h2->client)
+        return h2_client_submit(st, p, len);
     const struct h2_env *env = h2->env;
     struct http1_scan scan = {0};
     uint16_t why_status;
@@ -363,7 +379,7 @@ static ssize_t take_head(struct h2_stream *st, const char *p, size_t len)
     struct http1_msg msg = {.fields = *env->fields};
     if (http1_scan_head(&scan, p, len, env->limits, false, &why_status, &why) != HTTP1_DONE ||
         http1_parse_response(&scan, p, env->limits, st->method, &msg) != HTTP1_DONE ||
-        reserve_lists(env->local, msg.nfields + 1, msg.head_end) < 0) {
+        h2_stream_reserve_lists(env->local, msg.nfields + 1, msg.head_end) < 0) {
         errno = EPROTO;
         return -1;
     }
@@ -512,7 +528,7 @@ static bool send_trailers(struct h2_stream *st)
     size_t len = buf_len(&st->trailers);
     bool sent = false;
     /* a field per line at most, each name no longer than the section */
-    if (reserve_lists(local, len / 4 + 1, len) == 0) {
+    if (h2_stream_reserve_lists(local, len / 4 + 1, len) == 0) {
         int n = h2_trailer_fields(st->trailers.data + st->trailers.start, len, local->nv,
                                   local->nv_cap, local->lower, local->lower_cap);
         sent = n > 0 && nghttp2_submit_trailer(st->h2->ng, st->id, local->nv, (size_t)n) == 0;
@@ -557,7 +573,8 @@ static int h2_stream_shutdown(struct conn *c)
 /*
  * The user lets go. Without reset, a response complete on our side is still sent to the end; a
  * request the client is still sending is then cut with RST_STREAM NO_ERROR (RFC 9113 section
- * 8.1), since nobody will read it. A reset, or a response not complete, is RST_STREAM CANCEL.
+ * 8.1), since nobody will read it. A reset, or a response not complete, is RST_STREAM CANCEL; so
+ * is, in the client role, a request whose response did not come whole.
  */
 static void h2_stream_close(struct conn *c, bool reset)
 {
@@ -569,8 +586,8 @@ static void h2_stream_close(struct conn *c, bool reset)
     if (!reset && st->tx_state == H2_TX_BODY && st->tx_body == HTTP1_BODY_CLOSE)
         st->tx_state = H2_TX_DONE;
     buf_put(h2->env->bufs, &st->head);
-    if (reset || st->tx_state != H2_TX_DONE)
-        h2_stream_reset(st, NGHTTP2_CANCEL);
+    if (reset || st->tx_state != H2_TX_DONE || (h2->client && !st->rx_end))
+        h2_stream_reset(st, NGHTTP2_CANCEL); /* as a client: the server need not go on */
     else if (st->end_sent && !st->rx_end)
         h2_stream_reset(st, NGHTTP2_NO_ERROR);
     else if (h2->ng && !st->closed)

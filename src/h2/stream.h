@@ -49,6 +49,7 @@ struct h2_stream {
     uint8_t tx_state;              /* enum h2_tx_state */
     uint8_t tx_body;               /* enum http1_body of the response */
     bool chunked_rx;               /* the body goes to the user with chunked framing */
+    bool head_done;                /* client role: the final response head arrived */
     bool rx_end;                   /* the client ended the request (END_STREAM) */
     bool tail_done;                /* the chunked body's end has been read */
     bool eof_given;                /* recv() has returned end of stream */
@@ -62,10 +63,11 @@ struct h2_stream {
 };
 
 struct h2_local {
-    struct buf_pool rx;      /* request body buffers, one window each */
-    struct freelist streams; /* spare struct h2_stream */
-    nghttp2_session_callbacks *callbacks;
-    nghttp2_nv *nv; /* header lists of responses */
+    struct buf_pool rx;                          /* request body buffers, one window each */
+    struct freelist streams;                     /* spare struct h2_stream */
+    nghttp2_session_callbacks *callbacks;        /* the server role's */
+    nghttp2_session_callbacks *client_callbacks; /* the client role's (client.c) */
+    nghttp2_nv *nv;                              /* header lists of responses */
     size_t nv_cap;
     char *lower; /* their lowercase names */
     size_t lower_cap;
@@ -94,6 +96,7 @@ struct h2_session {
     uint64_t close_by_ms;     /* closing: the end, flushed or not (a client that reads
                                * nothing cannot keep the connection) */
     uint64_t grace_until_ms;  /* after GOAWAY: the deadline; 0: no GOAWAY sent */
+    bool client;              /* the client role: a connection to a server (client.h) */
     bool in_pump;
     bool kicked;  /* asked to pump while pumping */
     bool ended;   /* the client connection is closed; waiting for streams' users to let go */
@@ -124,7 +127,32 @@ void h2_stream_reset(struct h2_stream *st, uint32_t error_code);
 /* Returns request body bytes never read to the connection's window, and drops them. */
 void h2_stream_drop_rx(struct h2_stream *st);
 
+/* The stream with that id, or NULL. */
+static inline struct h2_stream *h2_stream_of(struct h2_session *h2, int32_t id)
+{
+    return h2->ng ? nghttp2_session_get_stream_user_data(h2->ng, id) : NULL;
+}
+
+/* Makes room for n entries and cap bytes of lowercase names in the thread's header lists. */
+int h2_stream_reserve_lists(struct h2_local *local, size_t n, size_t cap);
+
+/* client.c */
+/* The client role's take on the request head the user writes: HEADERS, and the body's source.
+ * Returns the head's length, or -1 (errno EPROTO: not a head HTTP/2 can carry). */
+ssize_t h2_client_submit(struct h2_stream *st, const char *p, size_t len);
+void h2_client_set_callbacks(nghttp2_session_callbacks *cb);
+
 /* session.c */
+/* Starts a session on c (session.h's h2_session_start, or client.h's h2_client_start). */
+struct h2_session *h2_session_begin(const struct h2_env *env, struct conn *c, const char *early,
+                                    size_t early_len, const struct h2_limits *lim,
+                                    const struct h2_host *host, bool client);
+/* nghttp2's callbacks both roles share. */
+int h2_session_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                             size_t len, void *user);
+int h2_session_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user);
+/* A trailer section is complete: the stream's tail holds it, or it is dropped. */
+void h2_session_trailers_ready(struct h2_session *h2, struct h2_stream *st);
 /* Something changed nghttp2's state outside of pump(): pump again soon. */
 void h2_session_kick(struct h2_session *h2);
 /* Queues st for its user's handler (run by pump(), outside nghttp2's callbacks). */

@@ -71,6 +71,7 @@
 #include "core/net.h"
 #include "core/recycler.h"
 #include "core/tls_conn.h"
+#include "http/grpc.h"
 #include "http/path.h"
 #include "http/rewrite.h"
 #include "lb/keys.h"
@@ -129,6 +130,7 @@ struct session {
 
     uint64_t idle_deadline, head_deadline, connect_deadline, linger_deadline;
     uint64_t resp_deadline; /* the response head is due (timeouts.server); 0: request not sent */
+    uint64_t grpc_deadline; /* a gRPC call's grpc-timeout runs out (its head is due); 0: none */
     uint64_t client_io_ms, server_io_ms; /* last progress on each side */
 
     /* the request in progress, for counters and the access log */
@@ -164,6 +166,8 @@ struct session {
     bool final_started; /* a byte of the final response reached the client: no error answer now */
     bool client_eof, server_eof;
     bool websocket;          /* the request is a WebSocket opening handshake */
+    bool grpc;               /* the request is a gRPC call: fulcrum's own answers are gRPC's */
+    bool grpc_expired;       /* its grpc-timeout ran out before the response head came */
     bool client_fin_checked; /* the client's FIN came behind pipelined bytes: a half-close */
     bool status_failure;     /* the response's status counts against the server */
     bool stream;             /* the client is one stream of an HTTP/2 connection (h2front.h):
@@ -732,8 +736,14 @@ static int respond_error(struct session *s, unsigned status, const char *why)
      * does a 404 for a well-formed request no route takes; other 4xx answer a broken request. */
     bool keep = s->keep_alive && s->req_complete && (status >= 500 || status == 404) &&
                 !w->stopping && s->resp_state == RS_WAIT;
-    size_t n = canned_response(s->out.data + s->out.end, w->bufs.size - s->out.end, status,
-                               s->method == HTTP1_METHOD_HEAD, keep);
+    size_t n;
+    if (s->grpc) /* the client reads grpc-status; the status logged stays fulcrum's */
+        n = grpc_reply(s->out.data + s->out.end, w->bufs.size - s->out.end,
+                       s->grpc_expired ? GRPC_DEADLINE_EXCEEDED : grpc_status_of_http(status), why,
+                       keep ? "" : "Connection: close\r\n");
+    else
+        n = canned_response(s->out.data + s->out.end, w->bufs.size - s->out.end, status,
+                            s->method == HTTP1_METHOD_HEAD, keep);
     if (n == 0)
         return abort_session(s);
     s->out.end += (uint32_t)n;
@@ -897,10 +907,19 @@ static int connect_failed(struct session *s, struct server *srv, int err)
 static int attach_upstream(struct session *s, struct server *srv, bool allow_idle)
 {
     struct worker *w = s->w;
-    enum conf_proxy_send pp = session_pool(s)->conf->proxy_protocol;
+    const struct pool *pool = session_pool(s);
+    enum conf_proxy_send pp = pool->conf->proxy_protocol;
     /* With the PROXY protocol a connection names its client: none is shared (upstream.h). */
-    struct upstream *u = allow_idle && !pp ? upstream_take_idle(w, srv) : NULL;
-    if (!u) {
+    bool h2 = pool->conf->protocol == CONF_POOL_H2;
+    struct upstream *u = allow_idle && !pp && !h2 ? upstream_take_idle(w, srv) : NULL;
+    if (h2) {
+        int err = 0;
+        u = upstream_open_stream(w, srv, pool->tls, upstream_event, !allow_idle,
+                                 timeouts(s)->server_idle_ms, &err);
+        if (!u)
+            return connect_failed(s, srv, err);
+        s->connect_deadline = now_ms(s) + timeouts(s)->connect_ms;
+    } else if (!u) {
         int err = 0;
         u = upstream_connect(w, srv, session_pool(s)->tls, upstream_event, &err);
         if (!u)
@@ -1166,6 +1185,12 @@ static int start_exchange(struct session *s, const struct http1_msg *msg)
     s->t_head_us = loop_now_us(w->loop);
     s->bytes_in += msg->head_end;
     reqlog_capture(s, s->in.data + s->in.start, msg);
+    s->grpc = grpc_request(s->in.data + s->in.start, msg);
+    s->grpc_expired = false;
+    uint64_t grpc_ms;
+    s->grpc_deadline = s->grpc && grpc_timeout_ms(s->in.data + s->in.start, msg, &grpc_ms)
+                           ? now_ms(s) + (grpc_ms ? grpc_ms : 1)
+                           : 0;
     if (msg->version == 11)
         s->keep_alive = !(msg->flags & HTTP1_F_CONN_CLOSE);
     else
@@ -1871,6 +1896,14 @@ static bool client_blocked(const struct session *s)
     return s->resp_fwd && !(s->conn.io.ready & LOOP_WRITABLE);
 }
 
+/* When a gRPC call's response head is overdue by the client's own deadline (grpc-timeout):
+ * it bounds the server's time, the connect included. UINT64_MAX when there is none. */
+static uint64_t grpc_deadline(const struct session *s)
+{
+    return s->grpc_deadline && s->resp_state == RS_WAIT && !s->final_started ? s->grpc_deadline
+                                                                             : UINT64_MAX;
+}
+
 /*
  * When the server's time is up, if the exchange is waiting for it. The final response head is due
  * timeouts.server after the request's last byte went out, however slowly it trickles in; taking
@@ -1878,9 +1911,10 @@ static bool client_blocked(const struct session *s)
  */
 static uint64_t server_deadline(const struct session *s)
 {
-    if (s->resp_state == RS_WAIT && s->resp_deadline)
-        return s->resp_deadline;
-    return s->server_io_ms + timeouts(s)->server_body_idle_ms;
+    uint64_t when = s->resp_state == RS_WAIT && s->resp_deadline
+                        ? s->resp_deadline
+                        : s->server_io_ms + timeouts(s)->server_body_idle_ms;
+    return grpc_deadline(s) < when ? grpc_deadline(s) : when;
 }
 
 /* Is the exchange waiting for the server to do something? */
@@ -1924,7 +1958,7 @@ static void arm_timer(struct session *s)
         return;
     default:
         if (s->up && s->up->connecting)
-            when = s->connect_deadline;
+            when = s->connect_deadline < grpc_deadline(s) ? s->connect_deadline : grpc_deadline(s);
         else if (waiting_on_server(s))
             when = server_deadline(s);
         if (waiting_on_client(s) && s->client_io_ms + t->client_ms < when)
@@ -1966,7 +2000,13 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
         r = respond_error(s, 408, "request head timeout");
         break;
     default:
-        if (s->up && s->up->connecting && now >= s->connect_deadline) {
+        if (s->up && now >= grpc_deadline(s)) {
+            /* the client gives up now: so does the server's stream (respond_error resets it);
+             * the server is not blamed for a deadline it may never have been able to meet */
+            s->grpc_expired = true;
+            set_term(s, "grpc_deadline");
+            r = respond_error(s, 504, "deadline exceeded (grpc-timeout)");
+        } else if (s->up && s->up->connecting && now >= s->connect_deadline) {
             struct server *srv = s->up->server;
             upstream_close(s->w, s->up, false);
             s->up = NULL;

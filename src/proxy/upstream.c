@@ -17,9 +17,11 @@
 #include "core/net.h"
 #include "core/recycler.h"
 #include "core/tls_conn.h"
+#include "h2/session.h"
 #include "lb/snapshot.h"
 #include "proxy/stats.h"
 #include "proxy/thread.h"
+#include "proxy/upstream_shared.h"
 #include "tls/client.h"
 
 /* Idle connections kept per server per thread; more than this are closed when parked. */
@@ -32,6 +34,7 @@ struct server_local {
     struct upstream *idle_tail;
     unsigned nidle;
     struct ssl_session_st *session; /* TLS: the last resumable session with the server */
+    struct h2_link *links;          /* HTTP/2 connections to it (upstream_h2.c) */
     /* not in the thread's snapshot any more (upstream_close_idle_removed): a connection that
      * finishes its request there is closed, not parked where nothing would take it */
     bool retired;
@@ -42,6 +45,7 @@ struct upstream_local {
     struct server_local *servers; /* indexed by server slot */
     unsigned nservers;
     struct recycler spares; /* closed ones: reusable after the batch (upstream_recycle) */
+    struct h2_env *h2env;   /* for HTTP/2 connections to servers; NULL until the first */
 };
 
 static inline struct server_local *server_local(struct worker *w, const struct server *s)
@@ -94,7 +98,7 @@ static void idle_event(struct loop *loop, struct loop_io *io)
         upstream_close(u->worker, u, false);
 }
 
-static struct upstream *alloc_upstream(struct worker *w)
+struct upstream *upstream_alloc(struct worker *w)
 {
     return recycler_take(&w->upstream->spares, sizeof(struct upstream),
                          offsetof(struct upstream, spare));
@@ -119,8 +123,8 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s)
     return u;
 }
 
-struct upstream *upstream_connect(struct worker *w, struct server *s, const struct tls_client *tls,
-                                  loop_io_fn handler, int *err)
+static struct upstream *connect_to(struct worker *w, struct server *s, const struct tls_client *tls,
+                                   loop_io_fn handler, bool h2, int *err)
 {
     bool in_progress = false;
     int fd = net_connect(&s->addr, &in_progress);
@@ -128,7 +132,7 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, const stru
         *err = errno;
         return NULL;
     }
-    struct upstream *u = alloc_upstream(w);
+    struct upstream *u = upstream_alloc(w);
     if (!u) {
         close(fd);
         *err = ENOMEM;
@@ -137,7 +141,9 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, const stru
     if (!tls) {
         conn_init_tcp(&u->conn, fd, handler);
     } else {
-        struct ssl_st *ssl = tls_client_connect(tls, s->host, server_local(w, s)->session);
+        struct ssl_session_st *session = server_local(w, s)->session;
+        struct ssl_st *ssl = h2 ? tls_client_connect_h2(tls, s->host, session)
+                                : tls_client_connect(tls, s->host, session);
         if (!ssl || conn_init_tls(&u->conn, fd, handler, ssl) < 0) {
             if (ssl)
                 conn_close(&u->conn, false); /* frees ssl, closes fd */
@@ -162,6 +168,57 @@ struct upstream *upstream_connect(struct worker *w, struct server *s, const stru
     if (!in_progress) /* connected at once (loopback): no need to wait for the event */
         u->conn.io.ready |= LOOP_WRITABLE;
     return u;
+}
+
+struct upstream *upstream_connect(struct worker *w, struct server *s, const struct tls_client *tls,
+                                  loop_io_fn handler, int *err)
+{
+    return connect_to(w, s, tls, handler, false, err);
+}
+
+struct upstream *upstream_connect_h2(struct worker *w, struct server *s,
+                                     const struct tls_client *tls, loop_io_fn handler, int *err)
+{
+    return connect_to(w, s, tls, handler, true, err);
+}
+
+void upstream_forget(struct worker *w, struct upstream *u)
+{
+    server_unref(u->server);
+    u->server = NULL;
+    u->owner = NULL;
+    recycler_bury(&w->upstream->spares, &u->spare);
+}
+
+struct h2_link **upstream_links(struct worker *w, const struct server *s)
+{
+    return &server_local(w, s)->links;
+}
+
+bool upstream_server_retired(struct worker *w, const struct server *s)
+{
+    return server_local(w, s)->retired;
+}
+
+const struct h2_env *upstream_h2_env(struct worker *w)
+{
+    struct upstream_local *ul = w->upstream;
+    if (ul->h2env)
+        return ul->h2env;
+    struct h2_env *env = calloc(1, sizeof(*env));
+    if (!env)
+        return NULL;
+    *env = (struct h2_env){.loop = w->loop,
+                           .bufs = &w->bufs,
+                           .limits = &w->limits,
+                           .fields = &w->fields,
+                           .local = h2_local_new()};
+    if (!env->local) {
+        free(env);
+        return NULL;
+    }
+    ul->h2env = env;
+    return env;
 }
 
 int upstream_send_proxy_header(struct upstream *u, int version, const struct sockaddr *src,
@@ -208,6 +265,8 @@ static enum conn_status send_preamble(struct upstream *u, int *err)
 enum conn_status upstream_finish_connect(struct upstream *u, int *err, const char **why)
 {
     *why = NULL;
+    if (u->link)
+        return upstream_stream_finish_connect(u, err, why);
     if (u->conn.io.ready & (LOOP_ERR | LOOP_HUP)) {
         *err = net_socket_error(u->conn.io.fd);
         if (!*err)
@@ -262,6 +321,10 @@ static void keep_session(struct server_local *sl, const struct upstream *u)
 
 void upstream_park(struct worker *w, struct upstream *u)
 {
+    if (u->link) { /* the stream ends; its connection stays with the others' */
+        upstream_close(w, u, false);
+        return;
+    }
     struct server_local *sl = server_local(w, u->server);
     if (u->conn.ssl)
         keep_session(sl, u);
@@ -282,6 +345,11 @@ void upstream_park(struct worker *w, struct upstream *u)
 
 void upstream_close(struct worker *w, struct upstream *u, bool reset)
 {
+    if (u->link) {
+        upstream_stream_close(w, u, reset);
+        upstream_forget(w, u);
+        return;
+    }
     if (!u->owner && u->conn.io.handler == idle_event) {
         idle_list_remove(server_local(w, u->server), u);
         idle_gauge(w, u, -1);
@@ -319,6 +387,8 @@ void upstream_close_idle_removed(struct worker *w, const struct snapshot *snap)
         ul->servers[i].retired = !kept[i];
         while (!kept[i] && ul->servers[i].idle_head)
             upstream_close(w, ul->servers[i].idle_head, false);
+        if (!kept[i])
+            upstream_close_idle_links(&ul->servers[i].links);
     }
     free(kept);
 }
@@ -326,9 +396,11 @@ void upstream_close_idle_removed(struct worker *w, const struct snapshot *snap)
 void upstream_close_all_idle(struct worker *w)
 {
     struct upstream_local *ul = w->upstream;
-    for (unsigned i = 0; i < ul->nservers; i++)
+    for (unsigned i = 0; i < ul->nservers; i++) {
         while (ul->servers[i].idle_head)
             upstream_close(w, ul->servers[i].idle_head, false);
+        upstream_close_idle_links(&ul->servers[i].links);
+    }
 }
 
 void upstream_recycle(struct worker *w)
@@ -364,6 +436,10 @@ void upstream_local_free(struct worker *w)
     if (!ul)
         return;
     recycler_free_all(&ul->spares, offsetof(struct upstream, spare));
+    if (ul->h2env) {
+        h2_local_free(ul->h2env->local);
+        free(ul->h2env);
+    }
     for (unsigned i = 0; i < ul->nservers; i++)
         tls_session_free(ul->servers[i].session);
     free(ul->servers);

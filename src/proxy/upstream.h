@@ -16,6 +16,12 @@
  * Such a connection names one client to its server for its whole life, so it is private to the
  * session that opened it: upstream_park() closes it instead of putting it in the shared idle pool
  * (docs/tcp.md says what that costs).
+ *
+ * HTTP/2 (a `protocol: h2` pool): the upstream of a request is a stream on a shared connection to
+ * its server, opened with upstream_open_stream() (upstream_h2.c has the connections). The proxy
+ * drives it like any other: upstream_finish_connect() while its connection is being set up, then
+ * an HTTP/1.1 request written and an HTTP/1.1 response read (h2/client.h); parking or closing it
+ * ends the stream and leaves the connection to other streams.
  */
 #ifndef FULCRUM_UPSTREAM_H
 #define FULCRUM_UPSTREAM_H
@@ -30,6 +36,7 @@
 #include "servers/pool.h"
 
 struct tls_client;
+struct h2_link;
 
 struct worker;
 
@@ -41,11 +48,14 @@ struct upstream {
     struct upstream *prev, *next; /* idle list */
     struct freelist_node spare;   /* on the thread's spares */
     uint64_t idle_since_ms;
-    uint32_t requests; /* requests carried so far */
-    bool connecting;   /* TCP connect, then (for a TLS pool) the handshake, under way */
-    bool handshaking;  /* TCP is up; the TLS handshake is not done yet */
-    bool reused;       /* taken from the idle pool for the current request */
-    bool private_conn; /* carries one client's PROXY header: never parked for others */
+    struct h2_link *link; /* an HTTP/2 stream's connection (upstream_h2.c); NULL for the others */
+    uint32_t requests;    /* requests carried so far */
+    bool connecting;      /* TCP connect, then (for a TLS pool) the handshake, under way */
+    bool handshaking;     /* TCP is up; the TLS handshake is not done yet */
+    bool reused;          /* taken from the idle pool for the current request */
+    bool private_conn;    /* carries one client's PROXY header: never parked for others */
+    bool on_wait_list;    /* an HTTP/2 stream waiting for its connection (prev, next) */
+    bool stream_failed;   /* ... which could not be opened on it when it came up */
     uint8_t preamble_len, preamble_sent; /* the PROXY header, and how much of it went */
     char preamble[PP_WRITE_MAX];
 };
@@ -60,6 +70,18 @@ struct upstream *upstream_take_idle(struct worker *w, struct server *s);
  */
 struct upstream *upstream_connect(struct worker *w, struct server *s, const struct tls_client *tls,
                                   loop_io_fn handler, int *err);
+
+/*
+ * A stream to s (a server of a `protocol: h2` pool) for one request: on a connection of this
+ * thread to s that has room for it, or on a new one (always when fresh is set: the request is
+ * being tried again after a stream on a used connection failed). idle_ms is how long a
+ * connection without streams stays open. The upstream is "connecting" until its connection is up;
+ * handler is called then, and whenever the stream may be read or written. Returns NULL with *err
+ * set (errno) when no connection could be started.
+ */
+struct upstream *upstream_open_stream(struct worker *w, struct server *s,
+                                      const struct tls_client *tls, loop_io_fn handler, bool fresh,
+                                      uint32_t idle_ms, int *err);
 
 /*
  * Makes u, just returned by upstream_connect() and before anything else was done with it, start

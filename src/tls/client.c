@@ -173,10 +173,11 @@ struct ssl_st *tls_client_connect(const struct tls_client *tc, const char *host,
     return ssl;
 }
 
-struct ssl_st *tls_client_connect_h2(const struct tls_client *tc, const char *host)
+struct ssl_st *tls_client_connect_h2(const struct tls_client *tc, const char *host,
+                                     struct ssl_session_st *session)
 {
     static const unsigned char h2[] = {2, 'h', '2'}; /* ALPN's wire form: length, name */
-    SSL *ssl = tls_client_connect(tc, host, NULL);
+    SSL *ssl = tls_client_connect(tc, host, session);
     if (ssl && SSL_set_alpn_protos(ssl, h2, sizeof(h2)) != 0) { /* 0 is success here */
         ERR_clear_error();
         SSL_free(ssl);

@@ -40,8 +40,9 @@ void tls_client_free(struct tls_client *tc);
 struct ssl_st *tls_client_connect(const struct tls_client *tc, const char *host,
                                   struct ssl_session_st *session);
 
-/* The same, offering only h2 through ALPN (HTTP/2: gRPC health checks). */
-struct ssl_st *tls_client_connect_h2(const struct tls_client *tc, const char *host);
+/* The same, offering only h2 through ALPN (HTTP/2: gRPC health checks, `protocol: h2` pools). */
+struct ssl_st *tls_client_connect_h2(const struct tls_client *tc, const char *host,
+                                     struct ssl_session_st *session);
 /* After the handshake: did the server choose h2? */
 bool tls_client_chose_h2(const struct ssl_st *ssl);
 

@@ -613,12 +613,13 @@ static void test_unknown_keys_every_level(void **state)
                             "server_body_idle, tls_handshake, tunnel)"));
     assert_true(has_line(e, "t.yaml:3:10: limits.max_conns: unknown key (expected one of: "
                             "max_connections, max_header_bytes, max_headers)"));
-    assert_true(has_line(e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
-                            "balance, servers, discovery, max_servers, retries, retry_on_timeout, "
-                            "slow_start, when_all_down, "
-                            "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
-                            "choices, hash_key, hash_key_required, hash_table_size, "
-                            "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
+    assert_true(has_line(
+        e, "t.yaml:9:5: pools[0].balanse: unknown key (expected one of: name, "
+           "balance, protocol, servers, discovery, max_servers, retries, retry_on_timeout, "
+           "slow_start, when_all_down, "
+           "ignore_client_abort, health_check, passive, tls, proxy_protocol, "
+           "choices, hash_key, hash_key_required, hash_table_size, "
+           "hash_balance_factor, ewma_decay, ewma_default_latency, sticky)"));
     assert_true(has_line(e, "t.yaml:11:36: pools[0].servers[0].wieght: unknown key (expected one "
                             "of: name, address, weight)"));
     free(e);
@@ -2931,6 +2932,42 @@ static void test_discovery_keys(void **state)
     conf_free(c);
 }
 
+/* protocol: h2 speaks HTTP/2 to the servers: checked with a connect unless the type is written,
+ * and refused where a connection would carry one client only (PROXY header, tcp listener). */
+static void test_pool_protocol(void **state)
+{
+    (void)state;
+    struct conf *c = load_ok(LISTENERS "pools:\n  - name: app\n    protocol: h2\n"
+                                       "    servers: [{address: 127.0.0.1:9000}]\n"
+                                       "    health_check: {interval: 1s}\n");
+    assert_int_equal(c->pools[0].protocol, CONF_POOL_H2);
+    assert_int_equal(c->pools[0].check.type, CONF_CHECK_TCP);
+    conf_free(c);
+    c = load_ok(LISTENERS "pools:\n  - name: app\n    protocol: h2\n"
+                          "    servers: [{address: 127.0.0.1:9000}]\n"
+                          "    health_check: {type: grpc, service: x}\n");
+    assert_int_equal(c->pools[0].check.type, CONF_CHECK_GRPC);
+    conf_free(c);
+    c = load_ok(MINIMAL);
+    assert_int_equal(c->pools[0].protocol, CONF_POOL_HTTP1);
+    conf_free(c);
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    protocol: h3\n"
+                                "    servers: [{address: 127.0.0.1:9000}]\n",
+                      "t.yaml:6:15: pools[0].protocol: expected one of: http1, h2, found \"h3\"");
+    assert_only_error(LISTENERS "pools:\n  - name: app\n    protocol: h2\n"
+                                "    proxy_protocol: v2\n"
+                                "    servers: [{address: 127.0.0.1:9000}]\n",
+                      "t.yaml:7:21: pools[0].proxy_protocol: cannot go with protocol: h2: a PROXY "
+                      "header names one client, and an HTTP/2 connection carries the requests of "
+                      "many");
+    assert_only_error("listeners:\n  - bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
+                      "pools:\n  - name: app\n    protocol: h2\n"
+                      "    servers: [{address: 127.0.0.1:9000}]\n",
+                      "t.yaml:4:11: listeners[0].pool: pool app has protocol: h2, which is for "
+                      "HTTP listeners: a tcp listener relays bytes, it has no requests to put on "
+                      "streams");
+}
+
 static void test_discovery_errors(void **state)
 {
     (void)state;
@@ -3072,6 +3109,7 @@ int main(void)
         cmocka_unit_test(test_balance_keys_tcp),
         cmocka_unit_test(test_discovery_keys),
         cmocka_unit_test(test_discovery_errors),
+        cmocka_unit_test(test_pool_protocol),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
