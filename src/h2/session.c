@@ -367,10 +367,12 @@ static void end(struct h2_session *h2)
         struct h2_stream *st = h2->notify;
         h2->notify = st->notify_next;
         st->notify_queued = false;
-        if (st->free_after_notify)
+        if (st->free_after_notify) {
             h2_stream_release(st);
-        else if (st->conn && st->conn->io.handler)
+        } else if (st->conn && st->conn->io.handler) {
+            h2_stream_ready(st); /* readable: a read tells the user the stream is cut */
             st->conn->io.handler(loop, &st->conn->io);
+        }
     }
     for (struct h2_stream *st = h2->first, *next; st; st = next) {
         next = st->next;
