@@ -221,10 +221,47 @@ static void trailers_ready(struct h2_session *h2, struct h2_stream *st)
     st->tail.end = len;
 }
 
+/*
+ * DATA frames without payload or END_STREAM carry nothing and take no window, so flow control
+ * does not bound them, and nghttp2 has no limit of its own (CVE-2019-9518: each costs a frame's
+ * work). A leaky bucket per connection lets EMPTY_DATA_BURST of them through at once, and one
+ * more every EMPTY_DATA_LEAK_MS: no client needs more (a body that ends with an empty frame has
+ * END_STREAM on it, which is not counted), and a flood ends after EMPTY_DATA_BURST + 1 frames,
+ * however it interleaves real data. The client gets GOAWAY ENHANCE_YOUR_CALM, as with nghttp2's
+ * own flood limits, and the connection closes. Returns true when it does.
+ */
+#define EMPTY_DATA_BURST   100
+#define EMPTY_DATA_LEAK_MS 100
+
+static bool empty_data_flood(struct h2_session *h2, const nghttp2_frame *frame)
+{
+    if (frame->hd.type != NGHTTP2_DATA || frame->hd.length > frame->data.padlen ||
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) || h2->closing)
+        return false;
+    uint64_t now = loop_now_ms(h2->env->loop);
+    uint64_t leaked = (now - h2->empty_data_leak_ms) / EMPTY_DATA_LEAK_MS;
+    if (leaked >= h2->empty_data) {
+        h2->empty_data = 0;
+        h2->empty_data_leak_ms = now;
+    } else if (leaked) {
+        h2->empty_data -= (uint32_t)leaked;
+        h2->empty_data_leak_ms += leaked * EMPTY_DATA_LEAK_MS;
+    }
+    if (++h2->empty_data <= EMPTY_DATA_BURST)
+        return false;
+    log_debug("h2: more than %u empty DATA frames: GOAWAY ENHANCE_YOUR_CALM", EMPTY_DATA_BURST);
+    if (nghttp2_session_terminate_session(h2->ng, NGHTTP2_ENHANCE_YOUR_CALM) != 0)
+        log_debug("h2: cannot queue GOAWAY: the connection closes without it");
+    start_closing(h2);
+    return true;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
     struct h2_session *h2 = user;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    if (empty_data_flood(h2, frame))
         return 0;
     struct h2_stream *st = stream_of(h2, frame->hd.stream_id);
     if (!st)
