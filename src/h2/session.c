@@ -12,7 +12,8 @@
  *
  * until nothing moves. A client that does not read what we send stops being read (wbuf full),
  * so it cannot make us queue replies without end; nghttp2's own limits (SETTINGS and PING acks,
- * stream resets per second, CONTINUATION frames per header block) end a connection that floods.
+ * stream resets per second, CONTINUATION frames per header block) and ours (empty DATA frames,
+ * empty_data_flood) end a connection that floods.
  *
  * The connection's timer is the earliest of: the least recently active stream's idle deadline
  * (stream_idle_ms: it is reset), the connection's idle deadline when no stream is open (idle_ms:
