@@ -30,6 +30,7 @@
 
 #include "core/log.h"
 #include "core/tls_conn.h"
+#include "h2/mem.h"
 #include "h2/stream.h"
 
 #define MAX_ROUNDS 16
@@ -652,7 +653,7 @@ struct h2_session *h2_session_start(const struct h2_env *env, struct conn *c, co
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_no_closed_streams(opt, 1);
-    if (nghttp2_session_server_new2(&h2->ng, env->local->callbacks, h2, opt) != 0)
+    if (nghttp2_session_server_new3(&h2->ng, env->local->callbacks, h2, opt, h2_mem()) != 0)
         goto fail;
     nghttp2_option_del(opt);
     opt = NULL;
