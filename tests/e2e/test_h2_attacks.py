@@ -20,7 +20,6 @@ The limits under test (docs/http2.md, "Protections"):
     and free their servers' connections at once;
   - invalid frames and states: the RFC 9113 verdict, or stricter.
 """
-import json
 import os
 import socket
 import tempfile
