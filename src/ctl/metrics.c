@@ -438,6 +438,11 @@ static uint64_t h2_streams(const struct source *src, unsigned i, const char **lv
     return src->g->h2_streams;
 }
 
+static uint64_t h2_streams_cancelled(const struct source *src, unsigned i, const char **lv)
+{
+    return src->g->h2_streams_cancelled;
+}
+
 static uint64_t client_connections(const struct source *src, unsigned i, const char **lv)
 {
     static const char *const names[STATS_CLIENT_STATES] = {"idle", "reading", "active", "closing",
@@ -578,6 +583,10 @@ static const struct family families[] = {
     {"http2_streams_total", "counter",
      "HTTP/2 streams that became requests (each is counted with the requests as well).",
      SCOPE_PROCESS, .value = h2_streams},
+    {"http2_streams_cancelled_total", "counter",
+     "HTTP/2 streams that ended while their request was with a server (reset by the client, "
+     "their connection's end, stream_idle_timeout): the server's request was cancelled.",
+     SCOPE_PROCESS, .value = h2_streams_cancelled},
     {"header_fields_dropped_total", "counter",
      "Request header fields not forwarded, by reason (underscore: '_' in the name).", SCOPE_PROCESS,
      .label = "reason", .nlabel = 1, .value = fields_dropped},

@@ -12,7 +12,8 @@
  *
  * until nothing moves. A client that does not read what we send stops being read (wbuf full),
  * so it cannot make us queue replies without end; nghttp2's own limits (SETTINGS and PING acks,
- * stream resets per second, CONTINUATION frames per header block) end a connection that floods.
+ * stream resets per second, CONTINUATION frames per header block) and ours (empty DATA frames,
+ * empty_data_flood) end a connection that floods.
  *
  * The connection's timer is the earliest of: the least recently active stream's idle deadline
  * (stream_idle_ms: it is reset), the connection's idle deadline when no stream is open (idle_ms:
@@ -29,6 +30,7 @@
 
 #include "core/log.h"
 #include "core/tls_conn.h"
+#include "h2/mem.h"
 #include "h2/stream.h"
 
 #define MAX_ROUNDS 16
@@ -216,10 +218,47 @@ void h2_session_trailers_ready(struct h2_session *h2, struct h2_stream *st)
     st->tail.end = len;
 }
 
+/*
+ * DATA frames without payload or END_STREAM carry nothing and take no window, so flow control
+ * does not bound them, and nghttp2 has no limit of its own (CVE-2019-9518: each costs a frame's
+ * work). A leaky bucket per connection lets EMPTY_DATA_BURST of them through at once, and one
+ * more every EMPTY_DATA_LEAK_MS: no client needs more (a body that ends with an empty frame has
+ * END_STREAM on it, which is not counted), and a flood ends after EMPTY_DATA_BURST + 1 frames,
+ * however it interleaves real data. The client gets GOAWAY ENHANCE_YOUR_CALM, as with nghttp2's
+ * own flood limits, and the connection closes. Returns true when it does.
+ */
+#define EMPTY_DATA_BURST   100
+#define EMPTY_DATA_LEAK_MS 100
+
+static bool empty_data_flood(struct h2_session *h2, const nghttp2_frame *frame)
+{
+    if (frame->hd.type != NGHTTP2_DATA || frame->hd.length > frame->data.padlen ||
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) || h2->closing)
+        return false;
+    uint64_t now = loop_now_ms(h2->env->loop);
+    uint64_t leaked = (now - h2->empty_data_leak_ms) / EMPTY_DATA_LEAK_MS;
+    if (leaked >= h2->empty_data) {
+        h2->empty_data = 0;
+        h2->empty_data_leak_ms = now;
+    } else if (leaked) {
+        h2->empty_data -= (uint32_t)leaked;
+        h2->empty_data_leak_ms += leaked * EMPTY_DATA_LEAK_MS;
+    }
+    if (++h2->empty_data <= EMPTY_DATA_BURST)
+        return false;
+    log_debug("h2: more than %u empty DATA frames: GOAWAY ENHANCE_YOUR_CALM", EMPTY_DATA_BURST);
+    if (nghttp2_session_terminate_session(h2->ng, NGHTTP2_ENHANCE_YOUR_CALM) != 0)
+        log_debug("h2: cannot queue GOAWAY: the connection closes without it");
+    start_closing(h2);
+    return true;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
     struct h2_session *h2 = user;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    if (empty_data_flood(h2, frame))
         return 0;
     struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
     if (!st)
@@ -653,8 +692,10 @@ struct h2_session *h2_session_begin(const struct h2_env *env, struct conn *c, co
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_no_closed_streams(opt, 1);
-    int rv = client ? nghttp2_session_client_new2(&h2->ng, env->local->client_callbacks, h2, opt)
-                    : nghttp2_session_server_new2(&h2->ng, env->local->callbacks, h2, opt);
+    int rv =
+        client
+            ? nghttp2_session_client_new3(&h2->ng, env->local->client_callbacks, h2, opt, h2_mem())
+            : nghttp2_session_server_new3(&h2->ng, env->local->callbacks, h2, opt, h2_mem());
     if (rv != 0)
         goto fail;
     nghttp2_option_del(opt);

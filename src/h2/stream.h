@@ -102,6 +102,9 @@ struct h2_session {
     bool ended;   /* the client connection is closed; waiting for streams' users to let go */
     bool closing; /* flush what is queued, then end (by close_by_ms at the latest) */
     bool buried;  /* handed to loop_bury(): freed after this batch */
+    /* the empty DATA limit (session.c): frames counted, less those leaked since leak_ms */
+    uint32_t empty_data;
+    uint64_t empty_data_leak_ms;
 };
 
 /* stream.c */

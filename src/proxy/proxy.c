@@ -2026,6 +2026,17 @@ static void on_timer(struct loop *loop, struct loop_timer *timer)
 
 /* ---- the driver ---- */
 
+/* An HTTP/2 stream ends under its session (its client reset it, its connection ended, or it
+ * was idle for stream_idle_timeout) while the request is with a server: close_session() cancels
+ * that server's work (its connection is reset, never pooled), and operators see how often
+ * (fulcrum_http2_streams_cancelled_total: a rapid reset that got as far as the servers shows
+ * there). */
+static void count_cancelled_stream(const struct session *s)
+{
+    if (s->stream && s->up)
+        stats_add(&s->w->stats->h2_streams_cancelled, 1);
+}
+
 static void drive(struct session *s)
 {
     for (unsigned round = 0; round < MAX_ROUNDS; round++) {
@@ -2033,6 +2044,7 @@ static void drive(struct session *s)
         /* In a tunnel, the relay sees a gone client itself, and still delivers what it read. */
         if (s->phase != PH_TUNNEL && (s->conn.io.ready & (LOOP_HUP | LOOP_ERR))) {
             /* The client is gone (reset, or both directions closed): nobody to answer. */
+            count_cancelled_stream(s);
             close_session(s, s->phase == PH_EXCHANGE);
             return;
         }

@@ -178,6 +178,7 @@ void stats_sum_global(struct stats *const *all, unsigned n, struct stats_global_
         out->tunnels += load(&all[w]->tunnels);
         out->h2_connections += load(&all[w]->h2_connections);
         out->h2_streams += load(&all[w]->h2_streams);
+        out->h2_streams_cancelled += load(&all[w]->h2_streams_cancelled);
         out->bad_requests += load(&all[w]->bad_requests);
         out->underscore_fields_dropped += load(&all[w]->underscore_fields_dropped);
         for (unsigned k = 0; k < 2; k++) {

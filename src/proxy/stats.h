@@ -77,7 +77,10 @@ struct stats {
     _Atomic uint64_t tunnels;        /* WebSocket tunnels opened (a 101 passed on) */
     _Atomic uint64_t h2_connections; /* client connections that spoke HTTP/2 (h2front.c) */
     _Atomic uint64_t h2_streams;     /* HTTP/2 streams that became requests */
-    _Atomic uint64_t bad_requests;   /* answered by fulcrum before any pool was involved */
+    /* HTTP/2 streams that ended (client reset, connection end, stream_idle_timeout) while
+     * their request was with a server: that server request was cancelled (proxy.c) */
+    _Atomic uint64_t h2_streams_cancelled;
+    _Atomic uint64_t bad_requests; /* answered by fulcrum before any pool was involved */
     /* request fields not forwarded because their name has '_' (http.underscores_in_headers);
      * the parser adds to it through http1_limits.underscore_drops */
     _Atomic uint64_t underscore_fields_dropped;
@@ -146,7 +149,7 @@ struct stats_pool_sum {
 
 struct stats_global_sum {
     int64_t clients[STATS_CLIENT_STATES];
-    uint64_t accepted, bad_requests, tunnels, h2_connections, h2_streams;
+    uint64_t accepted, bad_requests, tunnels, h2_connections, h2_streams, h2_streams_cancelled;
     uint64_t underscore_fields_dropped;
     uint64_t tls_handshakes[2], tls_versions[2], tls_failures[STATS_TLS_FAILURES];
 };
