@@ -6,6 +6,7 @@ on Debian's python3-grpcio) on both sides, a `protocol: h2` pool in between.
   payloads of 3 MB each way, metadata both ways, and an error status with its message and
   trailing metadata intact; each call logged once, as HTTP/2.0;
 - many calls at once share one connection to the server (threads: 1): multiplexing;
+- a call the client cancels is cancelled at the server (RST_STREAM), and counted;
 - grpc-timeout bounds the server's time: against a server that never answers, fulcrum answers
   DEADLINE_EXCEEDED itself when the client's deadline passes (not after timeouts.server);
 - TLS on both sides: ALPN h2 from the client, and to the server with the pool's tls;
@@ -22,6 +23,7 @@ import threading
 import time
 import types
 import unittest
+import urllib.request
 
 import grpc_peer
 from harness import FulcrumTestCase, free_port, wait_for
@@ -100,7 +102,7 @@ class GrpcProxyTest(FulcrumTestCase):
         self.addCleanup(p.cleanup)
         return p
 
-    def start(self, peers, threads=1, pool_extra="", listener_extra="    h2c: true\n"):
+    def start(self, peers, threads=1, pool_extra="", listener_extra="    h2c: true\n", admin=False):
         text = ("threads: %d\n"
                 "listeners:\n"
                 "  - name: grpc\n"
@@ -113,6 +115,9 @@ class GrpcProxyTest(FulcrumTestCase):
         for p in peers:
             text += "      - { name: %s, address: \"%s\" }\n" % (p.name, p.target)
         text += "access_log:\n  path: %s\n" % self.log_path
+        if admin:
+            self.admin_port = free_port()
+            text += "admin:\n  bind: 127.0.0.1:%d\n" % self.admin_port
         self.f = self.fulcrum(text)
         self.target = "127.0.0.1:%d" % self.f.port
         return self.f
@@ -234,6 +239,43 @@ class GrpcProxyTest(FulcrumTestCase):
                                         echo_request(b"soon"), headers=[("grpc-timeout", "5S")])
         self.assertEqual((head.get(":status"), trailers.get("grpc-status")), ("200", "0"),
                          (head, trailers))
+
+    def metric(self, name):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
+                                      timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+        self.fail("no metric %s" % name)
+
+    def test_a_call_the_client_cancels_is_cancelled_at_the_server(self):
+        a = self.peer("a")
+        self.start([a], admin=True)
+        # the client resets its stream once the call is with the server, which would take 5 s
+        import h2.config
+        import h2.connection
+        sock = socket.create_connection(("127.0.0.1", self.f.port), timeout=10)
+        self.addCleanup(sock.close)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        message = echo_request(b"x", delay_ms=5000)
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "http"),
+                              (":authority", "grpc.test"), (":path", "/%s/Unary" % SERVICE),
+                              ("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(1, b"\x00" + len(message).to_bytes(4, "big") + message, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        wait_for(lambda: grpc_peer.stats(a.target)["calls"].get("Unary") == 1,
+                 what="the call at the server")
+        conn.reset_stream(1)
+        sock.sendall(conn.data_to_send())
+        wait_for(lambda: grpc_peer.stats(a.target)["cancelled"] == 1,
+                 what="the server's call cancelled")
+        wait_for(lambda: self.metric("fulcrum_http2_streams_cancelled_total") == 1,
+                 what="the cancelled stream counted")
+        # the connection to the server stays, for the next call
+        r = grpc_peer.unary(self.target, payload=b"next")
+        self.assertTrue(r.ok, r)
+        self.assertEqual(connections_to(a.port), 1)
 
     def test_tls_on_both_sides(self):
         pki = make_pki(PKI_DIR)
