@@ -439,13 +439,14 @@ static json_t *state_json(void)
                   (double)(loop_now_ms(adm.loop) - adm.plane->started_ms()) / 1000.0, "threads",
                   (json_int_t)opts->threads, "config", opts->config_path, "reloads", "ok",
                   (json_int_t)cs.reloads_ok, "failed", (json_int_t)cs.reloads_failed);
-    json_t *clients =
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "idle", (json_int_t)g.clients[STATS_CLIENT_IDLE],
-                  "reading", (json_int_t)g.clients[STATS_CLIENT_READING], "active",
-                  (json_int_t)g.clients[STATS_CLIENT_ACTIVE], "closing",
-                  (json_int_t)g.clients[STATS_CLIENT_CLOSING], "tunnel",
-                  (json_int_t)g.clients[STATS_CLIENT_TUNNEL], "tunnels_total",
-                  (json_int_t)g.tunnels, "accepted", (json_int_t)g.accepted);
+    json_t *clients = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "idle",
+                                (json_int_t)g.clients[STATS_CLIENT_IDLE], "reading",
+                                (json_int_t)g.clients[STATS_CLIENT_READING], "active",
+                                (json_int_t)g.clients[STATS_CLIENT_ACTIVE], "closing",
+                                (json_int_t)g.clients[STATS_CLIENT_CLOSING], "tunnel",
+                                (json_int_t)g.clients[STATS_CLIENT_TUNNEL], "http2",
+                                (json_int_t)g.clients[STATS_CLIENT_HTTP2], "tunnels_total",
+                                (json_int_t)g.tunnels, "accepted", (json_int_t)g.accepted);
     return json_pack("{s:o,s:o,s:o,s:o,s:o}", "fulcrum", fulcrum, "clients", clients, "listeners",
                      listeners, "buckets", buckets, "pools", pools);
 }

@@ -29,7 +29,7 @@
  *   tcp_bytes_total{pool,direction}               counter, in (client to server) | out
  *   route_requests_total{listener,route,code_class}  counter, per route of each listener
  *   route_request_duration_seconds{listener,route}   histogram, per route
- *   client_connections{state}                     gauge, idle|reading|active|closing|tunnel
+ *   client_connections{state}                     gauge, idle|reading|active|closing|tunnel|http2
  *   tunnels_total                                 counter, WebSocket tunnels opened
  *   http2_connections_total                       counter, client connections in HTTP/2
  *   http2_streams_total                           counter, HTTP/2 streams that became requests
@@ -445,8 +445,8 @@ static uint64_t h2_streams_cancelled(const struct source *src, unsigned i, const
 
 static uint64_t client_connections(const struct source *src, unsigned i, const char **lv)
 {
-    static const char *const names[STATS_CLIENT_STATES] = {"idle", "reading", "active", "closing",
-                                                           "tunnel"};
+    static const char *const names[STATS_CLIENT_STATES] = {"idle",    "reading", "active",
+                                                           "closing", "tunnel",  "http2"};
     *lv = names[i];
     /* a sum over workers can be briefly negative: a connection moved between two reads */
     return src->g->clients[i] > 0 ? (uint64_t)src->g->clients[i] : 0;

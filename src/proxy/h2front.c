@@ -115,6 +115,7 @@ static void closed(void *ctx)
     if (f->next)
         f->next->prev = f->prev;
     hl->count--;
+    stats_client_move(f->w->stats, STATS_CLIENT_HTTP2, -1);
     snapshot_unref(f->snap);
     free(f->client_subject);
     f->w->on_client_closed(f->w);
@@ -156,6 +157,7 @@ int h2front_start(struct worker *w, struct snapshot *snap, unsigned listener, st
     }
     snapshot_ref(snap);
     stats_add(&w->stats->h2_connections, 1);
+    stats_client_move(w->stats, -1, STATS_CLIENT_HTTP2);
     f->next = hl->fronts;
     if (hl->fronts)
         hl->fronts->prev = f;

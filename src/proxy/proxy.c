@@ -257,7 +257,8 @@ static int8_t phase_client_state(uint8_t phase)
 
 static void set_phase(struct session *s, uint8_t phase)
 {
-    int8_t to = phase_client_state(phase);
+    /* an HTTP/2 stream is not a connection: its connection counts as one (h2front.c) */
+    int8_t to = s->stream ? -1 : phase_client_state(phase);
     if (to != s->client_state) {
         stats_client_move(s->w->stats, s->client_state, to);
         s->client_state = to;

@@ -56,6 +56,8 @@ enum stats_client_state {
     STATS_CLIENT_ACTIVE,   /* a request in progress */
     STATS_CLIENT_CLOSING,  /* lingering close */
     STATS_CLIENT_TUNNEL,   /* a WebSocket tunnel (after a 101) */
+    STATS_CLIENT_HTTP2,    /* an HTTP/2 connection, whatever its streams do (they are not
+                            * connections of their own, and are not counted here) */
     STATS_CLIENT_STATES,
 };
 

@@ -266,6 +266,9 @@ class GrpcProxyTest(FulcrumTestCase):
         sock.sendall(conn.data_to_send())
         wait_for(lambda: grpc_peer.stats(a.target)["calls"].get("Unary") == 1,
                  what="the call at the server")
+        # one HTTP/2 connection, its stream not counted as a connection of its own
+        self.assertEqual(self.metric('fulcrum_client_connections{state="http2"}'), 1)
+        self.assertEqual(self.metric('fulcrum_client_connections{state="active"}'), 0)
         conn.reset_stream(1)
         sock.sendall(conn.data_to_send())
         wait_for(lambda: grpc_peer.stats(a.target)["cancelled"] == 1,
