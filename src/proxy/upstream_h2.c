@@ -106,6 +106,8 @@ static void wake_waiting(struct h2_link *link)
     while (link->waiting) {
         struct upstream *u = link->waiting;
         link->waiting = u->next;
+        if (link->waiting)
+            link->waiting->prev = NULL;
         u->prev = u->next = NULL;
         u->on_wait_list = false;
         link->nwaiting--;
@@ -211,8 +213,16 @@ static struct h2_link *link_connect(struct worker *w, struct server *s,
         (*head)->prev = link;
     *head = link;
     link->listed = true;
-    if (!link->carrier->connecting) /* connected at once, and no TLS: up now */
+    if (!link->carrier->connecting) { /* connected at once, and no TLS: up now */
+        link->users++;                /* held: a failure would free it under us */
         link_up(link);
+        link->users--;
+        if (link->failed) {
+            *err = link->err;
+            free_if_unused(link);
+            return NULL;
+        }
+    }
     return link;
 }
 
@@ -233,11 +243,6 @@ struct upstream *upstream_open_stream(struct worker *w, struct server *s,
     struct h2_link *link = fresh ? NULL : link_with_room(w, s);
     if (!link && !(link = link_connect(w, s, tls, idle_ms, err)))
         return NULL;
-    if (link->failed) { /* it failed at once: the failure is the request's */
-        *err = link->err;
-        free_if_unused(link);
-        return NULL;
-    }
     struct upstream *u = upstream_alloc(w);
     if (!u) {
         *err = ENOMEM;
