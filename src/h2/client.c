@@ -122,13 +122,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
                      void *user)
 {
     struct h2_session *h2 = user;
-    struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
-    if (!st || frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    st->header_bytes += (uint32_t)(name_len + value_len + 32);
-    if (st->header_bytes > h2->lim.max_header_list_size || name_len + value_len > UINT32_MAX / 2)
-        st->too_large = true;
-    if (st->too_large)
+    struct h2_stream *st = h2_session_field_stream(h2, frame, name_len, value_len);
+    if (!st)
         return 0;
     if (!st->head_done)
         h2_reply_field(&h2->req, (const char *)name, name_len, (const char *)value, value_len);

@@ -130,19 +130,26 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     return 0;
 }
 
+struct h2_stream *h2_session_field_stream(struct h2_session *h2, const nghttp2_frame *frame,
+                                          size_t name_len, size_t value_len)
+{
+    struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
+    if (!st || frame->hd.type != NGHTTP2_HEADERS)
+        return NULL;
+    /* An HPACK bomb decodes small frames into a huge list: it is the decoded size that counts. */
+    st->header_bytes += (uint32_t)(name_len + value_len + 32);
+    if (st->header_bytes > h2->lim.max_header_list_size || name_len + value_len > UINT32_MAX / 2)
+        st->too_large = true;
+    return st->too_large ? NULL : st;
+}
+
 static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
                      size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
                      void *user)
 {
     struct h2_session *h2 = user;
-    struct h2_stream *st = h2_stream_of(h2, frame->hd.stream_id);
-    if (!st || frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    /* An HPACK bomb decodes small frames into a huge list: it is the decoded size that counts. */
-    st->header_bytes += (uint32_t)(name_len + value_len + 32);
-    if (st->header_bytes > h2->lim.max_header_list_size || name_len + value_len > UINT32_MAX / 2)
-        st->too_large = true;
-    if (st->too_large)
+    struct h2_stream *st = h2_session_field_stream(h2, frame, name_len, value_len);
+    if (!st)
         return 0;
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         h2_request_field(&h2->req, (const char *)name, name_len, (const char *)value, value_len);

@@ -154,6 +154,10 @@ struct h2_session *h2_session_begin(const struct h2_env *env, struct conn *c, co
 int h2_session_on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
                              size_t len, void *user);
 int h2_session_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user);
+/* The stream a decoded header field belongs to, with the field counted against the header list
+ * limit; NULL when there is none, or its header list is already too large (too_large). */
+struct h2_stream *h2_session_field_stream(struct h2_session *h2, const nghttp2_frame *frame,
+                                          size_t name_len, size_t value_len);
 /* A trailer section is complete: the stream's tail holds it, or it is dropped. */
 void h2_session_trailers_ready(struct h2_session *h2, struct h2_stream *st);
 /* Something changed nghttp2's state outside of pump(): pump again soon. */

@@ -64,6 +64,21 @@ def rss_kib(pid):
     return 0
 
 
+def metric_value(admin_port, name):
+    """One sample of fulcrum's /metrics on the admin listener, by its name with labels
+    ('fulcrum_client_connections{state="http2"}'), as an int; AssertionError if absent."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no metric %s" % name)
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 

@@ -23,10 +23,9 @@ import threading
 import time
 import types
 import unittest
-import urllib.request
 
 import grpc_peer
-from harness import FulcrumTestCase, free_port, wait_for
+from harness import FulcrumTestCase, free_port, metric_value, wait_for
 from tlspki import make_pki
 
 PKI_DIR = os.path.join(tempfile.gettempdir(), "fulcrum-e2e-pki")
@@ -241,12 +240,7 @@ class GrpcProxyTest(FulcrumTestCase):
                          (head, trailers))
 
     def metric(self, name):
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
-                                      timeout=5).read().decode()
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return int(float(line.split()[1]))
-        self.fail("no metric %s" % name)
+        return metric_value(self.admin_port, name)
 
     def test_a_call_the_client_cancels_is_cancelled_at_the_server(self):
         a = self.peer("a")

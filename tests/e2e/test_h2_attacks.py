@@ -25,10 +25,9 @@ import socket
 import tempfile
 import threading
 import time
-import urllib.request
 
 import h2attack as A
-from harness import FulcrumTestCase, free_port, rss_kib, wait_for
+from harness import FulcrumTestCase, free_port, metric_value, rss_kib, wait_for
 from tlspki import make_pki
 
 PKI_DIR = os.path.join(tempfile.gettempdir(), "fulcrum-e2e-pki")
@@ -109,12 +108,7 @@ class H2AttackCase(FulcrumTestCase):
     # -- what fulcrum and its server say
 
     def metric(self, name):
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin_port,
-                                      timeout=5).read().decode()
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return int(float(line.split()[1]))
-        self.fail("no metric %s" % name)
+        return metric_value(self.admin_port, name)
 
     def rss(self):
         return rss_kib(self.f.proc.pid)
