@@ -11,7 +11,9 @@
  * starts and its users write their requests first (the streams get ids 1, 3, ... in the reverse
  * order of the bits: the last one opened is submitted first); then the rest of the input goes to
  * the session over a socket pair as the server's bytes (a seed starts with the server's
- * SETTINGS), and the loop runs a bounded number of rounds, taking what the session sends.
+ * SETTINGS), and the loop runs a bounded number of rounds, taking what the session sends. After
+ * the first of them, a GET goes on a new stream if the session says it has room, as the proxy
+ * would send one more request on the connection.
  *
  * What a user reads must be what the proxy can rely on: one final response head (never an
  * interim one) that ends within a buffer, then a body exactly as its framing says (valid chunked
@@ -202,6 +204,18 @@ static void user_event(struct loop *l, struct loop_io *io)
     }
 }
 
+static void open_user(struct h2_session *h2, unsigned kind)
+{
+    struct user *u = calloc(1, sizeof(*u));
+    if (!u)
+        abort();
+    u->kind = kind;
+    u->conn.io.handler = user_event;
+    open_users++;
+    if (h2_client_open_stream(h2, &u->conn) < 0)
+        abort();
+}
+
 static void closed(void *ctx)
 {
     session_open = false;
@@ -272,18 +286,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     session_open = true;
-    for (unsigned k = 0; k < NREQUESTS; k++) {
-        if (!(mask & (1u << k)))
-            continue;
-        struct user *u = calloc(1, sizeof(*u));
-        if (!u)
-            abort();
-        u->kind = k;
-        u->conn.io.handler = user_event;
-        open_users++;
-        if (h2_client_open_stream(h2, &u->conn) < 0)
-            abort();
-    }
+    if (h2_client_used(h2))
+        abort();
+    for (unsigned k = 0; k < NREQUESTS; k++)
+        if (mask & (1u << k))
+            open_user(h2, k);
+    if (h2_client_used(h2) != (mask != 0))
+        abort();
     run_rounds(sv[1]); /* the preface, SETTINGS and the requests go out */
     if (session_open) {
         size_t off = 1;
@@ -295,8 +304,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (fin)
             shutdown(sv[1], SHUT_WR);
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 4 && session_open; i++) {
             run_rounds(sv[1]);
+            /* as the proxy does: another request goes on the connection while it has room */
+            if (i == 0 && session_open && h2_client_room(h2) > 0)
+                open_user(h2, 0);
+        }
     }
     if (session_open)
         h2_session_close(h2);
