@@ -24,7 +24,8 @@ static int put(struct h2_request *r, const char *p, size_t n)
     if (r->error_status)
         return -1;
     if (n > r->cap - r->len)
-        return fail(r, 431, "request header fields too large");
+        return r->reply ? fail(r, 502, "response header fields too large")
+                        : fail(r, 431, "request header fields too large");
     memcpy(r->head + r->len, p, n);
     r->len += (uint32_t)n;
     return 0;
@@ -225,6 +226,7 @@ void h2_reply_init(struct h2_request *r, char *head, uint32_t cap, uint8_t metho
 {
     h2_request_init(r, head, cap, NULL, 0);
     r->method = method;
+    r->reply = true;
 }
 
 static int reply_status(struct h2_request *r, const char *value, size_t len)

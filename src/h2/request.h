@@ -39,6 +39,7 @@ struct h2_request {
     uint32_t method_off, method_len, path_off, path_len, authority_off, authority_len;
     uint32_t cookie_off; /* where the crumbs start in scratch */
     uint16_t status;     /* a response's (h2_reply_*) */
+    bool reply;          /* a response is being written (h2_reply_*), not a request */
     uint8_t method;      /* enum http1_method (the response's framing depends on HEAD) */
     bool line_written;   /* request line and Host are in head */
     bool has_authority, has_path, has_host, has_length, has_cookie;

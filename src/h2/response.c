@@ -130,6 +130,8 @@ int h2_request_fields(const char *head, const struct http1_msg *msg, const char 
     size_t n = 0, used = 0;
     nv[n++] = entry(":method", 7, head + msg->method_off, msg->method_len);
     nv[n++] = entry(":scheme", 7, scheme, strlen(scheme));
+    if (msg->path_len && head[msg->path_off] != '/' && head[msg->path_off] != '*')
+        return -1; /* "?q" of an absolute-form target: the proxy sends origin-form ones */
     if (msg->path_len)
         nv[n++] = entry(":path", 5, head + msg->path_off, msg->path_len);
     else if (msg->target_len == 1 && head[msg->target_off] == '*')
