@@ -59,7 +59,7 @@ static void check_registry(const struct etcd_registry *reg)
     }
 }
 
-static void build_set(const struct etcd_registry *reg)
+static void build_set(struct etcd_registry *reg)
 {
     struct member_set set;
     struct member_log log = {0};
