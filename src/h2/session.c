@@ -401,7 +401,7 @@ static void end(struct h2_session *h2)
             h2_stream_refresh(st);
             continue;
         }
-        buf_put(&h2->env->local->rx, &st->rx); /* no window to give back any more */
+        h2_stream_put_rx(st); /* no window to give back any more */
         if (st->conn) {
             st->conn->io.ready |= LOOP_HUP | LOOP_ERR;
             h2_session_notify(h2, st);

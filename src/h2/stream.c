@@ -58,7 +58,7 @@ static void free_stream(struct h2_stream *st)
     struct h2_session *h2 = st->h2;
     struct h2_local *local = h2->env->local;
     buf_put(h2->env->bufs, &st->head);
-    buf_put(&local->rx, &st->rx);
+    h2_stream_put_rx(st);
     buf_put(h2->env->bufs, &st->tail);
     buf_put(h2->env->bufs, &st->tx);
     buf_put(h2->env->bufs, &st->trailers);
@@ -106,7 +106,7 @@ void h2_stream_drop_rx(struct h2_stream *st)
 {
     struct h2_session *h2 = st->h2;
     size_t n = st->rx.data ? buf_len(&st->rx) : 0;
-    buf_put(&h2->env->local->rx, &st->rx);
+    h2_stream_put_rx(st);
     if (!n || !h2->ng)
         return;
     if (st->closed)
@@ -194,14 +194,45 @@ void h2_stream_closed(struct h2_stream *st, uint32_t error_code)
     h2_stream_release(st);
 }
 
+void h2_stream_put_rx(struct h2_stream *st)
+{
+    const struct h2_env *env = st->h2->env;
+    buf_put(st->rx_window ? &env->local->rx : env->bufs, &st->rx);
+    st->rx_window = false;
+}
+
+/* Room for len more body bytes in rx. Most bodies are small and read at once: they start in one
+ * of the thread's pooled buffers, and move to a buffer as large as the window (whose pool keeps
+ * few spares) only when more is waiting than that holds. */
+static bool rx_room(struct h2_stream *st, size_t len)
+{
+    const struct h2_env *env = st->h2->env;
+    if (!st->rx.data) {
+        st->rx_window = len > env->bufs->size;
+        if (buf_get(st->rx_window ? &env->local->rx : env->bufs, &st->rx) < 0)
+            return false;
+    }
+    struct buf_pool *pool = st->rx_window ? &env->local->rx : env->bufs;
+    if (st->rx.end + len > pool->size && st->rx.start > 0)
+        buf_compact(&st->rx);
+    if (st->rx.end + len <= pool->size)
+        return true;
+    if (st->rx_window)
+        return false;
+    struct buf big;
+    if (buf_get(&env->local->rx, &big) < 0)
+        return false;
+    big.end = buf_len(&st->rx);
+    memcpy(big.data, st->rx.data + st->rx.start, big.end);
+    buf_put(env->bufs, &st->rx);
+    st->rx = big;
+    st->rx_window = true;
+    return st->rx.end + len <= env->local->rx.size;
+}
+
 bool h2_stream_data(struct h2_stream *st, const uint8_t *data, size_t len)
 {
-    struct h2_local *local = st->h2->env->local;
-    if (!st->rx.data && buf_get(&local->rx, &st->rx) < 0)
-        return false;
-    if (st->rx.end + len > local->rx.size && st->rx.start > 0)
-        buf_compact(&st->rx);
-    if (st->rx.end + len > local->rx.size)
+    if (!rx_room(st, len))
         return false;
     memcpy(st->rx.data + st->rx.end, data, len);
     st->rx.end += (uint32_t)len;
@@ -291,7 +322,7 @@ static ssize_t h2_stream_recv(struct conn *c, void *buf, size_t len)
         }
     }
     if (st->rx.data && buf_empty(&st->rx))
-        buf_put(&h2->env->local->rx, &st->rx);
+        h2_stream_put_rx(st);
     bool chunks_done = !has_bytes(&st->rx) && !st->chunk_left && st->frame_off == st->frame_len;
     if (st->chunked_rx && st->rx_end && chunks_done && !st->tail_done && n < len) {
         if (st->tail.data) { /* the trailers arrived: the last chunk and they are in tail */

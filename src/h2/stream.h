@@ -50,6 +50,8 @@ struct h2_stream {
     uint8_t tx_body;               /* enum http1_body of the response */
     bool chunked_rx;               /* the body goes to the user with chunked framing */
     bool head_done;                /* client role: the final response head arrived */
+    bool rx_window;                /* rx is a whole window's buffer (h2_local.rx), not a pooled
+                                    * one of the thread's (env->bufs) */
     bool rx_end;                   /* the client ended the request (END_STREAM) */
     bool tail_done;                /* the chunked body's end has been read */
     bool eof_given;                /* recv() has returned end of stream */
@@ -120,6 +122,8 @@ bool h2_stream_data(struct h2_stream *st, const uint8_t *data, size_t len);
 void h2_stream_ready(struct h2_stream *st);
 /* The same, and notifies the user if something became possible. */
 void h2_stream_refresh(struct h2_stream *st);
+/* Gives back st's buffer of body bytes, to the pool it came from. */
+void h2_stream_put_rx(struct h2_stream *st);
 /* Frees st if nobody holds it any more. */
 void h2_stream_release(struct h2_stream *st);
 /* The response body's data source for nghttp2. */
