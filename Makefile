@@ -110,7 +110,7 @@ FUZZ_CC ?= clang
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 60
-build-fuzz/%: fuzz/%.c $(CORE_SRC) build-fuzz/gen/dashboard.c
+build-fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRC) build-fuzz/gen/dashboard.c
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(CPPFLAGS) -DFULCRUM_NO_DNS -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined $< $(CORE_SRC) build-fuzz/gen/dashboard.c -o $@ \
@@ -144,10 +144,10 @@ tls-audit: deps all
 	FULCRUM_BUILD=$(BUILD) scripts/tls-audit $(TLS_AUDIT_ARGS)
 
 fmt:
-	clang-format -i src/*.c src/*/*.c src/*/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
+	clang-format -i src/*.c src/*/*.c src/*/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
 
 fmt-check:
-	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c
+	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h backend/*.c backend/*.h tests/unit/*.c fuzz/*.c fuzz/*.h
 
 # make install [PREFIX=/usr/local] [DESTDIR=staging dir]: binaries, man pages, the systemd unit,
 # the example configuration and the documentation. An existing fulcrum.yaml is never overwritten,

@@ -18,14 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/conn.h"
-#include "core/log.h"
-#include "core/loop.h"
-#include "h2/session.h"
-#include "http/http1.h"
+#include "h2_rig.h"
 
-#define ROUNDS   64
 #define BIG_BODY 100000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,16 +46,7 @@ struct user {
     bool head_seen, chunked, body_done, eof;
 };
 
-static struct loop *loop;
-static struct buf_pool bufs;
-static struct http1_limits limits = {.max_head_bytes = 16384, .max_fields = 100};
-static struct http1_field field_array[100];
-static struct http1_field *fields = field_array;
-static struct h2_env env;
-static struct loop_timer tick;
-static unsigned rounds, open_users, shape_pick;
-static size_t read_room; /* what a user asks for per read: small rooms split chunk framing */
-static bool session_open;
+static unsigned shape_pick;
 
 static void close_user(struct user *u, bool reset)
 {
@@ -154,88 +139,36 @@ static struct conn *open_stream(void *ctx)
     return &u->conn;
 }
 
-static void closed(void *ctx)
-{
-    session_open = false;
-}
-
-static void on_tick(struct loop *l, struct loop_timer *t)
-{
-    if (++rounds >= ROUNDS)
-        loop_stop(l);
-}
-
-/* Every round polls without sleeping: the timer is always due. */
-static void before_poll(struct loop *l, void *arg)
-{
-    loop_timer_set(l, &tick, 0);
-}
-
-static void run_rounds(void)
-{
-    rounds = 0;
-    loop_run(loop);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 32768)
         return 0;
-    if (!loop) {
-        log_max_level = LOG_ERROR;
-        loop = loop_new();
-        buf_pool_init(&bufs, 20480, 16);
-        env = (struct h2_env){.loop = loop,
-                              .bufs = &bufs,
-                              .limits = &limits,
-                              .fields = &fields,
-                              .local = h2_local_new()};
-        if (!loop || !env.local)
-            abort();
-        tick.fn = on_tick;
-        loop_set_before_poll(loop, before_poll, NULL);
-    }
+    rig_init(20480);
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    struct conn c;
+    if (!rig_connect(sv, &c))
         return 0;
     shape_pick = data[0];
     bool fin = data[0] & 0x80;
     static const size_t rooms[] = {4096, 1, 2, 5, 13, 100};
     read_room = rooms[(data[0] >> 3) % (sizeof(rooms) / sizeof(rooms[0]))];
     if (write(sv[1], preface, sizeof(preface) - 1) < 0 || write(sv[1], data + 1, size - 1) < 0) {
-        close(sv[0]);
+        conn_close(&c, false);
         close(sv[1]);
         return 0;
     }
     if (fin)
         shutdown(sv[1], SHUT_WR);
-    struct conn c;
-    conn_init_tcp(&c, sv[0], NULL);
-    if (conn_watch(loop, &c) < 0)
-        abort();
-    struct h2_limits lim = {.max_concurrent_streams = 8,
-                            .max_header_list_size = 4096,
-                            .stream_idle_ms = 50,
-                            .idle_ms = 50};
     struct h2_host host = {.open_stream = open_stream, .closed = closed};
-    struct h2_session *h2 = h2_session_start(&env, &c, NULL, 0, &lim, &host);
+    struct h2_session *h2 = h2_session_start(&env, &c, NULL, 0, &rig_limits, &host);
     if (!h2) {
         conn_close(&c, false);
         close(sv[1]);
         return 0;
     }
     session_open = true;
-    for (int i = 0; i < 4; i++) { /* take what it sends, so it is never stuck on a full socket */
-        run_rounds();
-        char sink[65536];
-        while (read(sv[1], sink, sizeof(sink)) > 0)
-            ;
-    }
-    if (session_open)
-        h2_session_close(h2);
-    run_rounds(); /* the batch is over: buried sessions are freed */
-    close(sv[1]);
-    if (open_users || session_open)
-        abort(); /* a stream or the session outlived the connection */
+    for (int i = 0; i < 4; i++)
+        run_rounds(sv[1]);
+    rig_finish(h2, sv[1]);
     return 0;
 }

@@ -29,15 +29,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/conn.h"
-#include "core/log.h"
-#include "core/loop.h"
 #include "h2/client.h"
-#include "h2/session.h"
-#include "http/http1.h"
+#include "h2_rig.h"
 
-#define ROUNDS    64
 #define BUF_SIZE  20480
 #define GRPC_BODY 70000 /* more than a stream's window: the server must open it further */
 
@@ -70,17 +64,7 @@ struct user {
     bool head_seen, body_done;
 };
 
-static struct loop *loop;
-static struct buf_pool bufs;
-static struct http1_limits limits = {.max_head_bytes = 16384, .max_fields = 100};
-static struct http1_field field_array[100];
-static struct http1_field *fields = field_array;
 static struct http1_field user_fields[100];
-static struct h2_env env;
-static struct loop_timer tick;
-static unsigned rounds, open_users;
-static size_t read_room; /* what a user asks for per read: small rooms split chunk framing */
-static bool session_open;
 
 static void close_user(struct user *u, bool reset)
 {
@@ -216,70 +200,22 @@ static void open_user(struct h2_session *h2, unsigned kind)
         abort();
 }
 
-static void closed(void *ctx)
-{
-    session_open = false;
-}
-
-static void on_tick(struct loop *l, struct loop_timer *t)
-{
-    if (++rounds >= ROUNDS)
-        loop_stop(l);
-}
-
-/* Every round polls without sleeping: the timer is always due. */
-static void before_poll(struct loop *l, void *arg)
-{
-    loop_timer_set(l, &tick, 0);
-}
-
-/* Runs the loop for a while, then takes what the session sent, so that it is never stuck on a
- * full socket. */
-static void run_rounds(int server)
-{
-    rounds = 0;
-    loop_run(loop);
-    char sink[65536];
-    while (read(server, sink, sizeof(sink)) > 0)
-        ;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 32768)
         return 0;
-    if (!loop) {
-        log_max_level = LOG_ERROR;
-        loop = loop_new();
-        buf_pool_init(&bufs, BUF_SIZE, 16);
-        env = (struct h2_env){.loop = loop,
-                              .bufs = &bufs,
-                              .limits = &limits,
-                              .fields = &fields,
-                              .local = h2_local_new()};
-        if (!loop || !env.local)
-            abort();
-        tick.fn = on_tick;
-        loop_set_before_poll(loop, before_poll, NULL);
-    }
+    rig_init(BUF_SIZE);
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    struct conn c;
+    if (!rig_connect(sv, &c))
         return 0;
     unsigned mask = data[0] & 15;
     static const size_t rooms[] = {4096, 1, 2, 5, 13, 100, 4096, 4096};
     read_room = rooms[(data[0] >> 4) & 7];
     bool fin = data[0] & 0x80;
 
-    struct conn c;
-    conn_init_tcp(&c, sv[0], NULL);
-    if (conn_watch(loop, &c) < 0)
-        abort();
-    struct h2_limits lim = {.max_concurrent_streams = 8,
-                            .max_header_list_size = 4096,
-                            .stream_idle_ms = 50,
-                            .idle_ms = 50};
     struct h2_host host = {.closed = closed};
-    struct h2_session *h2 = h2_client_start(&env, &c, &lim, &host);
+    struct h2_session *h2 = h2_client_start(&env, &c, &rig_limits, &host);
     if (!h2) {
         conn_close(&c, false);
         close(sv[1]);
@@ -311,11 +247,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 open_user(h2, 0);
         }
     }
-    if (session_open)
-        h2_session_close(h2);
-    run_rounds(sv[1]); /* the batch is over: buried sessions are freed */
-    close(sv[1]);
-    if (open_users || session_open)
-        abort(); /* a stream or the session outlived the connection */
+    rig_finish(h2, sv[1]);
     return 0;
 }
