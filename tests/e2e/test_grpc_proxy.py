@@ -212,7 +212,7 @@ class GrpcProxyTest(FulcrumTestCase):
 
     def test_grpc_timeout_bounds_the_server(self):
         # a server that takes the connection and never answers (the kernel accepts for it):
-        # fulcrum's timeouts.server is a minute, the client's deadline 300 ms
+        # fulcrum's timeouts.server is 30 s by default, the client's deadline 300 ms
         mute = socket.socket()
         mute.bind(("127.0.0.1", 0))
         mute.listen(16)
